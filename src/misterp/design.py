@@ -1,0 +1,163 @@
+"""Design: the encoding learned on the survey, re-applied to any table.
+
+A :class:`Design` knows, for a formula, the levels of every categorical
+column and every grouping term as they appear in the survey. Applied to a
+table (survey cells or frame cells) it gives the fixed-effects matrix X, the
+level index of each cell in each grouping term, and the offset, so that the
+same level always gets the same column.
+
+Level policy (lme4's): a grouping level the survey never saw gets index -1
+(a population-level prediction, ``allow.new.levels = TRUE``); a fixed-effect
+level the survey never saw is an error.
+
+Example
+-------
+>>> import pandas as pd
+>>> from misterp.formula import parse_formula
+>>> d = Design.learn(parse_formula("y ~ x + (1|g)"), pd.DataFrame({"y": [0, 1], "x": [1., 2.], "g": ["a", "b"]}))
+>>> d.fixed_names, d.group_names
+(['(Intercept)', 'x'], ['g'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+import pandas as pd
+
+from .errors import MisterpInputError
+from .formula import Formula
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _level_index(values: pd.DataFrame) -> pd.Index:
+    """Sorted unique level keys of one or more columns (a MultiIndex for several)."""
+    if values.shape[1] == 1:
+        return pd.Index(values.iloc[:, 0].unique()).sort_values()
+    return pd.MultiIndex.from_frame(values).unique().sort_values()
+
+
+def _lookup(levels: pd.Index, values: pd.DataFrame) -> np.ndarray:
+    """Position of each row's key in ``levels``; -1 where it is not there."""
+    if values.shape[1] == 1:
+        return levels.get_indexer(values.iloc[:, 0])
+    return levels.get_indexer(pd.MultiIndex.from_frame(values))
+
+
+def _level_label(key) -> str:
+    return ":".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+@dataclass(frozen=True)
+class Design:
+    """The survey-learned encoding of a formula.
+
+    Attributes
+    ----------
+    formula : Formula
+    categorical : dict[str, pd.Index]
+        Levels of every column used categorically by a fixed term.
+    group_levels : tuple[pd.Index, ...]
+        Levels of each grouping term, in lme4's term order.
+    group_terms : tuple
+        The grouping terms, sorted as lme4 sorts them (most levels first).
+    fixed_names : list[str]
+        Column names of X, R style ("(Intercept)", "class2", "x").
+    """
+
+    formula: Formula
+    categorical: dict
+    group_terms: tuple
+    group_levels: tuple
+    fixed_names: list
+
+    @classmethod
+    def learn(cls, formula: Formula, data: pd.DataFrame) -> "Design":
+        """Learn levels from ``data`` (the survey, or its cells)."""
+        categorical = {}
+        for term in formula.fixed:
+            for col, as_factor in zip(term.columns, term.as_factor):
+                if as_factor or not _is_numeric(data[col]):
+                    categorical[col] = _level_index(data[[col]])
+        levels = [_level_index(data[list(g.columns)]) for g in formula.groups]
+        # lme4 orders terms by decreasing number of levels; ties in reverse formula order
+        order = sorted(range(len(levels)), key=lambda k: (-len(levels[k]), -k))
+        names = ["(Intercept)"] if formula.intercept else []
+        for k, term in enumerate(formula.fixed):
+            names += _term_names(term, categorical, full_first=(not formula.intercept and k == 0))
+        return cls(
+            formula,
+            categorical,
+            tuple(formula.groups[k] for k in order),
+            tuple(levels[k] for k in order),
+            names,
+        )
+
+    @property
+    def group_names(self) -> list[str]:
+        return [g.name for g in self.group_terms]
+
+    @property
+    def n_levels(self) -> np.ndarray:
+        """Number of levels per grouping term, shape (n_terms,)."""
+        return np.array([len(lv) for lv in self.group_levels], dtype=int)
+
+    def level_labels(self, term: int) -> list[str]:
+        """Readable labels of one grouping term's levels ("HS:30-39")."""
+        return [_level_label(k) for k in self.group_levels[term]]
+
+    def fixed_matrix(self, data: pd.DataFrame) -> np.ndarray:
+        """X for the rows of ``data``, shape (n_rows, n_fixed)."""
+        cols = [np.ones(len(data))] if self.formula.intercept else []
+        for k, term in enumerate(self.formula.fixed):
+            pieces = []
+            for col, as_factor in zip(term.columns, term.as_factor):
+                if col in self.categorical:
+                    levels = self.categorical[col]
+                    codes = levels.get_indexer(data[col])
+                    if (codes < 0).any():
+                        unseen = sorted(set(data[col][codes < 0].astype(str)))
+                        raise MisterpInputError(
+                            f"Column {col!r} has level(s) {unseen[:10]} that the survey never has. "
+                            f"A fixed effect cannot predict an unseen level; the survey's levels are "
+                            f"{[str(v) for v in levels][:20]}. Drop those cells, merge the levels, or "
+                            f"model {col!r} as a random effect '(1|{col})'."
+                        )
+                    dummies = np.eye(len(levels))[codes]
+                    first = not self.formula.intercept and k == 0 and len(term.columns) == 1
+                    pieces.append(dummies if first else dummies[:, 1:])
+                else:
+                    pieces.append(pd.to_numeric(data[col]).to_numpy(float)[:, None])
+            for combo in product(*[range(p.shape[1]) for p in pieces]):
+                cols.append(np.prod([p[:, j] for p, j in zip(pieces, combo)], axis=0))
+        return np.column_stack(cols) if cols else np.zeros((len(data), 0))
+
+    def group_index(self, data: pd.DataFrame) -> np.ndarray:
+        """Level index of each row in each grouping term, shape (n_terms, n_rows); -1 = unseen."""
+        out = np.empty((len(self.group_terms), len(data)), dtype=np.int64)
+        for k, (term, levels) in enumerate(zip(self.group_terms, self.group_levels)):
+            out[k] = _lookup(levels, data[list(term.columns)])
+        return out
+
+    def offset(self, data: pd.DataFrame) -> np.ndarray:
+        """The offset column, or zeros; shape (n_rows,)."""
+        if self.formula.offset is None:
+            return np.zeros(len(data))
+        return pd.to_numeric(data[self.formula.offset]).to_numpy(float)
+
+
+def _term_names(term, categorical, full_first: bool) -> list[str]:
+    parts = []
+    for col in term.columns:
+        if col in categorical:
+            levels = [str(v) for v in categorical[col]]
+            keep = levels if (full_first and len(term.columns) == 1) else levels[1:]
+            parts.append([f"{col}{lv}" for lv in keep])
+        else:
+            parts.append([col])
+    return [":".join(p) for p in product(*parts)]

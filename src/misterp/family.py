@@ -1,0 +1,77 @@
+"""Families: how respondents become cell statistics, and the likelihood of a cell.
+
+Engines talk to a family only through this interface, so a gaussian family
+(cell statistics n, sum y, sum y^2) or a multinomial one can be added without
+touching them. The binomial-logit family is the one MRP needs first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit, gammaln
+
+from .errors import MisterpInputError
+
+
+@dataclass(frozen=True)
+class Binomial:
+    """Binomial response with the logit link.
+
+    A cell's statistics are ``successes`` and ``trials`` (respondent counts).
+    """
+
+    name: str = "binomial"
+    stats: tuple[str, ...] = ("successes", "trials")
+
+    def check_outcome(self, y: np.ndarray, column: str) -> None:
+        """Raise unless every respondent outcome is 0 or 1."""
+        bad = ~np.isin(y, (0, 1))
+        if bad.any():
+            values = sorted(set(np.asarray(y)[bad].tolist()), key=str)[:5]
+            raise MisterpInputError(
+                f"Outcome column {column!r} must hold only 0 and 1, but it has "
+                f"{int(bad.sum())} other value(s), such as {values}. Recode it to 0/1 "
+                "(for example yes -> 1, no -> 0) before fitting."
+            )
+
+    def cell_stats(self, y: np.ndarray, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]:
+        """Collapse respondent outcomes ``y`` (n,) by ``cell`` index (n,) into (n_cells,) arrays."""
+        trials = np.bincount(cell, minlength=n_cells).astype(float)
+        successes = np.bincount(cell, weights=np.asarray(y, float), minlength=n_cells)
+        return {"successes": successes, "trials": trials}
+
+    @staticmethod
+    def mean(eta: np.ndarray) -> np.ndarray:
+        """Inverse link: probabilities from the linear predictor."""
+        return expit(eta)
+
+    @staticmethod
+    def loglik(stats: dict[str, np.ndarray], eta: np.ndarray) -> np.ndarray:
+        """Cell log-likelihoods (with log C(n, s)), shape of ``eta``."""
+        s, n = stats["successes"], stats["trials"]
+        # log mu = -log1p(exp(-eta)), log(1-mu) = -log1p(exp(eta)), stable both ways
+        return -s * np.logaddexp(0.0, -eta) - (n - s) * np.logaddexp(0.0, eta) + log_choose(n, s)
+
+    @staticmethod
+    def working(stats: dict[str, np.ndarray], eta: np.ndarray):
+        """IRLS pieces: (mu, weights n*mu*(1-mu), residual s - n*mu, dW/deta)."""
+        s, n = stats["successes"], stats["trials"]
+        mu = expit(eta)
+        var = mu * (1.0 - mu)
+        return mu, n * var, s - n * mu, n * var * (1.0 - 2.0 * mu)
+
+    @staticmethod
+    def simulate(stats: dict[str, np.ndarray], mu: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """New cell statistics drawn at means ``mu`` (..., n_cells), same trials."""
+        n = stats["trials"]
+        return {"successes": rng.binomial(n.astype(np.int64), mu).astype(float), "trials": np.broadcast_to(n, np.shape(mu))}
+
+
+def log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """log C(n, k), elementwise."""
+    return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+
+
+BINOMIAL = Binomial()

@@ -1,0 +1,81 @@
+"""Survey: the respondent table, its outcome column and optional design weights.
+
+Design weights describe how respondents were sampled; they are never used as
+likelihood weights (a binomial cell's trials are respondent counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .errors import MisterpInputError
+from .tables import describe_rows, missing_rows, read_table, require_columns
+
+
+@dataclass(frozen=True)
+class Survey:
+    """Respondents, one row each.
+
+    Parameters
+    ----------
+    data : DataFrame or path
+        The respondent table (CSV or Parquet path, or a DataFrame).
+    outcome : str
+        The 0/1 outcome column.
+    weights : str, optional
+        A column of design weights (kept for weighted summaries, not for fitting).
+    """
+
+    data: pd.DataFrame
+    outcome: str
+    weights: str | None = None
+
+    def __post_init__(self):
+        data = read_table(self.data, "survey")
+        object.__setattr__(self, "data", data)
+        if len(data) == 0:
+            raise MisterpInputError(
+                "The survey has no rows. Give a survey table with at least one respondent."
+            )
+        require_columns(data, [self.outcome], "survey", "Name the survey's outcome column.")
+        if self.weights is not None:
+            require_columns(data, [self.weights], "survey", "Name the survey's weight column.")
+            w = pd.to_numeric(data[self.weights], errors="coerce")
+            bad = ~(np.isfinite(w) & (w > 0))
+            if bad.any():
+                raise MisterpInputError(
+                    f"Survey weight column {self.weights!r} must be positive and finite; rows "
+                    f"{describe_rows(np.flatnonzero(bad) + 1)} are not. Fix or remove those weights."
+                )
+
+    def complete(self, columns, drop_missing: bool = False) -> tuple["Survey", int]:
+        """Check ``columns`` for missing values.
+
+        Returns the survey (without those rows when ``drop_missing``) and the
+        number of rows dropped. Without ``drop_missing`` a missing value is an
+        error naming the rows (1-based, as in the file after its header).
+        """
+        cols = [c for c in columns if c in self.data.columns]
+        if self.weights:
+            cols.append(self.weights)
+        rows = missing_rows(self.data, cols)
+        if len(rows) == 0:
+            return self, 0
+        if not drop_missing:
+            positions = self.data.index.get_indexer(rows) + 1
+            which = [c for c in cols if self.data.loc[rows, c].isna().any()]
+            raise MisterpInputError(
+                f"The survey has missing values in column(s) {which}, in {len(rows)} row(s): "
+                f"rows {describe_rows(positions)}. Fill them in, or drop those rows with "
+                "--drop-missing (drop_missing=True in Python)."
+            )
+        kept = self.data.drop(index=rows)
+        if len(kept) == 0:
+            raise MisterpInputError(
+                "Every survey row has a missing value in the model's columns, so none is left "
+                "after --drop-missing. Check the formula's columns."
+            )
+        return Survey(kept.reset_index(drop=True), self.outcome, self.weights), len(rows)
