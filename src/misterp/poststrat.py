@@ -169,3 +169,23 @@ def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto"
     if group_draws is not None:
         group_draws[:, empty] = np.nan
     return Estimate(table.reset_index(drop=True), by, group_draws, cells.unseen)
+
+
+def cell_proportions(cells, frame: Frame) -> np.ndarray:
+    """Each frame cell's raw survey proportion (successes / trials), shape (n_cells,).
+
+    Every frame cell must have respondents: simple poststratification cannot
+    fill an empty cell (a model can).
+    """
+    from .errors import MisterpInputError
+
+    predictors = cells.design.formula.predictors
+    index = pd.MultiIndex.from_frame(cells.table[predictors])
+    where = index.get_indexer(pd.MultiIndex.from_frame(frame.data[predictors]))
+    if (where < 0).any():
+        empty = frame.data.loc[where < 0, predictors].drop_duplicates().head(5).to_dict("records")
+        raise MisterpInputError(
+            f"Simple poststratification needs respondents in every frame cell, but cells such as "
+            f"{empty} have none. Use a model (the glm or laplace engine) to predict empty cells."
+        )
+    return (cells.stats["successes"] / cells.stats["trials"])[where]

@@ -1,0 +1,116 @@
+"""The ``misterp`` command line: ``misterp demo`` and ``misterp fit``.
+
+A user mistake (:class:`MisterpInputError`) prints one paragraph and exits
+with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import MisterpInputError
+
+
+def _seeds(text: str) -> tuple[int, int, int]:
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes three integers like 10,20,30, not {text!r}") from None
+    if len(seeds) != 3:
+        raise argparse.ArgumentTypeError(f"--seeds takes exactly three integers like 10,20,30, not {text!r}")
+    return seeds
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="misterp", description="Multilevel Regression and Poststratification.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="walk through the article's MRP example")
+    demo.add_argument("--seeds", type=_seeds, default=(10, 20, 30),
+                      help="seeds of the representative sample, the non-response sample and the responses")
+    demo.add_argument("--json", action="store_true", help="print one JSON object with every number")
+    demo.add_argument("--nsim", type=int, default=999, help="bootstrap refits (default 999)")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the bootstrap")
+
+    fit = sub.add_parser("fit", help="fit a model to a survey and poststratify it to a frame")
+    fit.add_argument("--survey", required=True, help="respondent table (CSV or Parquet)")
+    fit.add_argument("--frame", required=True, help="poststratification table (CSV or Parquet)")
+    fit.add_argument("--formula", required=True, help='lme4 formula, e.g. "y ~ x + (1|g) + (1|a:b)"')
+    fit.add_argument("--count", required=True, help="the frame's population-count column")
+    fit.add_argument("--engine", choices=["glm", "laplace"], default="laplace")
+    fit.add_argument("--by", type=lambda s: [c for c in s.split(",") if c], default=[],
+                     help="frame column(s) to estimate within, comma-separated")
+    fit.add_argument("--bootstrap", type=int, metavar="NSIM", help="interval from NSIM parametric bootstrap refits")
+    fit.add_argument("--drop-missing", action="store_true", help="drop survey rows with missing values")
+    fit.add_argument("--out", help="write the estimate table to this CSV file")
+    fit.add_argument("--seed", type=int, default=None, help="seed for draws and the bootstrap")
+    fit.add_argument("--workers", type=int, default=1, help="processes for bootstrap refits")
+    fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _fit(args) -> int:
+    from .cells import prepare
+    from .engines.bootstrap import bootstrap
+    from .engines.glm import GlmEngine
+    from .engines.laplace import LaplaceEngine
+    from .formula import parse_formula
+    from .frame import Frame
+    from .poststrat import poststratify
+    from .survey import Survey
+
+    formula = parse_formula(args.formula)
+    survey = Survey(args.survey, formula.response)
+    frame = Frame(args.frame, args.count)
+    cells, notes = prepare(survey, frame, formula, drop_missing=args.drop_missing)
+    if args.engine == "glm":
+        if args.bootstrap:
+            raise MisterpInputError("--bootstrap refits a multilevel model; use it with --engine laplace.")
+        model = GlmEngine().fit(cells)
+        draws = model.cell_draws(frame)
+    else:
+        model = LaplaceEngine().fit(cells)
+        if model.singular:
+            notes.append("boundary (singular) fit: some sd is 0 (" +
+                         ", ".join(t for t, s in zip(model.design.group_names, model.theta) if s < 1e-4) + ")")
+        if not model.info["converged"]:
+            notes.append(f"warning: the optimizer did not converge ({model.info['message']})")
+        if args.bootstrap:
+            boot = bootstrap(model, nsim=args.bootstrap, use_u=True, seed=args.seed, workers=args.workers,
+                             progress=not args.no_progress)
+            if boot.failed:
+                notes.append(f"{boot.failed} of {args.bootstrap} bootstrap refits failed and were left out")
+            draws = boot.cell_draws(frame)
+        else:
+            draws = model.cell_draws(frame, seed=args.seed)
+    estimate = poststratify(draws, frame, by=args.by)
+    for term, levels in estimate.unseen.items():
+        notes.append(f"{len(levels)} level(s) of {term} are not in the survey and get the population-level "
+                     f"prediction: {', '.join(levels[:10])}{' ...' if len(levels) > 10 else ''}")
+    notes.append(f"{int(cells.stats['trials'].sum())} respondents in {cells.n_cells} cells; "
+                 f"frame of {len(frame.data)} cells")
+    for note in notes:
+        print(f"misterp: {note}", file=sys.stderr)
+    if args.out:
+        estimate.table.to_csv(args.out, index=False)
+        print(f"misterp: wrote {len(estimate.table)} row(s) to {args.out}", file=sys.stderr)
+    else:
+        print(estimate.table.to_string(index=False))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from .demo import main as demo_main
+            return demo_main(args.seeds, args.json, args.nsim, args.seed)
+        return _fit(args)
+    except MisterpInputError as e:
+        print(f"misterp: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""``misterp demo``: the article, step by step, our numbers beside the article's."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+from .cells import prepare
+from .engines.bootstrap import bootstrap
+from .engines.glm import GlmEngine
+from .engines.laplace import LaplaceEngine
+from .poststrat import CellDraws, cell_proportions, poststratify
+from .simulate import article_simulation
+from .survey import Survey
+
+ARTICLE_SEEDS = (10, 20, 30)
+# What the article prints (rounded as printed there), for display beside ours.
+ARTICLE = {
+    "truth": "0.426087",
+    "representative_sample_table": "188 172 185 156 299",
+    "representative_sample_mean": "0.432",
+    "nonresponse_sample_table": "341 326 148 95 90",
+    "raw_mean": "0.552",
+    "cell_proportions": "0.6539589 0.6717791 0.3581081 0.3684211 0.2444444",
+    "simple_poststrat": "0.4313122",
+    "glm_fit": "0.6539589 0.6717791 0.3581081 0.3684211 0.2444444",
+    "glm_poststrat": "0.4313122",
+    "glm_poststrat_bounds_2se": "0.3548098 0.5078145",
+    "pooled_predict": "0.552 0.552 0.552 0.552 0.552",
+    "glmer_coef_class": "0.6167566 0.6930053 -0.5605574 -0.5082169 -1.0284200",
+    "glmer_predict": "0.6494805 0.6666351 0.3634185 0.3756116 0.2633905",
+    "glmer_poststrat": "0.437579",
+    "bootstrap_interval": "0.3983542 0.4768037",
+}
+
+
+def run_article(seeds=ARTICLE_SEEDS, nsim: int = 999, seed: int = 1, progress: bool = True) -> dict:
+    """Every number of the article's walk-through, as lists (scalars as one-element lists)."""
+    sim = article_simulation(seeds)
+    frame, N = sim.frame, sim.frame.counts
+    survey = Survey(sim.survey, "response")
+    overall = lambda draws, **kw: poststratify(draws, frame, **kw).table.iloc[0]
+
+    cells, _ = prepare(survey, frame, "response ~ factor(class)")
+    props = cell_proportions(cells, frame)
+    glm = GlmEngine().fit(cells)
+    glm_cells = glm.cell_draws(frame)
+    bounds = overall(glm_cells, interval="cell-bounds")
+    delta = overall(glm_cells, interval="delta")
+    pooled = GlmEngine().fit(prepare(survey, frame, "response ~ 1")[0])
+
+    mixed = LaplaceEngine().fit(prepare(survey, frame, "response ~ (1|class)")[0])
+    predict = mixed.predict(frame.data)
+    boot = bootstrap(mixed, nsim=nsim, use_u=True, seed=seed, progress=progress)
+    boot_row = overall(boot.cell_draws(frame))
+    approx_row = overall(mixed.cell_draws(frame, seed=seed))
+    return {
+        "population_N": N.astype(int).tolist(),
+        "truth": [sim.truth],
+        "representative_sample_table": sim.representative_table.tolist(),
+        "representative_sample_mean": [sim.representative_mean],
+        "nonresponse_sample_table": sim.nonresponse_table.tolist(),
+        "raw_mean": [float(sim.survey["response"].mean())],
+        "cell_proportions": props.tolist(),
+        "simple_poststrat": [float(np.sum(props * N) / N.sum())],
+        "glm_fit": glm_cells.point.tolist(),
+        "glm_se_fit": glm_cells.se.tolist(),
+        "glm_coef": glm.coef.tolist(),
+        "glm_poststrat": [float(bounds["estimate"])],
+        "glm_poststrat_bounds_2se": [float(bounds["lower"]), float(bounds["upper"])],
+        "glm_poststrat_delta_sd": [float(delta["sd"])],
+        "glmer_coef_class": mixed.coef()["class"]["(Intercept)"].tolist(),
+        "glmer_fixef": mixed.beta.tolist(),
+        "glmer_ranef": mixed.ranef()["class"].tolist(),
+        "glmer_sd_class": mixed.theta.tolist(),
+        "glmer_theta": mixed.theta.tolist(),
+        "glmer_loglik": [mixed.loglik],
+        "glmer_deviance_laplace": [mixed.deviance],
+        "glmer_predict": predict.tolist(),
+        "glmer_poststrat": [float(np.sum(predict * N) / N.sum())],
+        "pooled_predict": pooled.cell_draws(frame).point.tolist(),
+        "bootstrap_sd": float(boot_row["sd"]),
+        "bootstrap_interval": [float(boot_row["lower"]), float(boot_row["upper"])],
+        "bootstrap_failed": boot.failed,
+        "normal_approx_sd": float(approx_row["sd"]),
+    }
+
+
+def _fmt(values) -> str:
+    values = values if isinstance(values, list) else [values]
+    return " ".join(str(v) if isinstance(v, (int, np.integer)) else f"{v:.7g}" for v in values)
+
+
+def print_walkthrough(r: dict, seeds) -> None:
+    article = seeds == ARTICLE_SEEDS
+    width = 34
+    vwidth = 52
+
+    def row(label, key, ours=None):
+        ours = _fmt(r[key] if ours is None else ours)
+        theirs = ARTICLE.get(key, "") if article else ""
+        print(f"  {label:<{width}} {ours:<{vwidth}} {theirs}")
+
+    def section(title):
+        print(f"\n{title}\n  {'':<{width}} {'misterp':<{vwidth}} {'article' if article else ''}")
+
+    print(f"MRP walk-through (article: 'Getting Started with MRP'), seeds {','.join(map(str, seeds))}")
+    section("1. The population and the samples")
+    row("truth: sum(p*N)/sum(N)", "truth")
+    row("representative sample, by class", "representative_sample_table")
+    row("representative sample mean", "representative_sample_mean")
+    row("non-response sample, by class", "nonresponse_sample_table")
+    row("raw mean of the survey", "raw_mean")
+    section("2. Simple poststratification")
+    row("proportion yes, by class", "cell_proportions")
+    row("poststratified estimate", "simple_poststrat")
+    section("3. Regression and poststratification (glm)")
+    row("predicted, by class", "glm_fit")
+    row("poststratified estimate", "glm_poststrat")
+    row("interval: poststratified ±2 SE", "glm_poststrat_bounds_2se")
+    d = r["glm_poststrat_delta_sd"][0]
+    e = r["glm_poststrat"][0]
+    print(f"  {'interval: delta method ±2 sd':<{width}} {_fmt([e - 2 * d, e + 2 * d]):<{vwidth}} (sd {d:.5f})")
+    section("4. Complete, no and partial pooling")
+    row("complete pooling (glm ~ 1)", "pooled_predict")
+    row("no pooling (glm ~ class)", "glm_fit")
+    row("partial pooling (glmer)", "glmer_predict")
+    section("5. Multilevel regression (glmer-equivalent Laplace fit)")
+    row("coef(m2)$class", "glmer_coef_class")
+    row("fixef / sd(class)", "glmer_fixef", r["glmer_fixef"] + r["glmer_sd_class"])
+    row("logLik", "glmer_loglik")
+    row("poststratified estimate", "glmer_poststrat")
+    section("6. Parametric bootstrap (bootMer, use.u = TRUE)")
+    row("estimate ±2 sd(bootstrap)", "bootstrap_interval")
+    print(f"  {'sd of the bootstrap estimates':<{width}} {r['bootstrap_sd']:<{vwidth}.4f} R's run: 0.0192")
+    print(f"  {'sd, normal approximation':<{width}} {r['normal_approx_sd']:<{vwidth}.4f} (no refits)")
+    if r["bootstrap_failed"]:
+        print(f"  {r['bootstrap_failed']} refits failed and were left out")
+
+
+def main(seeds=ARTICLE_SEEDS, as_json: bool = False, nsim: int = 999, seed: int = 1) -> int:
+    result = run_article(tuple(seeds), nsim=nsim, seed=seed, progress=not as_json)
+    if as_json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print_walkthrough(result, tuple(seeds))
+    return 0

@@ -1,0 +1,47 @@
+"""Shared fixtures: the article's data and R's reference values from ../shared."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+FIXTURES = Path(__file__).parent / "fixtures"
+CCES = SHARED / "data" / "cces"
+SEVEN_TERM = ("abortion ~ male + (1|state) + (1|eth) + (1|educ) + (1|age) + (1|educ:age) "
+              "+ (1|educ:eth) + (1|male:eth)")
+
+
+@pytest.fixture(scope="session")
+def ref():
+    return json.loads((SHARED / "reference" / "seed_article.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def article_survey():
+    return pd.read_csv(SHARED / "reference" / "seed_survey.csv")
+
+
+@pytest.fixture(scope="session")
+def article_frame():
+    from misterp import Frame
+
+    return Frame(pd.DataFrame({"class": [1, 2, 3, 4, 5], "N": [4000, 4000, 4000, 4000, 7000]}), "N")
+
+
+@pytest.fixture(scope="session")
+def cces_all():
+    return pd.read_csv(CCES / "cces_all_clean.csv")
+
+
+@pytest.fixture(scope="session")
+def cces_frame():
+    from misterp import Frame
+
+    return Frame(CCES / "poststrat_df.csv", "n")
+
+
+def r_scalars(tag):
+    return pd.read_csv(FIXTURES / f"cces_{tag}_scalars.csv").set_index("name")["value"]
