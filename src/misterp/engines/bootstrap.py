@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..fit import MixedFit
 from ..frame import Frame
 from ..poststrat import CellDraws, LinearDraws
-from .laplace import Problem, joint_covariance, optimize
+from .laplace import Problem, joint_covariance, newton_batch, optimize, pirls
 
 
 @dataclass(frozen=True)
@@ -76,41 +76,55 @@ def _simulate(fit: MixedFit, nsim: int, use_u: bool, rng: np.random.Generator) -
         eta = np.broadcast_to(eta0 + prob.Z @ fit.b, (nsim, cells.n_cells))
     else:
         u = rng.standard_normal((nsim, prob.q))
-        eta = eta0 + (prob.Z @ (fit.lam * u).T).T
+        eta = eta0 + prob.zmul(fit.lam * u)
     mu = cells.family.mean(eta)
     return cells.family.simulate(cells.stats, mu, rng)["successes"]
 
 
-def _refit_many(fit: MixedFit, successes: np.ndarray, statistic) -> list:
-    """Refit each row of ``successes``; returns (params, theta, stat) or None per row."""
-    cells = fit.cells
-    start = np.concatenate([fit.theta, fit.beta])
-    T = len(fit.theta)
-    out = []
-    for s in successes:
-        sim = cells.with_stats({"successes": s, "trials": cells.stats["trials"]})
-        prob = Problem(sim)
-        try:
-            params, state, info = optimize(prob, start, fit.u)
-        except (FloatingPointError, np.linalg.LinAlgError):
-            out.append(None)
-            continue
-        if not info["converged"]:
-            out.append(None)
-            continue
-        theta, beta = params[:T], params[T:]
-        b = np.repeat(theta, cells.design.n_levels) * state.u
-        stat = None
+def _refit_block(fit: MixedFit, successes: np.ndarray, statistic):
+    """Refit a block of simulated responses (B, n_cells) at once.
+
+    Batched Newton from the original optimum; a response it does not settle
+    is retried alone with L-BFGS-B. Returns coef (B, n_fixed + q) as
+    (beta*, b*), theta (B, n_terms) and the statistics (list, None where not
+    asked for); rows of failed refits are NaN.
+    """
+    cells, T = fit.cells, len(fit.theta)
+    prob = Problem(cells, successes)
+    B = prob.batch
+    start = np.tile(np.concatenate([fit.theta, fit.beta]), (B, 1))
+    u0 = np.tile(fit.u, (B, 1))
+    try:
+        params, u, ok = newton_batch(prob, start, u0)
+    except (FloatingPointError, np.linalg.LinAlgError):
+        params, u, ok = start.copy(), u0.copy(), np.zeros(B, dtype=bool)
+    stats = [None] * B
+    for i in range(B):
+        one = prob.subset([i])
+        if not ok[i]:
+            try:
+                p_i, st, info = optimize(one, start[i], fit.u)
+            except (FloatingPointError, np.linalg.LinAlgError):
+                continue
+            if not info["converged"]:
+                continue
+            params[i], u[i], ok[i] = p_i, st.u[0], True
         if statistic is not None:
-            refit = MixedFit(sim, theta, beta, state.u, state.objective, info,
-                             joint_covariance(prob, state), bool(np.any(theta < 1e-4)))
-            stat = np.atleast_1d(np.asarray(statistic(refit), dtype=float))
-        out.append((np.concatenate([beta, b]), theta, stat))
-    return out
+            st = pirls(one, params[i:i + 1], u[i:i + 1])
+            sim = cells.with_stats({"successes": successes[i], "trials": cells.stats["trials"]})
+            refit = MixedFit(sim, params[i, :T], params[i, T:], u[i], float(st.objective[0]), {"converged": True},
+                             joint_covariance(one, st), bool(np.any(params[i, :T] < 1e-4)))
+            stats[i] = np.atleast_1d(np.asarray(statistic(refit), dtype=float))
+    b = params[:, :T][:, prob.term_of_level] * u
+    coef = np.hstack([params[:, T:], b])
+    coef[~ok] = np.nan
+    theta = params[:, :T].copy()
+    theta[~ok] = np.nan
+    return coef, theta, stats
 
 
 def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None, seed=None,
-              workers: int = 1, progress: bool = True, batch: int = 25) -> BootstrapResult:
+              workers: int = 1, progress: bool = True, block: int = 64) -> BootstrapResult:
     """Parametric bootstrap of ``fit`` (lme4's ``bootMer``).
 
     Parameters
@@ -128,36 +142,31 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
         Processes for the refits; the draws do not depend on it.
     progress : bool
         Show a progress bar on a terminal.
-    batch : int
-        Refits per task handed to a worker.
+    block : int
+        Refits solved together (vectorised); also the unit handed to a worker.
     """
     rng = np.random.default_rng(seed)
     successes = _simulate(fit, nsim, use_u, rng)
-    chunks = [successes[i:i + batch] for i in range(0, nsim, batch)]
-    results = []
+    # fixed blocks, whatever the worker count, so every refit sees the same arithmetic
+    blocks = [successes[i:i + block] for i in range(0, nsim, block)]
+    parts = []
     bar = tqdm(total=nsim, desc="bootstrap", unit="refit", disable=None if progress else True)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            for part in pool.map(_refit_many, [fit] * len(chunks), chunks, [statistic] * len(chunks)):
-                results += part
-                bar.update(len(part))
+            for part in pool.map(_refit_block, [fit] * len(blocks), blocks, [statistic] * len(blocks)):
+                parts.append(part)
+                bar.update(len(part[0]))
     else:
-        for chunk in chunks:
-            part = _refit_many(fit, chunk, statistic)
-            results += part
-            bar.update(len(part))
+        for chunk in blocks:
+            parts.append(_refit_block(fit, chunk, statistic))
+            bar.update(len(chunk))
     bar.close()
-    k = len(fit.beta) + len(fit.u)
-    params = np.full((nsim, k), np.nan)
-    theta = np.full((nsim, len(fit.theta)), np.nan)
+    params = np.vstack([p[0] for p in parts])
+    theta = np.vstack([p[1] for p in parts])
+    failed = int(np.isnan(params).any(axis=1).sum())
     stats = None
-    for i, r in enumerate(results):
-        if r is None:
-            continue
-        params[i], theta[i] = r[0], r[1]
-        if statistic is not None:
-            if stats is None:
-                stats = np.full((nsim, len(r[2])), np.nan)
-            stats[i] = r[2]
-    failed = sum(r is None for r in results)
+    if statistic is not None:
+        rows = [s for p in parts for s in p[2]]
+        width = max((len(s) for s in rows if s is not None), default=1)
+        stats = np.vstack([np.full(width, np.nan) if s is None else s for s in rows])
     return BootstrapResult(fit, params, theta, stats, failed, use_u)

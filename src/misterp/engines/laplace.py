@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.linalg import cho_factor, cho_solve
 from scipy.optimize import minimize
 
 from ..cells import Cells
@@ -29,21 +29,23 @@ from .glm import irls
 
 
 class Problem:
-    """The arrays of one Laplace fit, with the products PIRLS needs.
+    """The arrays of Laplace fits on one set of cells, for a batch of responses.
 
     Parameters
     ----------
     cells : Cells
         Training cells; every cell has a level in every term.
-    stats : dict, optional
-        Other cell statistics (simulated responses) on the same cells.
+    successes : (B, n_cells) array, optional
+        A batch of responses on the same cells (simulated refits); by default
+        the cells' own, as a batch of one.
     """
 
-    def __init__(self, cells: Cells, stats: dict | None = None):
+    def __init__(self, cells: Cells, successes: np.ndarray | None = None):
         self.family = cells.family
         self.X = cells.X
         self.offset = cells.offset
-        self.stats = cells.stats if stats is None else stats
+        self.trials = cells.stats["trials"]
+        self.successes = np.atleast_2d(cells.stats["successes"] if successes is None else successes)
         sizes = cells.design.n_levels
         self.n_terms = len(sizes)
         self.starts = np.concatenate([[0], np.cumsum(sizes)])
@@ -53,123 +55,171 @@ class Problem:
         self.cols = cells.groups + self.starts[:-1, None]  # (T, n) column of each cell in Z
         self.Z = sp.csr_matrix((np.ones(self.cols.size), (np.tile(np.arange(n), self.n_terms), self.cols.ravel())),
                                shape=(n, self.q))
+        self.ZT = self.Z.T.tocsr()
         # flat (q*q) positions of every (term k, term l, cell) pair, for Z'WZ by bincount
         self.pair_idx = (self.cols[:, None, :] * self.q + self.cols[None, :, :]).ravel()
         self.pair_cell = np.tile(np.arange(n), self.n_terms * self.n_terms)
 
-    def ztwz(self, w: np.ndarray) -> np.ndarray:
-        """Z' diag(w) Z, dense (q, q)."""
-        return np.bincount(self.pair_idx, weights=w[self.pair_cell], minlength=self.q * self.q).reshape(self.q, self.q)
+    @property
+    def batch(self) -> int:
+        return self.successes.shape[0]
 
-    def deviance(self, eta: np.ndarray) -> float:
-        return -2.0 * float(self.family.loglik(self.stats, eta).sum())
+    def subset(self, rows: np.ndarray) -> "Problem":
+        """The same cells with only the responses ``rows`` of the batch."""
+        out = object.__new__(Problem)
+        out.__dict__.update(self.__dict__)
+        out.successes = self.successes[rows]
+        return out
+
+    def stats(self) -> dict:
+        return {"successes": self.successes, "trials": self.trials}
+
+    def zmul(self, v: np.ndarray) -> np.ndarray:
+        """Z v for v of shape (B, q) or (B, q, d); returns (B, n) or (B, n, d)."""
+        return _apply(self.Z, v)
+
+    def ztmul(self, v: np.ndarray) -> np.ndarray:
+        """Z' v for v of shape (B, n) or (B, n, d); returns (B, q) or (B, q, d)."""
+        return _apply(self.ZT, v)
+
+    def ztwz(self, w: np.ndarray) -> np.ndarray:
+        """Z' diag(w_b) Z for each row of w (B, n); dense (B, q, q)."""
+        B, qq = w.shape[0], self.q * self.q
+        idx = (np.arange(B)[:, None] * qq + self.pair_idx[None, :]).ravel()
+        return np.bincount(idx, weights=w[:, self.pair_cell].ravel(), minlength=B * qq).reshape(B, self.q, self.q)
+
+    def deviance(self, eta: np.ndarray) -> np.ndarray:
+        """-2 log-likelihood of each response in the batch, (B,)."""
+        return -2.0 * self.family.loglik(self.stats(), eta).sum(axis=-1)
+
+
+def _apply(M, v: np.ndarray) -> np.ndarray:
+    """Sparse M (r, c) applied along axis 1 of v (B, c[, d]) -> (B, r[, d])."""
+    B = v.shape[0]
+    moved = np.moveaxis(v, 0, -1).reshape(v.shape[1], -1)  # (c, d*B)
+    out = np.asarray(M @ moved).reshape((M.shape[0],) + v.shape[2:] + (B,))
+    return np.moveaxis(out, -1, 0)
 
 
 @dataclass
 class State:
-    """PIRLS result at one (theta, beta): the conditional modes and what they imply."""
+    """PIRLS results at (theta, beta) for a batch: modes and what they imply.
+
+    Shapes: u, lam (B, q); eta (B, n); A, chol_lower (B, q, q); objective (B,).
+    """
 
     u: np.ndarray
     eta: np.ndarray
     lam: np.ndarray
     A: np.ndarray
-    chol: tuple
-    objective: float
-    iterations: int
+    chol_lower: np.ndarray
+    objective: np.ndarray
 
 
-def pirls(prob: Problem, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray,
-          tol: float = 1e-11, max_iter: int = 60) -> State:
-    """Conditional modes u~ for fixed (theta, beta), by Newton steps with halving.
+def pirls(prob: Problem, params: np.ndarray, u0: np.ndarray,
+          tol: float = 1e-15, max_iter: int = 60) -> State:
+    """Conditional modes u~ for fixed params (B, T + p), by Newton steps with halving.
 
-    Stops when the Newton decrement (the predicted fall of the penalized
-    deviance) is below ``tol``, tighter than lme4's 1e-7 relative change.
+    Each response stops when its Newton decrement (the predicted fall of the
+    penalized deviance) is below ``tol`` (relative to the deviance), far
+    tighter than lme4's 1e-7: the gradient, and Hessians differenced from
+    it, need modes accurate to near machine precision. Newton converges
+    quadratically, so this costs about one extra step. The step is halved
+    while the penalized deviance rises.
     """
-    lam = theta[prob.term_of_level]
-    eta_fixed = prob.offset + prob.X @ beta
+    T = prob.n_terms
+    theta, beta = params[:, :T], params[:, T:]
+    lam = theta[:, prob.term_of_level]
+    eta_fixed = prob.offset + beta @ prob.X.T
     u = u0.copy()
-    eta = eta_fixed + prob.Z @ (lam * u)
-    pdev = u @ u + prob.deviance(eta)
-    for it in range(max_iter):
-        _, w, r, _ = prob.family.working(prob.stats, eta)
+    eta = eta_fixed + prob.zmul(lam * u)
+    pdev = (u * u).sum(1) + prob.deviance(eta)
+    eye = np.eye(prob.q)
+    for _ in range(max_iter):
+        _, w, r, _ = prob.family.working(prob.stats(), eta)
         A = prob.ztwz(w)
-        H = lam[:, None] * A * lam[None, :] + np.eye(prob.q)
-        chol = cho_factor(H, lower=True)
-        grad = u - lam * (prob.Z.T @ r)
-        step = -cho_solve(chol, grad)
-        decrement = -grad @ step
-        if decrement < tol:
-            logdet = 2.0 * np.log(np.diag(chol[0])).sum()
-            return State(u, eta, lam, A, chol, logdet + pdev, it)
-        t = 1.0
+        L = np.linalg.cholesky(lam[:, :, None] * A * lam[:, None, :] + eye)
+        grad = u - lam * prob.ztmul(r)
+        step = -_cho_solve(L, grad)
+        decrement = -(grad * step).sum(1)
+        done = decrement < tol * np.maximum(np.abs(pdev), 1.0)
+        if np.all(done):
+            logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1)
+            return State(u, eta, lam, A, L, logdet + pdev)
+        t = np.where(done, 0.0, 1.0)
         for _ in range(30):
-            u_new = u + t * step
-            eta_new = eta_fixed + prob.Z @ (lam * u_new)
-            pdev_new = u_new @ u_new + prob.deviance(eta_new)
-            if pdev_new <= pdev + 1e-12 * abs(pdev):
+            u_new = u + t[:, None] * step
+            eta_new = eta_fixed + prob.zmul(lam * u_new)
+            pdev_new = (u_new * u_new).sum(1) + prob.deviance(eta_new)
+            worse = pdev_new > pdev + 1e-12 * np.abs(pdev)
+            if not worse.any():
                 break
-            t *= 0.5
+            t = np.where(worse, 0.5 * t, t)
         u, eta, pdev = u_new, eta_new, pdev_new
     raise FloatingPointError("PIRLS did not converge")
 
 
-def gradient(prob: Problem, state: State, theta: np.ndarray) -> np.ndarray:
-    """Exact d f / d (theta, beta) at a PIRLS solution, shape (n_terms + n_fixed,).
+def _cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Solve (L L') x = b for batches: L (B, q, q), b (B, q[, d])."""
+    vec = b.ndim == 2
+    y = np.linalg.solve(L, b[..., None] if vec else b)
+    x = np.linalg.solve(np.swapaxes(L, 1, 2), y)
+    return x[..., 0] if vec else x
+
+
+def gradient(prob: Problem, state: State) -> np.ndarray:
+    """Exact d f / d (theta, beta) at a PIRLS solution, shape (B, T + p).
 
     f's explicit derivative at fixed u (envelope theorem), plus the derivative
     of log det H through W(eta(u~(phi), phi)), with du~/dphi from the
     stationarity condition u = Lambda Z' (s - n mu).
     """
-    u, lam, A, chol = state.u, state.lam, state.A, state.chol
-    _, w, r, dw = prob.family.working(prob.stats, state.eta)
-    T, q = prob.n_terms, prob.q
+    u, lam, A, L = state.u, state.lam, state.A, state.chol_lower
+    _, w, r, dw = prob.family.working(prob.stats(), state.eta)
+    T, B, n = prob.n_terms, u.shape[0], prob.X.shape[0]
     # partial d eta / d phi at fixed u: u at the cell's level for theta_k, X for beta
-    d_eta = np.column_stack([u[prob.cols[k]] for k in range(T)] + [prob.X])
-    explicit = -2.0 * (r @ d_eta)
+    d_eta = np.concatenate([u[:, prob.cols.T], np.broadcast_to(prob.X, (B,) + prob.X.shape)], axis=2)
+    explicit = -2.0 * np.einsum("bn,bnd->bd", r, d_eta)
     # H du = dLambda Z'r - Lambda Z' W d_eta
-    ztr = prob.Z.T @ r
-    rhs = -lam[:, None] * (prob.Z.T @ (w[:, None] * d_eta))
+    ztr = prob.ztmul(r)
+    rhs = -lam[:, :, None] * prob.ztmul(w[:, :, None] * d_eta)
     for k in range(T):
         sl = slice(prob.starts[k], prob.starts[k + 1])
-        rhs[sl, k] += ztr[sl]
-    Hinv = cho_solve(chol, np.eye(q))
+        rhs[:, sl, k] += ztr[:, sl]
+    Hinv = _cho_solve(L, np.broadcast_to(np.eye(prob.q), (B, prob.q, prob.q)))
     du = Hinv @ rhs
-    d_eta_total = d_eta + prob.Z @ (lam[:, None] * du)
+    d_eta_total = d_eta + prob.zmul(lam[:, :, None] * du)
     # leverage of each cell: diag(Z Lambda H^-1 Lambda Z'), gathered over term pairs
-    scaled = (lam[:, None] * Hinv * lam[None, :]).ravel()
-    lev = scaled[prob.pair_idx].reshape(T * T, -1).sum(axis=0)
-    through_w = (lev * dw) @ d_eta_total
+    scaled = (lam[:, :, None] * Hinv * lam[:, None, :]).reshape(B, -1)
+    lev = scaled[:, prob.pair_idx].reshape(B, T * T, n).sum(axis=1)
+    through_w = np.einsum("bn,bnd->bd", lev * dw, d_eta_total)
     # d log det H / d theta_k through Lambda itself: 2 tr(H^-1 E_k A Lambda)
-    diag = ((A * lam[None, :]) * Hinv).sum(axis=1)
+    diag = ((A * lam[:, None, :]) * Hinv).sum(axis=2)
     through_lambda = np.zeros_like(explicit)
-    through_lambda[:T] = 2.0 * np.bincount(prob.term_of_level, weights=diag, minlength=T)
+    through_lambda[:, :T] = 2.0 * np.add.reduceat(diag, prob.starts[:-1], axis=1)
     return explicit + through_w + through_lambda
 
 
 class Objective:
-    """f(theta, beta) and its gradient, warm-starting PIRLS from the last modes."""
+    """f(theta, beta) and its gradient for a batch of one, warm-starting PIRLS."""
 
     def __init__(self, prob: Problem, u0: np.ndarray | None = None):
         self.prob = prob
-        self.u = np.zeros(prob.q) if u0 is None else u0.copy()
+        self.u = np.zeros((1, prob.q)) if u0 is None else np.atleast_2d(u0).copy()
         self.evaluations = 0
-        self.last = None
 
     def state(self, params: np.ndarray) -> State:
-        T = self.prob.n_terms
-        theta, beta = params[:T], params[T:]
         try:
-            st = pirls(self.prob, theta, beta, self.u)
-        except (LinAlgError, FloatingPointError):
-            st = pirls(self.prob, theta, beta, np.zeros(self.prob.q))
+            st = pirls(self.prob, params[None, :], self.u)
+        except (np.linalg.LinAlgError, FloatingPointError):
+            st = pirls(self.prob, params[None, :], np.zeros((1, self.prob.q)))
         self.u = st.u
         self.evaluations += 1
-        self.last = (params.copy(), st)
         return st
 
     def __call__(self, params: np.ndarray):
         st = self.state(params)
-        return st.objective, gradient(self.prob, st, params[: self.prob.n_terms])
+        return float(st.objective[0]), gradient(self.prob, st)[0]
 
 
 def optimize(prob: Problem, start: np.ndarray, u0: np.ndarray | None = None,
@@ -197,15 +247,65 @@ def optimize(prob: Problem, start: np.ndarray, u0: np.ndarray | None = None,
         fixed = [(0.0, 0.0) if z else (None, None) for z in near] + [(None, None)] * (len(params) - T)
         res0 = minimize(obj, trial, jac=True, method="L-BFGS-B", bounds=fixed, options=options)
         st0 = obj.state(res0.x)
-        if st0.objective <= best.objective + 1e-10:
+        if st0.objective[0] <= best.objective[0] + 1e-10:
             params, best = res0.x.copy(), st0
-    grad = gradient(prob, best, params[:T])
+    return params, best, _report(prob, best, params, str(res.message), obj.evaluations)
+
+
+def _report(prob: Problem, state: State, params: np.ndarray, message: str, evaluations: int) -> dict:
+    grad = gradient(prob, state)[0]
     interior = np.ones(len(params), dtype=bool)
-    interior[:T] = params[:T] > 0  # a theta held at 0 is a boundary, not a free parameter
+    interior[:prob.n_terms] = params[:prob.n_terms] > 0  # a theta held at 0 is a boundary
     max_grad = float(np.max(np.abs(grad[interior]), initial=0.0))
-    info = {"converged": max_grad < 1e-3, "message": str(res.message),
-            "evaluations": obj.evaluations, "max_abs_gradient": max_grad}
-    return params, best, info
+    return {"converged": max_grad < 1e-3, "message": message, "evaluations": evaluations,
+            "max_abs_gradient": max_grad}
+
+
+def newton_batch(prob: Problem, start: np.ndarray, u0: np.ndarray, tol: float = 1e-6,
+                 max_iter: int = 40, h: float = 1e-5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Minimise f for every response of the batch at once.
+
+    Newton steps with the Hessian from differences of the exact gradient,
+    made positive definite by taking absolute eigenvalues (theta = 0 can be a
+    maximum along theta_k), and a backtracking line search per response.
+    Returns params (B, T + p) with |theta|, modes u (B, q), and a converged
+    mask (B,). Every response's path depends only on its own data.
+    """
+    params = np.array(start, dtype=float)
+    state = pirls(prob, params, u0)
+    u, f, g = state.u, state.objective, gradient(prob, state)
+    d = params.shape[1]
+    converged = np.max(np.abs(g), axis=1) < tol
+    for _ in range(max_iter):
+        act = np.flatnonzero(~converged)
+        if len(act) == 0:
+            break
+        sub = prob.subset(act)
+        hess = np.empty((len(act), d, d))
+        for j in range(d):
+            shifted = params[act].copy()
+            shifted[:, j] += h
+            hess[:, :, j] = (gradient(sub, pirls(sub, shifted, u[act])) - g[act]) / h
+        vals, vecs = np.linalg.eigh(0.5 * (hess + np.swapaxes(hess, 1, 2)))
+        vals = np.maximum(np.abs(vals), 1e-8)
+        step = -np.einsum("bij,bj->bi", vecs / vals[:, None, :], np.einsum("bji,bj->bi", vecs, g[act]))
+        t = np.ones(len(act))
+        for _ in range(30):
+            trial = pirls(sub, params[act] + t[:, None] * step, u[act])
+            slope = (g[act] * step).sum(1)
+            bad = trial.objective > f[act] + 1e-4 * t * np.minimum(slope, 0) + 1e-10 * np.abs(f[act])
+            if not bad.any():
+                break
+            t = np.where(bad, 0.5 * t, t)
+        params[act] += t[:, None] * step
+        u[act], f[act] = trial.u, trial.objective
+        g[act] = gradient(sub, trial)
+        converged[act] = np.max(np.abs(g[act]), axis=1) < tol
+    T = prob.n_terms
+    # report |theta|; b = theta u is unchanged when u flips with theta's sign
+    u = u * np.where(params[:, :T] < 0, -1.0, 1.0)[:, prob.term_of_level]
+    params[:, :T] = np.abs(params[:, :T])
+    return params, u, converged
 
 
 def start_values(cells: Cells) -> np.ndarray:
@@ -218,14 +318,15 @@ def joint_covariance(prob: Problem, state: State) -> np.ndarray:
     """Covariance of (beta, u) from the curvature of the penalized deviance at the mode.
 
     The inverse of [[X'WX, X'WZL], [LZ'WX, H]], shape (p + q, p + q); its
-    beta block is lme4's ``vcov(use.hessian = FALSE)``.
+    beta block is lme4's ``vcov(use.hessian = FALSE)``. First response of
+    the batch.
     """
-    _, w, _, _ = prob.family.working(prob.stats, state.eta)
-    X, lam = prob.X, state.lam
+    _, w, _, _ = prob.family.working(prob.stats(), state.eta)
+    w, X, lam = w[0], prob.X, state.lam[0]
     zl_w_x = lam[:, None] * (prob.Z.T @ (w[:, None] * X))
     p = X.shape[1]
     top = np.hstack([X.T @ (w[:, None] * X), zl_w_x.T])
-    bottom = np.hstack([zl_w_x, lam[:, None] * state.A * lam[None, :] + np.eye(prob.q)])
+    bottom = np.hstack([zl_w_x, lam[:, None] * state.A[0] * lam[None, :] + np.eye(prob.q)])
     precision = np.vstack([top, bottom])
     return cho_solve(cho_factor(precision, lower=True), np.eye(p + prob.q))
 
@@ -255,7 +356,7 @@ class LaplaceEngine:
         prob = Problem(cells)
         params, state, info = optimize(prob, start_values(cells) if start is None else start, u0)
         T = prob.n_terms
-        return MixedFit(cells=cells, theta=params[:T], beta=params[T:], u=state.u,
-                        objective=state.objective, info=info,
+        return MixedFit(cells=cells, theta=params[:T], beta=params[T:], u=state.u[0],
+                        objective=float(state.objective[0]), info=info,
                         cov=joint_covariance(prob, state),
                         singular=bool(np.any(params[:T] < self.singular_tol)))
