@@ -56,9 +56,12 @@ class Problem:
         self.Z = sp.csr_matrix((np.ones(self.cols.size), (np.tile(np.arange(n), self.n_terms), self.cols.ravel())),
                                shape=(n, self.q))
         self.ZT = self.Z.T.tocsr()
-        # flat (q*q) positions of every (term k, term l, cell) pair, for Z'WZ by bincount
+        # flat (q*q) positions of every (term k, term l, cell) pair; as a sparse
+        # (q*q, n) map, Z'WZ is one sparse product with w
         self.pair_idx = (self.cols[:, None, :] * self.q + self.cols[None, :, :]).ravel()
-        self.pair_cell = np.tile(np.arange(n), self.n_terms * self.n_terms)
+        pair_cell = np.tile(np.arange(n), self.n_terms * self.n_terms)
+        self.pairs = sp.csr_matrix((np.ones(len(self.pair_idx)), (self.pair_idx, pair_cell)),
+                                   shape=(self.q * self.q, n))
 
     @property
     def batch(self) -> int:
@@ -84,9 +87,7 @@ class Problem:
 
     def ztwz(self, w: np.ndarray) -> np.ndarray:
         """Z' diag(w_b) Z for each row of w (B, n); dense (B, q, q)."""
-        B, qq = w.shape[0], self.q * self.q
-        idx = (np.arange(B)[:, None] * qq + self.pair_idx[None, :]).ravel()
-        return np.bincount(idx, weights=w[:, self.pair_cell].ravel(), minlength=B * qq).reshape(B, self.q, self.q)
+        return np.asarray(self.pairs @ w.T).T.reshape(w.shape[0], self.q, self.q)
 
     def deviance(self, eta: np.ndarray) -> np.ndarray:
         """-2 log-likelihood of each response in the batch, (B,)."""
@@ -160,11 +161,18 @@ def pirls(prob: Problem, params: np.ndarray, u0: np.ndarray,
 
 
 def _cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Solve (L L') x = b for batches: L (B, q, q), b (B, q[, d])."""
-    vec = b.ndim == 2
-    y = np.linalg.solve(L, b[..., None] if vec else b)
-    x = np.linalg.solve(np.swapaxes(L, 1, 2), y)
-    return x[..., 0] if vec else x
+    """Solve (L L') x = b for batches: L (B, q, q), b (B, q[, d]).
+
+    Small systems go through numpy's batched solver (one call for the whole
+    batch); larger ones through LAPACK's triangular Cholesky solve per item,
+    which is O(q^2) per right-hand side instead of a fresh O(q^3) LU.
+    """
+    if L.shape[1] <= 24:
+        vec = b.ndim == 2
+        y = np.linalg.solve(L, b[..., None] if vec else b)
+        x = np.linalg.solve(np.swapaxes(L, 1, 2), y)
+        return x[..., 0] if vec else x
+    return np.stack([cho_solve((L[i], True), b[i], check_finite=False) for i in range(L.shape[0])])
 
 
 def gradient(prob: Problem, state: State) -> np.ndarray:
