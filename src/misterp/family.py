@@ -48,11 +48,15 @@ class Binomial:
         return expit(eta)
 
     @staticmethod
-    def loglik(stats: dict[str, np.ndarray], eta: np.ndarray) -> np.ndarray:
-        """Cell log-likelihoods (with log C(n, s)), shape of ``eta``."""
+    def loglik(stats: dict[str, np.ndarray], eta: np.ndarray, constant: bool = True) -> np.ndarray:
+        """Cell log-likelihoods, shape of ``eta``; with log C(n, s) unless ``constant=False``.
+
+        Optimizers that evaluate often add the constant once themselves.
+        """
         s, n = stats["successes"], stats["trials"]
         # log mu = -log1p(exp(-eta)), log(1-mu) = -log1p(exp(eta)), stable both ways
-        return -s * np.logaddexp(0.0, -eta) - (n - s) * np.logaddexp(0.0, eta) + log_choose(n, s)
+        kernel = -s * np.logaddexp(0.0, -eta) - (n - s) * np.logaddexp(0.0, eta)
+        return kernel + log_choose(n, s) if constant else kernel
 
     @staticmethod
     def working(stats: dict[str, np.ndarray], eta: np.ndarray):

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg.lapack import dpotri
 from scipy.optimize import minimize
 
 from ..cells import Cells
+from ..family import log_choose
 from .glm import irls
 
 
@@ -67,11 +69,21 @@ class Problem:
     def batch(self) -> int:
         return self.successes.shape[0]
 
+    @property
+    def successes(self) -> np.ndarray:
+        return self._successes
+
+    @successes.setter
+    def successes(self, value: np.ndarray) -> None:
+        self._successes = value
+        # sum of log C(n, s) per response: constant in every deviance, computed once
+        self.loglik_constant = log_choose(self.trials, value).sum(axis=-1)
+
     def subset(self, rows: np.ndarray) -> "Problem":
         """The same cells with only the responses ``rows`` of the batch."""
         out = object.__new__(Problem)
         out.__dict__.update(self.__dict__)
-        out.successes = self.successes[rows]
+        out.successes = self._successes[rows]
         return out
 
     def stats(self) -> dict:
@@ -91,7 +103,8 @@ class Problem:
 
     def deviance(self, eta: np.ndarray) -> np.ndarray:
         """-2 log-likelihood of each response in the batch, (B,)."""
-        return -2.0 * self.family.loglik(self.stats(), eta).sum(axis=-1)
+        kernel = self.family.loglik(self.stats(), eta, constant=False).sum(axis=-1)
+        return -2.0 * (kernel + self.loglik_constant)
 
 
 def _apply(M, v: np.ndarray) -> np.ndarray:
@@ -175,6 +188,19 @@ def _cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.stack([cho_solve((L[i], True), b[i], check_finite=False) for i in range(L.shape[0])])
 
 
+def _cho_inverse(L: np.ndarray) -> np.ndarray:
+    """H^-1 from its lower Cholesky factors L (B, q, q), by LAPACK's potri per item."""
+    if L.shape[1] <= 24:
+        return _cho_solve(L, np.broadcast_to(np.eye(L.shape[1]), L.shape))
+    out = np.empty_like(L)
+    for i in range(L.shape[0]):
+        inv, info = dpotri(L[i], lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("H is not positive definite")
+        out[i] = np.tril(inv) + np.tril(inv, -1).T  # potri fills one triangle
+    return out
+
+
 def gradient(prob: Problem, state: State) -> np.ndarray:
     """Exact d f / d (theta, beta) at a PIRLS solution, shape (B, T + p).
 
@@ -194,7 +220,7 @@ def gradient(prob: Problem, state: State) -> np.ndarray:
     for k in range(T):
         sl = slice(prob.starts[k], prob.starts[k + 1])
         rhs[:, sl, k] += ztr[:, sl]
-    Hinv = _cho_solve(L, np.broadcast_to(np.eye(prob.q), (B, prob.q, prob.q)))
+    Hinv = _cho_inverse(L)
     du = Hinv @ rhs
     d_eta_total = d_eta + prob.zmul(lam[:, :, None] * du)
     # leverage of each cell: diag(Z Lambda H^-1 Lambda Z'), gathered over term pairs
