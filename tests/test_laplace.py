@@ -121,3 +121,19 @@ def test_singular_fit_is_flagged():
     fit = LaplaceEngine().fit(cells)
     assert fit.singular and fit.theta[0] == 0.0
     assert fit.beta[0] == pytest.approx(np.log(20 / 30), abs=1e-6)
+
+
+def test_preconditioned_refit_reaches_the_same_optimum(cces_all):
+    from misterp.engines.laplace import hessian_at, optimize, start_values
+
+    cells, _ = prepare(Survey(cces_all.iloc[:4000], "abortion"), None,
+                       "abortion ~ male + (1|state) + (1|eth) + (1|educ:age)")
+    fit = LaplaceEngine().fit(cells)
+    prob = Problem(cells)
+    start = np.concatenate([fit.theta, fit.beta])
+    H = hessian_at(prob, start, fit.u)
+    assert np.all(np.linalg.eigvalsh(H) > 0)
+    plain, _, _ = optimize(prob, start_values(cells))
+    pre, _, info = optimize(prob, start_values(cells), hessian=H)
+    np.testing.assert_allclose(pre, plain, atol=1e-6)
+    np.testing.assert_allclose(pre, start, atol=1e-6)

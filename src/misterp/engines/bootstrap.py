@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..fit import MixedFit
 from ..frame import Frame
 from ..poststrat import CellDraws, LinearDraws
-from .laplace import Problem, joint_covariance, newton_batch, optimize, pirls
+from .laplace import SMALL_Q, Problem, hessian_at, joint_covariance, newton_batch, optimize, pirls
 
 
 @dataclass(frozen=True)
@@ -81,29 +81,34 @@ def _simulate(fit: MixedFit, nsim: int, use_u: bool, rng: np.random.Generator) -
     return cells.family.simulate(cells.stats, mu, rng)["successes"]
 
 
-def _refit_block(fit: MixedFit, successes: np.ndarray, statistic):
-    """Refit a block of simulated responses (B, n_cells) at once.
+def _refit_block(fit: MixedFit, successes: np.ndarray, statistic, hessian: np.ndarray):
+    """Refit a block of simulated responses (B, n_cells).
 
-    Batched Newton from the original optimum; a response it does not settle
-    is retried alone with L-BFGS-B. Returns coef (B, n_fixed + q) as
-    (beta*, b*), theta (B, n_terms) and the statistics (list, None where not
-    asked for); rows of failed refits are NaN.
+    With few random-effect levels, one batched Newton solve for the block
+    (the work is per-call overhead); otherwise, and for any response Newton
+    does not settle, L-BFGS-B per response, preconditioned by ``hessian``
+    (the curvature at the original optimum). Both start from the original
+    optimum. Returns coef (B, n_fixed + q) as (beta*, b*), theta (B, n_terms)
+    and the statistics (list, None where not asked for); rows of failed
+    refits are NaN.
     """
     cells, T = fit.cells, len(fit.theta)
     prob = Problem(cells, successes)
     B = prob.batch
     start = np.tile(np.concatenate([fit.theta, fit.beta]), (B, 1))
     u0 = np.tile(fit.u, (B, 1))
-    try:
-        params, u, ok = newton_batch(prob, start, u0)
-    except (FloatingPointError, np.linalg.LinAlgError):
-        params, u, ok = start.copy(), u0.copy(), np.zeros(B, dtype=bool)
+    params, u, ok = start.copy(), u0.copy(), np.zeros(B, dtype=bool)
+    if prob.q <= SMALL_Q:
+        try:
+            params, u, ok = newton_batch(prob, start, u0)
+        except (FloatingPointError, np.linalg.LinAlgError):
+            pass
     stats = [None] * B
     for i in range(B):
         one = prob.subset([i])
         if not ok[i]:
             try:
-                p_i, st, info = optimize(one, start[i], fit.u)
+                p_i, st, info = optimize(one, start[i], fit.u, hessian=hessian)
             except (FloatingPointError, np.linalg.LinAlgError):
                 continue
             if not info["converged"]:
@@ -147,18 +152,20 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
     """
     rng = np.random.default_rng(seed)
     successes = _simulate(fit, nsim, use_u, rng)
+    hessian = hessian_at(Problem(fit.cells), np.concatenate([fit.theta, fit.beta]), fit.u)
     # fixed blocks, whatever the worker count, so every refit sees the same arithmetic
     blocks = [successes[i:i + block] for i in range(0, nsim, block)]
     parts = []
     bar = tqdm(total=nsim, desc="bootstrap", unit="refit", disable=None if progress else True)
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
-            for part in pool.map(_refit_block, [fit] * len(blocks), blocks, [statistic] * len(blocks)):
+            for part in pool.map(_refit_block, [fit] * len(blocks), blocks, [statistic] * len(blocks),
+                                 [hessian] * len(blocks)):
                 parts.append(part)
                 bar.update(len(part[0]))
     else:
         for chunk in blocks:
-            parts.append(_refit_block(fit, chunk, statistic))
+            parts.append(_refit_block(fit, chunk, statistic, hessian))
             bar.update(len(chunk))
     bar.close()
     params = np.vstack([p[0] for p in parts])
