@@ -115,6 +115,8 @@ SMALL_Q = 24
 
 def _apply(M, v: np.ndarray) -> np.ndarray:
     """Sparse M (r, c) applied along axis 1 of v (B, c[, d]) -> (B, r[, d])."""
+    if v.ndim == 2:
+        return np.asarray(M @ v.T).T
     B = v.shape[0]
     moved = np.moveaxis(v, 0, -1).reshape(v.shape[1], -1)  # (c, d*B)
     out = np.asarray(M @ moved).reshape((M.shape[0],) + v.shape[2:] + (B,))
