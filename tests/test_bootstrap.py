@@ -50,3 +50,24 @@ def test_normal_approximation_sd_close_to_bootstrap(article_fit, article_frame):
     approx = poststratify(article_fit.cell_draws(article_frame, n_draws=4000, seed=2), article_frame).table.iloc[0]
     boot = boot_sd(article_fit, article_frame, nsim=999, use_u=True, seed=3)
     assert approx["sd"] == pytest.approx(boot["sd"], rel=0.15)
+
+
+@pytest.mark.parametrize("nsim", [12, pytest.param(999, marks=pytest.mark.slow)])
+def test_cces_bootstrap_draws_are_the_refits_poststratified(nsim, cces_all, cces_frame):
+    """The refits' (beta*, b*) draws, poststratified, equal each refit's own
+    predict-then-weighted.mean statistic (bootMer's FUN in the article)."""
+    from conftest import SEVEN_TERM
+    from misterp import CellDraws
+
+    sample = cces_all.sample(5000, random_state=7).reset_index(drop=True)
+    cells, _ = prepare(Survey(sample, "abortion"), cces_frame, SEVEN_TERM)
+    fit = LaplaceEngine().fit(cells)
+
+    def national(refit):
+        return poststratify(CellDraws(point=refit.predict(cces_frame.data)), cces_frame).value
+
+    boot = bootstrap(fit, nsim=nsim, seed=11, progress=False, statistic=national)
+    assert boot.failed == 0
+    est = poststratify(boot.cell_draws(cces_frame), cces_frame)
+    np.testing.assert_allclose(est.draws[:, 0], boot.t[:, 0], rtol=1e-12)
+    assert 0.002 < est.table["sd"].iloc[0] < 0.02

@@ -123,14 +123,14 @@ class MixedFit:
         for k in range(len(codes)):
             seen = codes[k] >= 0
             rows.append(np.flatnonzero(seen))
-            cols.append(codes[k][seen] + starts[k] + X.shape[1])
+            cols.append(codes[k][seen] + starts[k])
             if not seen.all():
                 cols_k = list(design.group_terms[k].columns)
                 labels = data.loc[~seen, cols_k].astype(str).agg(":".join, axis=1).unique().tolist()
                 unseen[design.group_names[k]] = labels
         r, c = np.concatenate(rows), np.concatenate(cols)
-        Z = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(data), X.shape[1] + starts[-1]))
-        return sp.hstack([sp.csr_matrix(X), Z[:, X.shape[1]:]]).tocsr(), design.offset(data), unseen, codes
+        Z = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(data), starts[-1]))
+        return sp.hstack([sp.csr_matrix(X), Z]).tocsr(), design.offset(data), unseen, codes
 
     def predict(self, newdata: pd.DataFrame, type: str = "response") -> np.ndarray:
         """lme4's ``predict(newdata, allow.new.levels = TRUE)``: unseen levels get b = 0."""

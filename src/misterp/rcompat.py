@@ -13,7 +13,7 @@ Example
 -------
 >>> rng = RRandom(10)
 >>> rng.sample([1, 2, 3, 4, 5], 3, replace=True, prob=[4, 4, 4, 4, 7]).tolist()
-[3, 2, 4]
+[4, 3, 3]
 """
 
 from __future__ import annotations
