@@ -107,13 +107,16 @@ def _refit_block(fit: MixedFit, successes: np.ndarray, statistic, hessian: np.nd
     for i in range(B):
         one = prob.subset([i])
         if not ok[i]:
-            try:
-                p_i, st, info = optimize(one, start[i], fit.u, hessian=hessian)
-            except (FloatingPointError, np.linalg.LinAlgError):
+            for curvature in (hessian, None):  # the preconditioned try, then plain L-BFGS-B
+                try:
+                    p_i, st, info = optimize(one, start[i], fit.u, hessian=curvature)
+                except (FloatingPointError, np.linalg.LinAlgError):
+                    continue
+                if info["converged"]:
+                    params[i], u[i], ok[i] = p_i, st.u[0], True
+                    break
+            if not ok[i]:
                 continue
-            if not info["converged"]:
-                continue
-            params[i], u[i], ok[i] = p_i, st.u[0], True
         if statistic is not None:
             st = pirls(one, params[i:i + 1], u[i:i + 1])
             sim = cells.with_stats({"successes": successes[i], "trials": cells.stats["trials"]})

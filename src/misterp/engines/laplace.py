@@ -302,13 +302,13 @@ def _lbfgs(obj: Objective, x0: np.ndarray, free: np.ndarray, hessian: np.ndarray
     """L-BFGS-B over x[free] = x0[free] + C z, the rest held at x0; returns (x, message).
 
     C is the identity, or H^(-1/2) of the free block of ``hessian`` with its
-    eigenvalues taken in absolute value and floored (theta = 0 can be a
-    maximum along theta_k).
+    eigenvalues taken in absolute value and floored at 1e-3 of the largest
+    (theta = 0 can be a maximum along theta_k, or flat).
     """
     C = np.eye(int(free.sum()))
     if hessian is not None:
         vals, vecs = np.linalg.eigh(hessian[np.ix_(free, free)])
-        vals = np.maximum(np.abs(vals), 1e-6 * np.abs(vals).max())
+        vals = np.maximum(np.abs(vals), 1e-3 * np.abs(vals).max())
         C = vecs / np.sqrt(vals)
 
     def fun(z):
