@@ -54,8 +54,8 @@ class Binomial:
         Optimizers that evaluate often add the constant once themselves.
         """
         s, n = stats["successes"], stats["trials"]
-        # log mu = -log1p(exp(-eta)), log(1-mu) = -log1p(exp(eta)), stable both ways
-        kernel = -s * np.logaddexp(0.0, -eta) - (n - s) * np.logaddexp(0.0, eta)
+        # s log mu + (n - s) log(1 - mu) = s eta - n log(1 + e^eta); logaddexp keeps it stable
+        kernel = s * eta - n * np.logaddexp(0.0, eta)
         return kernel + log_choose(n, s) if constant else kernel
 
     @staticmethod

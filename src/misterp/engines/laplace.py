@@ -60,10 +60,11 @@ class Problem:
         self.ZT = self.Z.T.tocsr()
         # flat (q*q) positions of every (term k, term l, cell) pair; as a sparse
         # (q*q, n) map, Z'WZ is one sparse product with w
-        self.pair_idx = (self.cols[:, None, :] * self.q + self.cols[None, :, :]).ravel()
+        pair_idx = (self.cols[:, None, :] * self.q + self.cols[None, :, :]).ravel()
         pair_cell = np.tile(np.arange(n), self.n_terms * self.n_terms)
-        self.pairs = sp.csr_matrix((np.ones(len(self.pair_idx)), (self.pair_idx, pair_cell)),
+        self.pairs = sp.csr_matrix((np.ones(len(pair_idx)), (pair_idx, pair_cell)),
                                    shape=(self.q * self.q, n))
+        self.pairs_t = self.pairs.T.tocsr()
 
     @property
     def batch(self) -> int:
@@ -233,7 +234,7 @@ def gradient(prob: Problem, state: State) -> np.ndarray:
     d_eta_total = d_eta + prob.zmul(lam[:, :, None] * du)
     # leverage of each cell: diag(Z Lambda H^-1 Lambda Z'), gathered over term pairs
     scaled = (lam[:, :, None] * Hinv * lam[:, None, :]).reshape(B, -1)
-    lev = scaled[:, prob.pair_idx].reshape(B, T * T, n).sum(axis=1)
+    lev = _apply(prob.pairs_t, scaled)
     through_w = np.einsum("bn,bnd->bd", lev * dw, d_eta_total)
     # d log det H / d theta_k through Lambda itself: 2 tr(H^-1 E_k A Lambda)
     diag = ((A * lam[:, None, :]) * Hinv).sum(axis=2)
@@ -318,7 +319,7 @@ def _lbfgs(obj: Objective, x0: np.ndarray, free: np.ndarray, hessian: np.ndarray
         return f, C.T @ g[free]
 
     res = minimize(fun, np.zeros(C.shape[1]), jac=True, method="L-BFGS-B",
-                   options={"ftol": 1e-15, "gtol": 1e-9, "maxiter": 2000, "maxcor": 20})
+                   options={"ftol": 1e-13, "gtol": 1e-7, "maxiter": 2000, "maxcor": 20})
     x = x0.copy()
     x[free] += C @ res.x
     return x, str(res.message)
