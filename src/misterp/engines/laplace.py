@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import cho_factor, cho_solve
 from scipy.linalg.lapack import dpotri
-from scipy.optimize import minimize
+from scipy.optimize import minimize, minimize_scalar
 
 from ..cells import Cells
 from ..family import log_choose
@@ -393,10 +393,35 @@ def newton_batch(prob: Problem, start: np.ndarray, u0: np.ndarray, tol: float = 
     return params, u, converged
 
 
-def start_values(cells: Cells) -> np.ndarray:
-    """lme4's start: theta = 1 for every term, beta from the fixed-effects GLM."""
+def start_values(cells: Cells, prob: Problem | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Starting (theta, beta) and modes u: beta from the fixed-effects GLM.
+
+    lme4 starts every theta at 1, far from the sds of 0.1-0.3 typical of MRP
+    terms; from there L-BFGS-B spends most of its evaluations descending. With
+    two or more terms we first find, by a bounded 1-D search (about ten PIRLS
+    solves), the common theta that minimises the Laplace deviance, and start
+    there: it halves the evaluations on the CCES models. With one term the
+    search buys nothing, and we keep lme4's theta = 1.
+    """
+    prob = Problem(cells) if prob is None else prob
     beta, _, _ = irls(cells.X, cells.stats, cells.offset, cells.family)
-    return np.concatenate([np.ones(len(cells.design.group_terms)), beta])
+    T = len(cells.design.group_terms)
+    start = np.concatenate([np.ones(T), beta])
+    u = np.zeros((1, prob.q))
+    if T < 2:
+        return start, u[0]
+
+    def deviance(theta: float) -> float:
+        trial = start.copy()
+        trial[:T] = theta
+        state = pirls(prob, trial[None, :], u)
+        u[:] = state.u
+        return float(state.objective[0])
+
+    best = minimize_scalar(deviance, bounds=(0.0, 2.0), method="bounded", options={"xatol": 0.02})
+    start[:T] = best.x
+    deviance(best.x)  # modes at the chosen start
+    return start, u[0]
 
 
 def joint_covariance(prob: Problem, state: State) -> np.ndarray:
@@ -439,7 +464,9 @@ class LaplaceEngine:
                 "formula; for fixed effects only, use the glm engine."
             )
         prob = Problem(cells)
-        params, state, info = optimize(prob, start_values(cells) if start is None else start, u0)
+        if start is None:
+            start, u0 = start_values(cells, prob)
+        params, state, info = optimize(prob, start, u0)
         T = prob.n_terms
         return MixedFit(cells=cells, theta=params[:T], beta=params[T:], u=state.u[0],
                         objective=float(state.objective[0]), info=info,
