@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .design import Design
+from .design import Design, Levels
 from .errors import MisterpInputError
 from .family import BINOMIAL, Binomial
 from .formula import Formula, parse_formula
@@ -87,11 +87,8 @@ def collapse(survey: Survey, formula, family: Binomial = BINOMIAL) -> Cells:
     y = data[formula.response].to_numpy(float)
     predictors = formula.predictors
     if predictors:
-        keys = data[predictors]
-        codes, uniques = pd.MultiIndex.from_frame(keys).factorize(sort=True)
-        table = uniques.to_frame(index=False)
-        table.columns = predictors
-        table = table.astype({c: keys[c].dtype for c in predictors})
+        levels, codes = Levels.learn(data, predictors)
+        table = levels.table().astype({c: data[c].dtype for c in predictors})
     else:
         codes, table = np.zeros(len(data), dtype=np.int64), pd.DataFrame(index=[0])
     stats = family.cell_stats(y, codes, len(table))

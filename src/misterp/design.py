@@ -35,22 +35,68 @@ def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
-def _level_index(values: pd.DataFrame) -> pd.Index:
-    """Sorted unique level keys of one or more columns (a MultiIndex for several)."""
-    if values.shape[1] == 1:
-        return pd.Index(values.iloc[:, 0].unique()).sort_values()
-    return pd.MultiIndex.from_frame(values).unique().sort_values()
+@dataclass(frozen=True)
+class Levels:
+    """The distinct combinations of one or more columns, in sorted order.
 
+    Each column's sorted distinct values give integer codes; a combination is
+    the mixed-radix number of its codes, so sorting and looking up keys are
+    integer operations (several times faster than pandas MultiIndex).
 
-def _lookup(levels: pd.Index, values: pd.DataFrame) -> np.ndarray:
-    """Position of each row's key in ``levels``; -1 where it is not there."""
-    if values.shape[1] == 1:
-        return levels.get_indexer(values.iloc[:, 0])
-    return levels.get_indexer(pd.MultiIndex.from_frame(values))
+    Attributes
+    ----------
+    columns : tuple of str
+    values : tuple of pd.Index
+        Sorted distinct values of each column.
+    keys : (n_levels,) int64 array
+        Sorted combined codes of the combinations seen.
+    """
 
+    columns: tuple
+    values: tuple
+    keys: np.ndarray
 
-def _level_label(key) -> str:
-    return ":".join(map(str, key)) if isinstance(key, tuple) else str(key)
+    @classmethod
+    def learn(cls, data: pd.DataFrame, columns) -> tuple["Levels", np.ndarray]:
+        """Levels of ``columns`` in ``data``, and each row's position among them (n_rows,)."""
+        values = tuple(pd.Index(pd.unique(data[c])).sort_values() for c in columns)
+        if np.prod([float(len(v)) for v in values]) >= 2.0 ** 62:
+            raise MisterpInputError(
+                f"The columns {list(columns)} have too many distinct value combinations (over 2^62) "
+                "to encode as cells. Round or bin the continuous columns among them.")
+        levels = cls(tuple(columns), values, np.zeros(0, dtype=np.int64))
+        keys, position = np.unique(levels._combined(data), return_inverse=True)
+        return cls(tuple(columns), values, keys), position
+
+    def _combined(self, data: pd.DataFrame) -> np.ndarray:
+        code = np.zeros(len(data), dtype=np.int64)
+        for col, values in zip(self.columns, self.values):
+            idx = values.get_indexer(data[col])
+            code = np.where((idx < 0) | (code < 0), -1, code * len(values) + idx)
+        return code
+
+    def lookup(self, data: pd.DataFrame) -> np.ndarray:
+        """Position of each row's combination among the levels; -1 where unseen."""
+        code = self._combined(data)
+        pos = np.searchsorted(self.keys, code).clip(max=len(self.keys) - 1)
+        return np.where((code >= 0) & (self.keys[pos] == code), pos, -1)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def table(self) -> pd.DataFrame:
+        """The combinations as a table, one row per level, columns as learned."""
+        out, rest = {}, self.keys
+        for col, values in reversed(list(zip(self.columns, self.values))):
+            out[col] = values[rest % len(values)]
+            rest = rest // len(values)
+        return pd.DataFrame({c: np.asarray(out[c]) for c in self.columns})
+
+    def labels(self) -> list[str]:
+        """Readable labels, such as "HS:30-39"."""
+        table = self.table().astype(str)
+        return table.iloc[:, 0].str.cat(table.iloc[:, 1:], sep=":").tolist() if len(self.columns) > 1 \
+            else table.iloc[:, 0].tolist()
 
 
 @dataclass(frozen=True)
@@ -62,7 +108,7 @@ class Design:
     formula : Formula
     categorical : dict[str, pd.Index]
         Levels of every column used categorically by a fixed term.
-    group_levels : tuple[pd.Index, ...]
+    group_levels : tuple[Levels, ...]
         Levels of each grouping term, in lme4's term order.
     group_terms : tuple
         The grouping terms, sorted as lme4 sorts them (most levels first).
@@ -83,8 +129,8 @@ class Design:
         for term in formula.fixed:
             for col, as_factor in zip(term.columns, term.as_factor):
                 if as_factor or not _is_numeric(data[col]):
-                    categorical[col] = _level_index(data[[col]])
-        levels = [_level_index(data[list(g.columns)]) for g in formula.groups]
+                    categorical[col] = pd.Index(pd.unique(data[col])).sort_values()
+        levels = [Levels.learn(data, g.columns)[0] for g in formula.groups]
         # lme4 orders terms by decreasing number of levels; ties in reverse formula order
         order = sorted(range(len(levels)), key=lambda k: (-len(levels[k]), -k))
         names = ["(Intercept)"] if formula.intercept else []
@@ -109,7 +155,7 @@ class Design:
 
     def level_labels(self, term: int) -> list[str]:
         """Readable labels of one grouping term's levels ("HS:30-39")."""
-        return [_level_label(k) for k in self.group_levels[term]]
+        return self.group_levels[term].labels()
 
     def fixed_matrix(self, data: pd.DataFrame) -> np.ndarray:
         """X for the rows of ``data``, shape (n_rows, n_fixed)."""
@@ -140,8 +186,8 @@ class Design:
     def group_index(self, data: pd.DataFrame) -> np.ndarray:
         """Level index of each row in each grouping term, shape (n_terms, n_rows); -1 = unseen."""
         out = np.empty((len(self.group_terms), len(data)), dtype=np.int64)
-        for k, (term, levels) in enumerate(zip(self.group_terms, self.group_levels)):
-            out[k] = _lookup(levels, data[list(term.columns)])
+        for k, levels in enumerate(self.group_levels):
+            out[k] = levels.lookup(data)
         return out
 
     def offset(self, data: pd.DataFrame) -> np.ndarray:
