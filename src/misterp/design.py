@@ -35,6 +35,10 @@ def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
+def _sorted_values(series: pd.Series) -> pd.Index:
+    return pd.Index(pd.unique(series)).sort_values()
+
+
 @dataclass(frozen=True)
 class Levels:
     """The distinct combinations of one or more columns, in sorted order.
@@ -57,27 +61,37 @@ class Levels:
     keys: np.ndarray
 
     @classmethod
-    def learn(cls, data: pd.DataFrame, columns) -> tuple["Levels", np.ndarray]:
-        """Levels of ``columns`` in ``data``, and each row's position among them (n_rows,)."""
-        values = tuple(pd.Index(pd.unique(data[c])).sort_values() for c in columns)
-        if np.prod([float(len(v)) for v in values]) >= 2.0 ** 62:
+    def learn(cls, data: pd.DataFrame, columns, values: dict | None = None) -> tuple["Levels", np.ndarray]:
+        """Levels of ``columns`` in ``data``, and each row's position among them (n_rows,).
+
+        ``values`` may give each column's sorted distinct values, shared
+        between terms so that :meth:`lookup` can reuse a column's codes.
+        """
+        values = values or {}
+        per_column = tuple(values[c] if c in values else _sorted_values(data[c]) for c in columns)
+        if np.prod([float(len(v)) for v in per_column]) >= 2.0 ** 62:
             raise MisterpInputError(
                 f"The columns {list(columns)} have too many distinct value combinations (over 2^62) "
                 "to encode as cells. Round or bin the continuous columns among them.")
-        levels = cls(tuple(columns), values, np.zeros(0, dtype=np.int64))
+        levels = cls(tuple(columns), per_column, np.zeros(0, dtype=np.int64))
         keys, position = np.unique(levels._combined(data), return_inverse=True)
-        return cls(tuple(columns), values, keys), position
+        return cls(tuple(columns), per_column, keys), position
 
-    def _combined(self, data: pd.DataFrame) -> np.ndarray:
+    def _combined(self, data: pd.DataFrame, cache: dict | None = None) -> np.ndarray:
+        """Mixed-radix code of each row (-1 where a value is unseen); ``cache`` keeps column codes."""
+        cache = {} if cache is None else cache
         code = np.zeros(len(data), dtype=np.int64)
         for col, values in zip(self.columns, self.values):
-            idx = values.get_indexer(data[col])
+            key = (col, id(values))
+            if key not in cache:
+                cache[key] = values.get_indexer(data[col])
+            idx = cache[key]
             code = np.where((idx < 0) | (code < 0), -1, code * len(values) + idx)
         return code
 
-    def lookup(self, data: pd.DataFrame) -> np.ndarray:
+    def lookup(self, data: pd.DataFrame, cache: dict | None = None) -> np.ndarray:
         """Position of each row's combination among the levels; -1 where unseen."""
-        code = self._combined(data)
+        code = self._combined(data, cache)
         pos = np.searchsorted(self.keys, code).clip(max=len(self.keys) - 1)
         return np.where((code >= 0) & (self.keys[pos] == code), pos, -1)
 
@@ -129,8 +143,10 @@ class Design:
         for term in formula.fixed:
             for col, as_factor in zip(term.columns, term.as_factor):
                 if as_factor or not _is_numeric(data[col]):
-                    categorical[col] = pd.Index(pd.unique(data[col])).sort_values()
-        levels = [Levels.learn(data, g.columns)[0] for g in formula.groups]
+                    categorical[col] = _sorted_values(data[col])
+        # one sorted value index per column, shared by every term that uses it
+        shared = {c: _sorted_values(data[c]) for g in formula.groups for c in g.columns}
+        levels = [Levels.learn(data, g.columns, shared)[0] for g in formula.groups]
         # lme4 orders terms by decreasing number of levels; ties in reverse formula order
         order = sorted(range(len(levels)), key=lambda k: (-len(levels[k]), -k))
         names = ["(Intercept)"] if formula.intercept else []
@@ -186,8 +202,9 @@ class Design:
     def group_index(self, data: pd.DataFrame) -> np.ndarray:
         """Level index of each row in each grouping term, shape (n_terms, n_rows); -1 = unseen."""
         out = np.empty((len(self.group_terms), len(data)), dtype=np.int64)
+        cache: dict = {}
         for k, levels in enumerate(self.group_levels):
-            out[k] = levels.lookup(data)
+            out[k] = levels.lookup(data, cache)
         return out
 
     def offset(self, data: pd.DataFrame) -> np.ndarray:
