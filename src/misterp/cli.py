@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--frame", required=True, help="poststratification table (CSV or Parquet)")
     fit.add_argument("--formula", required=True, help='lme4 formula, e.g. "y ~ x + (1|g) + (1|a:b)"')
     fit.add_argument("--count", required=True, help="the frame's population-count column")
+    fit.add_argument("--join", action="append", default=[], metavar="FILE",
+                     help="group-level predictors (e.g. state -> repvote), joined onto survey and frame "
+                          "by their shared columns; repeatable")
     fit.add_argument("--engine", choices=["glm", "laplace"], default="laplace")
     fit.add_argument("--by", type=lambda s: [c for c in s.split(",") if c], default=[],
                      help="frame column(s) to estimate within, comma-separated")
@@ -61,8 +64,8 @@ def _fit(args) -> int:
     from .survey import Survey
 
     formula = parse_formula(args.formula)
-    survey = Survey(args.survey, formula.response)
-    frame = Frame(args.frame, args.count)
+    survey = Survey(args.survey, formula.response, join=args.join)
+    frame = Frame(args.frame, args.count, join=args.join)
     cells, notes = prepare(survey, frame, formula, drop_missing=args.drop_missing)
     if args.engine == "glm":
         if args.bootstrap:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MisterpInputError
+from .join import as_tables, join_table
 from .tables import describe_rows, missing_rows, read_table, require_columns
 
 
@@ -22,13 +23,18 @@ class Frame:
     count : str
         The population-count column. Counts must be finite and >= 0; zero is
         a valid count.
+    join : table or list of tables, optional
+        Group-level predictors joined on by their shared key columns.
     """
 
     data: pd.DataFrame
     count: str = "N"
+    join: object = ()
 
     def __post_init__(self):
         data = read_table(self.data, "frame")
+        for table in as_tables(self.join):
+            data = join_table(data, table, "frame")
         object.__setattr__(self, "data", data)
         if len(data) == 0:
             raise MisterpInputError("The frame has no rows. Give a table with one row per population cell.")

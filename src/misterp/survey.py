@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MisterpInputError
+from .join import as_tables, join_table
 from .tables import describe_rows, missing_rows, read_table, require_columns
 
 
@@ -27,14 +28,20 @@ class Survey:
         The 0/1 outcome column.
     weights : str, optional
         A column of design weights (kept for weighted summaries, not for fitting).
+    join : table or list of tables, optional
+        Group-level predictors joined on by their shared key columns
+        (DataFrames or CSV/Parquet paths; see :mod:`misterp.join`).
     """
 
     data: pd.DataFrame
     outcome: str
     weights: str | None = None
+    join: object = ()
 
     def __post_init__(self):
         data = read_table(self.data, "survey")
+        for table in as_tables(self.join):
+            data = join_table(data, table, "survey")
         object.__setattr__(self, "data", data)
         if len(data) == 0:
             raise MisterpInputError(
