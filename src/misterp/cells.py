@@ -23,7 +23,7 @@ import pandas as pd
 
 from .design import Design, Levels
 from .errors import MisterpInputError
-from .family import BINOMIAL, Binomial
+from .family import BINOMIAL, Binomial, log_choose
 from .formula import Formula, parse_formula
 from .frame import Frame
 from .survey import Survey
@@ -46,6 +46,9 @@ class Cells:
         Level index of each cell in each grouping term.
     offset : (n_cells,) array
     family : Binomial
+    row_log_choose : float
+        Sum of log C(n_i, s_i) over the input rows (0 for 0/1 respondents);
+        lme4's logLik on rows given as cells includes it.
     """
 
     design: Design
@@ -55,6 +58,7 @@ class Cells:
     groups: np.ndarray
     offset: np.ndarray
     family: Binomial = BINOMIAL
+    row_log_choose: float = 0.0
 
     @property
     def n_cells(self) -> int:
@@ -62,7 +66,8 @@ class Cells:
 
     def with_stats(self, stats: dict) -> "Cells":
         """The same cells with other statistics (for simulated refits)."""
-        return Cells(self.design, self.table, stats, self.X, self.groups, self.offset, self.family)
+        return Cells(self.design, self.table, stats, self.X, self.groups, self.offset, self.family,
+                     self.row_log_choose)
 
 
 def as_formula(formula) -> Formula:
@@ -83,18 +88,35 @@ def collapse(survey: Survey, formula, family: Binomial = BINOMIAL) -> Cells:
         )
     data = survey.data
     require_columns(data, formula.columns, "survey")
-    family.check_outcome(data[formula.response].to_numpy(), formula.response)
-    y = data[formula.response].to_numpy(float)
+    y, trials, row_log_choose = _outcome(data, formula, survey, family)
     predictors = formula.predictors
     if predictors:
         levels, codes = Levels.learn(data, predictors)
         table = levels.table().astype({c: data[c].dtype for c in predictors})
     else:
         codes, table = np.zeros(len(data), dtype=np.int64), pd.DataFrame(index=[0])
-    stats = family.cell_stats(y, codes, len(table))
+    stats = family.cell_stats(y, codes, len(table), trials)
     design = Design.learn(formula, table)
     return Cells(design, table, stats, design.fixed_matrix(table), design.group_index(table),
-                 design.offset(table), family)
+                 design.offset(table), family, row_log_choose)
+
+
+def _outcome(data: pd.DataFrame, formula: Formula, survey: Survey, family: Binomial):
+    """Successes (n,), trials (n,) or None for 0/1 rows, and sum of log C(n_i, s_i) over rows."""
+    y = data[formula.response]
+    if formula.failures:
+        trials, names = y.to_numpy(float) + pd.to_numeric(data[formula.failures], errors="coerce").to_numpy(float), \
+            (formula.response, f"{formula.response} + {formula.failures}")
+    elif formula.trials or survey.trials:
+        column = formula.trials or survey.trials
+        require_columns(data, [column], "survey", "Name the survey's trials column (--trials).")
+        trials, names = pd.to_numeric(data[column], errors="coerce").to_numpy(float), (formula.response, column)
+    else:
+        family.check_outcome(y.to_numpy(), formula.response)
+        return y.to_numpy(float), None, 0.0
+    family.check_counts(y.to_numpy(), trials, names)
+    successes = y.to_numpy(float)
+    return successes, trials, float(log_choose(trials, successes).sum())
 
 
 def check_frame_covers(cells: Cells, frame: Frame) -> None:
@@ -120,7 +142,7 @@ def prepare(survey: Survey, frame: Frame | None, formula, drop_missing: bool = F
     """
     formula = as_formula(formula)
     if formula.response != survey.outcome:
-        survey = Survey(survey.data, formula.response, survey.weights)
+        survey = Survey(survey.data, formula.response, survey.weights, trials=survey.trials)
     require_columns(survey.data, formula.columns, "survey")
     survey, dropped = survey.complete(formula.columns, drop_missing)
     notes = [f"dropped {dropped} survey row(s) with missing values"] if dropped else []

@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--join", action="append", default=[], metavar="FILE",
                      help="group-level predictors (e.g. state -> repvote), joined onto survey and frame "
                           "by their shared columns; repeatable")
+    fit.add_argument("--trials", metavar="COL",
+                     help="survey given as cells: COL holds each row's respondents and the outcome its successes")
+    fit.add_argument("--weights", metavar="COL", help="survey design weights (for the weighted comparison)")
     fit.add_argument("--engine", choices=["glm", "laplace"], default="laplace")
     fit.add_argument("--by", type=lambda s: [c for c in s.split(",") if c], default=[],
                      help="frame column(s) to estimate within, comma-separated")
@@ -64,7 +67,7 @@ def _fit(args) -> int:
     from .survey import Survey
 
     formula = parse_formula(args.formula)
-    survey = Survey(args.survey, formula.response, join=args.join)
+    survey = Survey(args.survey, formula.response, weights=args.weights, join=args.join, trials=args.trials)
     frame = Frame(args.frame, args.count, join=args.join)
     cells, notes = prepare(survey, frame, formula, drop_missing=args.drop_missing)
     if args.engine == "glm":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.special import expit, gammaln
 
 from .errors import MisterpInputError
@@ -36,11 +37,27 @@ class Binomial:
                 "(for example yes -> 1, no -> 0) before fitting."
             )
 
-    def cell_stats(self, y: np.ndarray, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]:
-        """Collapse respondent outcomes ``y`` (n,) by ``cell`` index (n,) into (n_cells,) arrays."""
-        trials = np.bincount(cell, minlength=n_cells).astype(float)
-        successes = np.bincount(cell, weights=np.asarray(y, float), minlength=n_cells)
-        return {"successes": successes, "trials": trials}
+    def check_counts(self, successes: np.ndarray, trials: np.ndarray, names: tuple[str, str]) -> None:
+        """Raise unless 0 <= successes <= trials, all whole numbers, trials > 0 (rows given as cells)."""
+        s, n = (np.asarray(pd.to_numeric(pd.Series(v), errors="coerce"), float) for v in (successes, trials))
+        bad = ~(np.isfinite(s) & np.isfinite(n) & (s == np.round(s)) & (n == np.round(n)) & (s >= 0) & (s <= n) & (n > 0))
+        if bad.any():
+            rows = np.flatnonzero(bad)[:8] + 1
+            raise MisterpInputError(
+                f"Columns {names[0]!r} (successes) and {names[1]!r} (trials) must be whole numbers with "
+                f"0 <= successes <= trials and trials > 0; rows {rows.tolist()} are not. Fix those rows."
+            )
+
+    def cell_stats(self, y: np.ndarray, cell: np.ndarray, n_cells: int,
+                   trials: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Collapse rows by ``cell`` index (n,) into (n_cells,) arrays.
+
+        ``y`` holds 0/1 outcomes, or successes when ``trials`` gives each
+        row's trials (a survey given as cells).
+        """
+        weights = None if trials is None else np.asarray(trials, float)
+        return {"successes": np.bincount(cell, weights=np.asarray(y, float), minlength=n_cells),
+                "trials": np.bincount(cell, weights=weights, minlength=n_cells).astype(float)}
 
     @staticmethod
     def mean(eta: np.ndarray) -> np.ndarray:

@@ -67,9 +67,10 @@ class MixedFit:
 
     @property
     def loglik(self) -> float:
-        """glmer's logLik on the 0/1 data: cell log-likelihood minus sum log C(n, s)."""
+        """glmer's logLik on the input rows: the cell log-likelihood minus sum log C(n, s)
+        over cells, plus sum log C(n_i, s_i) over rows (0 for 0/1 respondents)."""
         s, n = self.cells.stats["successes"], self.cells.stats["trials"]
-        return -0.5 * self.objective - float(log_choose(n, s).sum())
+        return -0.5 * self.objective - float(log_choose(n, s).sum()) + self.cells.row_log_choose
 
     @property
     def deviance(self) -> float:

@@ -65,11 +65,18 @@ class Formula:
     fixed: tuple[FixedTerm, ...]
     groups: tuple[GroupTerm, ...]
     offset: str | None = None
+    trials: str | None = None
+    failures: str | None = None
+
+    @property
+    def outcome_columns(self) -> list[str]:
+        """The response and, for ``cbind(s, n - s)`` or ``cbind(s, f)``, its count column."""
+        return [c for c in (self.response, self.trials, self.failures) if c]
 
     @property
     def columns(self) -> list[str]:
-        """Every data column the formula uses, response first, without repeats."""
-        cols = [self.response]
+        """Every data column the formula uses, outcome first, without repeats."""
+        cols = list(self.outcome_columns)
         for t in self.fixed:
             cols += t.columns
         for g in self.groups:
@@ -80,8 +87,8 @@ class Formula:
 
     @property
     def predictors(self) -> list[str]:
-        """The columns a frame must carry to be predicted (all but the response)."""
-        return [c for c in self.columns if c != self.response]
+        """The columns a frame must carry to be predicted (all but the outcome's)."""
+        return [c for c in self.columns if c not in self.outcome_columns]
 
 
 def _fail(text: str, why: str) -> MisterpInputError:
@@ -152,7 +159,7 @@ def parse_formula(text: str) -> Formula:
     lhs, rhs = (p.strip() for p in text.split("~"))
     if not lhs:
         raise _fail(text, "there is no outcome column before '~'")
-    response = _check_name(text, lhs)
+    response, trials, failures = _response(text, lhs)
     if not rhs:
         raise _fail(text, "there are no predictors after '~' (use '~ 1' for an intercept only)")
     try:
@@ -189,4 +196,18 @@ def parse_formula(text: str) -> Formula:
         fixed.append(FixedTerm(tuple(c for c, _ in factors), tuple(f for _, f in factors)))
     # a*b expansion can repeat terms; keep the first, and order by interaction size as R does
     fixed = sorted(dict.fromkeys(fixed), key=lambda t: len(t.columns))
-    return Formula(text, response, intercept, tuple(fixed), tuple(dict.fromkeys(groups)), offset)
+    return Formula(text, response, intercept, tuple(fixed), tuple(dict.fromkeys(groups)), offset, trials, failures)
+
+
+def _response(text: str, lhs: str) -> tuple[str, str | None, str | None]:
+    """(successes, trials, failures) from ``y``, ``cbind(s, n - s)`` or ``cbind(s, f)``."""
+    m = re.fullmatch(rf"cbind\(\s*({_NAME})\s*,\s*(.+?)\s*\)", lhs)
+    if not m:
+        return _check_name(text, lhs), None, None
+    successes, second = m.group(1), m.group(2)
+    total = re.fullmatch(rf"({_NAME})\s*-\s*({_NAME})", second)
+    if total:
+        if total.group(2) != successes:
+            raise _fail(text, f"in cbind(s, n - s) the subtracted column must be {successes!r}")
+        return successes, _check_name(text, total.group(1)), None
+    return successes, None, _check_name(text, second)

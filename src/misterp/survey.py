@@ -25,18 +25,22 @@ class Survey:
     data : DataFrame or path
         The respondent table (CSV or Parquet path, or a DataFrame).
     outcome : str
-        The 0/1 outcome column.
+        The 0/1 outcome column, or the successes column when ``trials`` is given.
     weights : str, optional
         A column of design weights (kept for weighted summaries, not for fitting).
     join : table or list of tables, optional
         Group-level predictors joined on by their shared key columns
         (DataFrames or CSV/Parquet paths; see :mod:`misterp.join`).
+    trials : str, optional
+        For a survey given as cells: the column of respondents per row
+        (lme4's ``cbind(successes, trials - successes)``).
     """
 
     data: pd.DataFrame
     outcome: str
     weights: str | None = None
     join: object = ()
+    trials: str | None = None
 
     def __post_init__(self):
         data = read_table(self.data, "survey")
@@ -66,8 +70,7 @@ class Survey:
         error naming the rows (1-based, as in the file after its header).
         """
         cols = [c for c in columns if c in self.data.columns]
-        if self.weights:
-            cols.append(self.weights)
+        cols += [c for c in (self.weights, self.trials) if c and c not in cols]
         rows = missing_rows(self.data, cols)
         if len(rows) == 0:
             return self, 0
@@ -85,4 +88,4 @@ class Survey:
                 "Every survey row has a missing value in the model's columns, so none is left "
                 "after --drop-missing. Check the formula's columns."
             )
-        return Survey(kept.reset_index(drop=True), self.outcome, self.weights), len(rows)
+        return Survey(kept.reset_index(drop=True), self.outcome, self.weights, trials=self.trials), len(rows)
