@@ -32,18 +32,22 @@ def test_join_errors_name_the_keys(table, fragment):
     assert fragment in str(e.value)
 
 
-def test_case_study_model_matches_lme4(cces_all):
-    rows = pd.read_csv(FIXTURES / "cces_sample5000_rows.csv")["row"].to_numpy() - 1
+@pytest.mark.parametrize("tag", ["sample5000", "all"])
+def test_case_study_model_matches_lme4(tag, cces_all):
+    """lme4 at its converged optimum (bobyqa; tests/fixtures/r/make_cces_casestudy.R)."""
+    data = cces_all
+    if tag == "sample5000":
+        data = cces_all.iloc[pd.read_csv(FIXTURES / "cces_sample5000_rows.csv")["row"].to_numpy() - 1]
     frame = Frame(CCES / "poststrat_df.csv", "n", join=STATES)
-    cells, _ = prepare(Survey(cces_all.iloc[rows], "abortion", join=STATES), frame, CASE_STUDY)
+    cells, _ = prepare(Survey(data, "abortion", join=STATES), frame, CASE_STUDY)
     fit = LaplaceEngine().fit(cells)
-    ref = r_scalars("casestudy_sample5000")
+    ref = r_scalars(f"casestudy_{tag}")
     fixef = fit.fixef()
     for name in ref.index[ref.index.str.startswith("fixef:")]:
         assert abs(fixef[name[6:].replace("factor(region)", "region")] - ref[name]) < 1e-3, name
     assert fit.loglik >= ref["loglik"] - 1e-4
     states = poststratify(CellDraws(point=fit.predict(frame.data)), frame, by="state").table
-    r_states = pd.read_csv(FIXTURES / "cces_casestudy_sample5000_state.csv")
+    r_states = pd.read_csv(FIXTURES / f"cces_casestudy_{tag}_state.csv")
     np.testing.assert_allclose(states["estimate"], r_states["estimate"], atol=2e-3)
 
 
