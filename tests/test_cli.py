@@ -32,7 +32,8 @@ def test_fit_writes_the_estimate_table(files, capsys, ref):
                        "--count", "N", "--out", out, "--seed", "1")
     assert code == 0, err
     table = pd.read_csv(out)
-    assert list(table.columns) == ["estimate", "sd", "lower", "upper", "population", "interval"]
+    assert list(table.columns) == ["estimate", "sd", "lower", "upper", "population", "interval",
+                                   "raw_mean", "raw_n", "raked_mean"]
     assert abs(table["estimate"][0] - ref["glmer_poststrat"][0]) < 1e-5
     assert 0.015 < table["sd"][0] < 0.023
 

@@ -88,7 +88,7 @@ def collapse(survey: Survey, formula, family: Binomial = BINOMIAL) -> Cells:
         )
     data = survey.data
     require_columns(data, formula.columns, "survey")
-    y, trials, row_log_choose = _outcome(data, formula, survey, family)
+    y, trials, row_log_choose = outcome_counts(data, formula, survey, family)
     predictors = formula.predictors
     if predictors:
         levels, codes = Levels.learn(data, predictors)
@@ -101,7 +101,7 @@ def collapse(survey: Survey, formula, family: Binomial = BINOMIAL) -> Cells:
                  design.offset(table), family, row_log_choose)
 
 
-def _outcome(data: pd.DataFrame, formula: Formula, survey: Survey, family: Binomial):
+def outcome_counts(data: pd.DataFrame, formula: Formula, survey: Survey, family: Binomial = BINOMIAL):
     """Successes (n,), trials (n,) or None for 0/1 rows, and sum of log C(n_i, s_i) over rows."""
     y = data[formula.response]
     if formula.failures:

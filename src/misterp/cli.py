@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _fit(args) -> int:
     from .cells import prepare
+    from .compare import add_comparisons
     from .engines.bootstrap import bootstrap
     from .engines.glm import GlmEngine
     from .engines.laplace import LaplaceEngine
@@ -91,6 +92,8 @@ def _fit(args) -> int:
         else:
             draws = model.cell_draws(frame, seed=args.seed)
     estimate = poststratify(draws, frame, by=args.by)
+    estimate, compare_notes = add_comparisons(estimate, survey, frame, cells.design, args.drop_missing)
+    notes += compare_notes
     for term, levels in estimate.unseen.items():
         notes.append(f"{len(levels)} level(s) of {term} are not in the survey and get the population-level "
                      f"prediction: {', '.join(levels[:10])}{' ...' if len(levels) > 10 else ''}")

@@ -1,0 +1,105 @@
+"""What MRP is compared with, per group: the raw survey mean, the design-weighted
+mean, and the raking estimate (survey weights raked to the frame's margins).
+
+Example
+-------
+>>> est = add_comparisons(estimate, survey, frame, cells.design)   # doctest: +SKIP
+>>> est.table[["state", "estimate", "raw_mean", "raw_n", "raked_mean"]]   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from .cells import outcome_counts
+from .design import Design
+from .errors import MisterpInputError
+from .estimate import Estimate
+from .frame import Frame
+from .raking import rake
+from .survey import Survey
+
+
+def margin_columns(design: Design, frame: Frame, max_levels: int = 20) -> list[str]:
+    """The model's main-effect variables: raking margins.
+
+    Columns of single-column grouping terms, and of single-column fixed terms
+    that are categorical or take at most ``max_levels`` values in the frame
+    (a -0.5/0.5 ``male``, not a continuous ``repvote``).
+    """
+    cols = [g.columns[0] for g in design.group_terms if len(g.columns) == 1]
+    for term in design.formula.fixed:
+        if len(term.columns) == 1:
+            col = term.columns[0]
+            if col in design.categorical or frame.data[col].nunique() <= max_levels:
+                cols.append(col)
+    return list(dict.fromkeys(cols))
+
+
+def raking_weights(survey: Survey, frame: Frame, margins: list[str], tol: float = 1e-10) -> np.ndarray:
+    """Survey weights (design weights, or 1) raked to the frame's population margins; (n_rows,).
+
+    A respondent row of a survey given as cells stands for its trials.
+    """
+    data = survey.data
+    base = data[survey.weights].to_numpy(float) if survey.weights else np.ones(len(data))
+    codes, targets = [], []
+    for col in margins:
+        totals = frame.data.groupby(col, sort=True)[frame.count].sum()
+        codes.append(totals.index.get_indexer(data[col]))
+        targets.append(totals.to_numpy(float))
+    if survey.trials:
+        base = base * data[survey.trials].to_numpy(float)
+    return rake(base, codes, targets, tol=tol, names=margins)
+
+
+def add_comparisons(estimate: Estimate, survey: Survey, frame: Frame, design: Design,
+                    drop_missing: bool = False) -> tuple[Estimate, list[str]]:
+    """``estimate`` with, per group, ``raw_mean``, ``raw_n``, ``weighted_mean`` (with design
+    weights) and ``raked_mean``; and notes on what could not be computed."""
+    survey, _ = survey.complete(design.formula.columns, drop_missing)
+    data = survey.data
+    successes, trials, _ = outcome_counts(data, design.formula, survey)
+    trials = np.ones(len(data)) if trials is None else trials
+    by, table, notes = estimate.by, estimate.table.copy(), []
+    if all(c in data.columns for c in by):
+        position = _group_of(data, table, by)
+    else:
+        position = None
+        notes.append(f"the survey has no column(s) {[c for c in by if c not in data.columns]}: "
+                     "no raw or raked comparisons by group")
+
+    def by_group(weights):
+        if position is None:
+            return np.full(len(table), np.nan)
+        ok = position >= 0
+        num = np.bincount(position[ok], weights=(weights * successes)[ok], minlength=len(table))
+        den = np.bincount(position[ok], weights=(weights * trials)[ok], minlength=len(table))
+        return np.divide(num, den, out=np.full(len(table), np.nan), where=den > 0)
+
+    ones = np.ones(len(data))
+    table["raw_mean"] = by_group(ones)
+    table["raw_n"] = 0 if position is None else np.bincount(
+        position[position >= 0], weights=trials[position >= 0], minlength=len(table)).astype(int)
+    if survey.weights:
+        table["weighted_mean"] = by_group(data[survey.weights].to_numpy(float))
+    margins = margin_columns(design, frame)
+    try:
+        raked = raking_weights(survey, frame, margins)
+        per_respondent = raked / (data[survey.trials].to_numpy(float) if survey.trials else 1.0)
+        table["raked_mean"] = by_group(per_respondent)
+    except MisterpInputError as e:
+        table["raked_mean"] = np.nan
+        notes.append(f"no raking estimate: {e}")
+    return replace(estimate, table=table), notes
+
+
+def _group_of(data: pd.DataFrame, groups: pd.DataFrame, by: list[str]) -> np.ndarray:
+    """Row of ``groups`` each survey row belongs to; -1 for none. For no ``by``, all 0."""
+    if not by:
+        return np.zeros(len(data), dtype=np.int64)
+    index = pd.MultiIndex.from_frame(groups[by])
+    return index.get_indexer(pd.MultiIndex.from_frame(data[by]))

@@ -1,0 +1,65 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import FIXTURES
+from misterp import Frame, LaplaceEngine, MisterpInputError, Survey, poststratify, prepare
+from misterp.compare import add_comparisons, margin_columns, raking_weights
+from misterp.raking import rake
+
+
+@pytest.fixture(scope="module")
+def sample(cces_all):
+    rows = pd.read_csv(FIXTURES / "cces_sample5000_rows.csv")["row"].to_numpy() - 1
+    return Survey(cces_all.iloc[rows].reset_index(drop=True), "abortion")
+
+
+def test_raked_weights_match_r_survey_rake(sample, cces_frame):
+    """tests/fixtures/r/make_rake.R: survey::rake to convergence."""
+    ours = raking_weights(sample, cces_frame, ["state", "eth", "educ", "age", "male"])
+    theirs = pd.read_csv(FIXTURES / "rake_cces_sample5000.csv")["weight"].to_numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-8)
+
+
+def test_margins_are_met_within_1e8(sample, cces_frame):
+    w = raking_weights(sample, cces_frame, ["state", "eth", "male"])
+    for col in ["state", "eth", "male"]:
+        got = pd.Series(w).groupby(sample.data[col].to_numpy()).sum()
+        want = cces_frame.data.groupby(col)["n"].sum()
+        np.testing.assert_allclose(got.to_numpy(), want.loc[got.index].to_numpy(), rtol=1e-8)
+
+
+def test_inconsistent_margins_do_not_converge():
+    with pytest.raises(MisterpInputError, match="did not converge in 50 passes"):
+        rake(np.ones(4), [np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])],
+             [np.array([50.0, 50.0]), np.array([30.0, 80.0])], max_iter=50)
+
+
+def test_empty_category_is_named():
+    with pytest.raises(MisterpInputError, match=r"margin 'eth'.*categories \[2\]"):
+        rake(np.ones(3), [np.array([0, 1, 1])], [np.array([1.0, 2.0, 3.0])], names=["eth"])
+
+
+def test_comparison_columns(sample, cces_frame, cces_all):
+    formula = "abortion ~ male + (1|state) + (1|eth) + (1|educ) + (1|age)"
+    cells, _ = prepare(sample, cces_frame, formula)
+    assert margin_columns(cells.design, cces_frame) == ["state", "age", "educ", "eth", "male"]
+    est = poststratify(LaplaceEngine().fit(cells).cell_draws(cces_frame, n_draws=50, seed=1), cces_frame, by="state")
+    est, notes = add_comparisons(est, sample, cces_frame, cells.design)
+    t = est.table.set_index("state")
+    ca = sample.data[sample.data["state"] == "CA"]["abortion"]
+    assert t.loc["CA", "raw_mean"] == pytest.approx(ca.mean()) and t.loc["CA", "raw_n"] == len(ca)
+    r = pd.read_csv(FIXTURES / "rake_cces_sample5000_state.csv").set_index("state")["raked"]
+    np.testing.assert_allclose(t["raked_mean"], r.loc[t.index], atol=1e-8)
+    assert "weighted_mean" not in t and notes == []
+
+
+def test_weighted_mean_with_design_weights():
+    data = pd.DataFrame({"y": [1, 0, 1, 0], "g": ["a", "a", "b", "b"], "w": [3.0, 1.0, 1.0, 1.0]})
+    frame = Frame(pd.DataFrame({"g": ["a", "b"], "N": [10, 10]}), "N")
+    survey = Survey(data, "y", weights="w")
+    cells, _ = prepare(survey, frame, "y ~ (1|g)")
+    est = poststratify(LaplaceEngine().fit(cells).cell_draws(frame, n_draws=20, seed=1), frame, by="g")
+    est, _ = add_comparisons(est, survey, frame, cells.design)
+    assert est.table["weighted_mean"].tolist() == [0.75, 0.5]
+    assert est.table["raw_mean"].tolist() == [0.5, 0.5]
