@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--join", action="append", default=[], metavar="FILE",
                      help="group-level predictors (e.g. state -> repvote), joined onto survey and frame "
                           "by their shared columns; repeatable")
+    fit.add_argument("--map", metavar="FILE", help="recode survey answers onto the frame's categories "
+                     "(YAML 'column: {from: to}' or CSV column,from,to)")
     fit.add_argument("--trials", metavar="COL",
                      help="survey given as cells: COL holds each row's respondents and the outcome its successes")
     fit.add_argument("--weights", metavar="COL", help="survey design weights (for the weighted comparison)")
@@ -59,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 def _fit(args) -> int:
     from .cells import prepare
     from .compare import add_comparisons
+    from .harmonise import coverage
     from .engines.bootstrap import bootstrap
     from .engines.glm import GlmEngine
     from .engines.laplace import LaplaceEngine
@@ -68,7 +71,8 @@ def _fit(args) -> int:
     from .survey import Survey
 
     formula = parse_formula(args.formula)
-    survey = Survey(args.survey, formula.response, weights=args.weights, join=args.join, trials=args.trials)
+    survey = Survey(args.survey, formula.response, weights=args.weights, join=args.join, trials=args.trials,
+                    recode=args.map)
     frame = Frame(args.frame, args.count, join=args.join)
     cells, notes = prepare(survey, frame, formula, drop_missing=args.drop_missing)
     if args.engine == "glm":
@@ -97,8 +101,10 @@ def _fit(args) -> int:
     for term, levels in estimate.unseen.items():
         notes.append(f"{len(levels)} level(s) of {term} are not in the survey and get the population-level "
                      f"prediction: {', '.join(levels[:10])}{' ...' if len(levels) > 10 else ''}")
-    notes.append(f"{int(cells.stats['trials'].sum())} respondents in {cells.n_cells} cells; "
-                 f"frame of {len(frame.data)} cells")
+    cover = coverage(cells, frame)
+    notes.append(f"{int(cells.stats['trials'].sum())} respondents in {cells.n_cells} cells; frame of "
+                 f"{cover['frame_cells']} cells, {cover['without_respondents']} of them without respondents "
+                 "(predicted by the model)")
     for note in notes:
         print(f"misterp: {note}", file=sys.stderr)
     if args.out:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import MisterpInputError
+from .harmonise import recode
 from .join import as_tables, join_table
 from .tables import describe_rows, missing_rows, read_table, require_columns
 
@@ -34,6 +35,8 @@ class Survey:
     trials : str, optional
         For a survey given as cells: the column of respondents per row
         (lme4's ``cbind(successes, trials - successes)``).
+    recode : dict or path, optional
+        Survey answers mapped onto census categories (see :mod:`misterp.harmonise`).
     """
 
     data: pd.DataFrame
@@ -41,9 +44,12 @@ class Survey:
     weights: str | None = None
     join: object = ()
     trials: str | None = None
+    recode: object = None
 
     def __post_init__(self):
         data = read_table(self.data, "survey")
+        if self.recode is not None:
+            data = recode(data, self.recode)
         for table in as_tables(self.join):
             data = join_table(data, table, "survey")
         object.__setattr__(self, "data", data)
