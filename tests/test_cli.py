@@ -142,3 +142,28 @@ def test_demo_other_seeds_change_the_data(capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["nonresponse_sample_table"] != [341, 326, 148, 95, 90]
     assert sum(result["nonresponse_sample_table"]) == 1000
+
+
+def test_save_fit_and_poststratify_again(tmp_path, capsys, cces_all):
+    survey = tmp_path / "s.csv"
+    cces_all.iloc[:3000].to_csv(survey, index=False)
+    frame = CCES / "poststrat_df.csv"
+    formula = "abortion ~ male + (1|state) + (1|eth) + (1|age)"
+    fit_file, first, second = tmp_path / "m.fit", tmp_path / "a.csv", tmp_path / "b.csv"
+    code, _, err = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", formula, "--count", "n",
+                       "--by", "state", "--seed", "4", "--save-fit", fit_file, "--out", first)
+    assert code == 0, err
+    code, _, err = run(capsys, "poststratify", "--fit", fit_file, "--frame", frame, "--count", "n",
+                       "--by", "state", "--seed", "4", "--out", second)
+    assert code == 0, err
+    a, b = pd.read_csv(first), pd.read_csv(second)
+    pd.testing.assert_frame_equal(a[b.columns], b)
+    code, out, _ = run(capsys, "poststratify", "--fit", fit_file, "--frame", frame, "--count", "n", "--by", "eth,age")
+    assert code == 0 and len(out.strip().splitlines()) == 1 + 24
+
+
+def test_poststratify_bad_fit_file(tmp_path, capsys):
+    bogus = tmp_path / "x.fit"
+    bogus.write_text("hello")
+    err = bad(capsys, "poststratify", "--fit", bogus, "--frame", CCES / "poststrat_df.csv", "--count", "n")
+    assert "not a misterp fit file" in err

@@ -55,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=None, help="seed for draws and the bootstrap")
     fit.add_argument("--workers", type=int, default=1, help="processes for bootstrap refits")
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    fit.add_argument("--save-fit", metavar="FILE", help="save the fitted model, to poststratify it again later")
+
+    post = sub.add_parser("poststratify", help="poststratify a saved fit against a frame, without refitting")
+    post.add_argument("--fit", required=True, help="a file written by misterp fit --save-fit")
+    post.add_argument("--frame", required=True, help="poststratification table (CSV or Parquet)")
+    post.add_argument("--count", required=True, help="the frame's population-count column")
+    post.add_argument("--by", type=lambda s: [c for c in s.split(",") if c], default=[])
+    post.add_argument("--join", action="append", default=[], metavar="FILE",
+                      help="group-level predictors joined onto the frame; repeatable")
+    post.add_argument("--out", help="write the estimate table to this CSV file")
+    post.add_argument("--seed", type=int, default=None, help="seed of the normal-approximation draws")
     return parser
 
 
@@ -62,6 +73,7 @@ def _fit(args) -> int:
     from .cells import prepare
     from .compare import add_comparisons
     from .harmonise import coverage
+    from .persist import save_fit
     from .engines.bootstrap import bootstrap
     from .engines.glm import GlmEngine
     from .engines.laplace import LaplaceEngine
@@ -95,23 +107,46 @@ def _fit(args) -> int:
             draws = boot.cell_draws(frame)
         else:
             draws = model.cell_draws(frame, seed=args.seed)
+    if args.save_fit:
+        save_fit(model, args.save_fit)
+        notes.append(f"saved the fit to {args.save_fit}")
     estimate = poststratify(draws, frame, by=args.by)
     estimate, compare_notes = add_comparisons(estimate, survey, frame, cells.design, args.drop_missing)
     notes += compare_notes
-    for term, levels in estimate.unseen.items():
-        notes.append(f"{len(levels)} level(s) of {term} are not in the survey and get the population-level "
-                     f"prediction: {', '.join(levels[:10])}{' ...' if len(levels) > 10 else ''}")
     cover = coverage(cells, frame)
     notes.append(f"{int(cells.stats['trials'].sum())} respondents in {cells.n_cells} cells; frame of "
                  f"{cover['frame_cells']} cells, {cover['without_respondents']} of them without respondents "
                  "(predicted by the model)")
+    _report(estimate, notes, args.out)
+    return 0
+
+
+def _report(estimate, notes: list[str], out: str | None) -> None:
+    """Notes to stderr, with the unseen levels; the table to ``out`` (CSV) or stdout."""
+    for term, levels in estimate.unseen.items():
+        notes.append(f"{len(levels)} level(s) of {term} are not in the survey and get the population-level "
+                     f"prediction: {', '.join(levels[:10])}{' ...' if len(levels) > 10 else ''}")
     for note in notes:
         print(f"misterp: {note}", file=sys.stderr)
-    if args.out:
-        estimate.table.to_csv(args.out, index=False)
-        print(f"misterp: wrote {len(estimate.table)} row(s) to {args.out}", file=sys.stderr)
+    if out:
+        estimate.table.to_csv(out, index=False)
+        print(f"misterp: wrote {len(estimate.table)} row(s) to {out}", file=sys.stderr)
     else:
         print(estimate.table.to_string(index=False))
+
+
+def _poststratify(args) -> int:
+    from .cells import check_frame_covers
+    from .frame import Frame
+    from .persist import load_fit
+    from .poststrat import poststratify
+
+    model = load_fit(args.fit)
+    frame = Frame(args.frame, args.count, join=args.join)
+    frame.check_cells(model.design.formula.predictors)
+    check_frame_covers(model.cells, frame)
+    draws = model.cell_draws(frame, seed=args.seed) if hasattr(model, "u") else model.cell_draws(frame)
+    _report(poststratify(draws, frame, by=args.by), [], args.out)
     return 0
 
 
@@ -121,6 +156,8 @@ def main(argv=None) -> int:
         if args.command == "demo":
             from .demo import main as demo_main
             return demo_main(args.seeds, args.json, args.nsim, args.seed)
+        if args.command == "poststratify":
+            return _poststratify(args)
         return _fit(args)
     except MisterpInputError as e:
         print(f"misterp: error: {e}", file=sys.stderr)
