@@ -16,13 +16,14 @@ def sample(cces_all):
 
 def test_raked_weights_match_r_survey_rake(sample, cces_frame):
     """tests/fixtures/r/make_rake.R: survey::rake to convergence."""
-    ours = raking_weights(sample, cces_frame, ["state", "eth", "educ", "age", "male"])
+    ours, notes = raking_weights(sample, cces_frame, ["state", "eth", "educ", "age", "male"])
+    assert notes == []
     theirs = pd.read_csv(FIXTURES / "rake_cces_sample5000.csv")["weight"].to_numpy()
     np.testing.assert_allclose(ours, theirs, rtol=1e-8)
 
 
 def test_margins_are_met_within_1e8(sample, cces_frame):
-    w = raking_weights(sample, cces_frame, ["state", "eth", "male"])
+    w, _ = raking_weights(sample, cces_frame, ["state", "eth", "male"])
     for col in ["state", "eth", "male"]:
         got = pd.Series(w).groupby(sample.data[col].to_numpy()).sum()
         want = cces_frame.data.groupby(col)["n"].sum()
@@ -63,3 +64,12 @@ def test_weighted_mean_with_design_weights():
     est, _ = add_comparisons(est, survey, frame, cells.design)
     assert est.table["weighted_mean"].tolist() == [0.75, 0.5]
     assert est.table["raw_mean"].tolist() == [0.5, 0.5]
+
+
+def test_categories_without_respondents_are_scaled_over():
+    data = pd.DataFrame({"y": [1, 0, 1, 0], "g": ["a", "a", "b", "b"]})
+    frame = Frame(pd.DataFrame({"g": ["a", "b", "c"], "N": [10.0, 30.0, 60.0]}), "N")
+    w, notes = raking_weights(Survey(data, "y"), frame, ["g"])
+    np.testing.assert_allclose(w, [12.5, 12.5, 37.5, 37.5])
+    assert notes == ["raking: 1 g categories have no respondents (60.0% of the population); "
+                     "their margin was scaled over the others"]

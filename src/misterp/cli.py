@@ -31,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="seeds of the representative sample, the non-response sample and the responses")
     demo.add_argument("--json", action="store_true", help="print one JSON object with every number")
     demo.add_argument("--nsim", type=int, default=999, help="bootstrap refits (default 999)")
-    demo.add_argument("--seed", type=int, default=1, help="seed of the bootstrap")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the bootstrap (or of the states example)")
+    demo.add_argument("--example", choices=["article", "states"], default="article",
+                      help="article: the article's walk-through; states: MRP against raw, weighted and raked "
+                           "state estimates on a simulated 6,300-cell population")
 
     fit = sub.add_parser("fit", help="fit a model to a survey and poststratify it to a frame")
     fit.add_argument("--survey", required=True, help="respondent table (CSV or Parquet)")
@@ -155,7 +158,7 @@ def main(argv=None) -> int:
     try:
         if args.command == "demo":
             from .demo import main as demo_main
-            return demo_main(args.seeds, args.json, args.nsim, args.seed)
+            return demo_main(args.seeds, args.json, args.nsim, args.seed, args.example)
         if args.command == "poststratify":
             return _poststratify(args)
         return _fit(args)

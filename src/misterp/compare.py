@@ -39,21 +39,36 @@ def margin_columns(design: Design, frame: Frame, max_levels: int = 20) -> list[s
     return list(dict.fromkeys(cols))
 
 
-def raking_weights(survey: Survey, frame: Frame, margins: list[str], tol: float = 1e-10) -> np.ndarray:
-    """Survey weights (design weights, or 1) raked to the frame's population margins; (n_rows,).
+def raking_weights(survey: Survey, frame: Frame, margins: list[str], tol: float = 1e-10) -> tuple[np.ndarray, list]:
+    """Survey weights (design weights, or 1) raked to the frame's population margins.
 
-    A respondent row of a survey given as cells stands for its trials.
+    A respondent row of a survey given as cells stands for its trials. A
+    category with population but no respondents cannot be reached by any
+    weighting; it is left out of its margin, whose other targets are scaled
+    up to the full population so that every margin keeps the same total (the
+    usual collapsing), and a note says so.
+
+    Returns the raked weights (n_rows,) and the notes.
     """
     data = survey.data
     base = data[survey.weights].to_numpy(float) if survey.weights else np.ones(len(data))
-    codes, targets = [], []
-    for col in margins:
-        totals = frame.data.groupby(col, sort=True)[frame.count].sum()
-        codes.append(totals.index.get_indexer(data[col]))
-        targets.append(totals.to_numpy(float))
     if survey.trials:
         base = base * data[survey.trials].to_numpy(float)
-    return rake(base, codes, targets, tol=tol, names=margins)
+    codes, targets, notes = [], [], []
+    for col in margins:
+        totals = frame.data.groupby(col, sort=True)[frame.count].sum()
+        code = totals.index.get_indexer(data[col])
+        present = np.bincount(code[code >= 0], minlength=len(totals)) > 0
+        empty = ~present & (totals.to_numpy() > 0)
+        if empty.any():
+            share = totals[empty].sum() / totals.sum()
+            notes.append(f"raking: {int(empty.sum())} {col} categories have no respondents "
+                         f"({share:.1%} of the population); their margin was scaled over the others")
+            kept = totals[present] * (totals.sum() / totals[present].sum())
+            code, totals = kept.index.get_indexer(data[col]), kept
+        codes.append(code)
+        targets.append(totals.to_numpy(float))
+    return rake(base, codes, targets, tol=tol, names=margins), notes
 
 
 def add_comparisons(estimate: Estimate, survey: Survey, frame: Frame, design: Design,
@@ -88,7 +103,8 @@ def add_comparisons(estimate: Estimate, survey: Survey, frame: Frame, design: De
         table["weighted_mean"] = by_group(data[survey.weights].to_numpy(float))
     margins = margin_columns(design, frame)
     try:
-        raked = raking_weights(survey, frame, margins)
+        raked, rake_notes = raking_weights(survey, frame, margins)
+        notes += rake_notes
         per_respondent = raked / (data[survey.trials].to_numpy(float) if survey.trials else 1.0)
         table["raked_mean"] = by_group(per_respondent)
     except MisterpInputError as e:
