@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from .errors import MisterpInputError
 
@@ -49,7 +50,14 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--trials", metavar="COL",
                      help="survey given as cells: COL holds each row's respondents and the outcome its successes")
     fit.add_argument("--weights", metavar="COL", help="survey design weights (for the weighted comparison)")
-    fit.add_argument("--engine", choices=["glm", "laplace"], default="laplace")
+    fit.add_argument("--engine", choices=["glm", "laplace", "bayes"], default="laplace")
+    bayes = fit.add_argument_group("bayes engine (rstanarm's stan_glmer defaults)")
+    bayes.add_argument("--chains", type=int, default=4)
+    bayes.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain")
+    bayes.add_argument("--draws", type=int, default=1000, help="draws per chain after warmup")
+    bayes.add_argument("--adapt-delta", type=float, default=0.95, help="NUTS target acceptance")
+    bayes.add_argument("--prior-scale", type=float, default=2.5, help="normal(0, s/sd(x)) on coefficients")
+    bayes.add_argument("--sd-prior-scale", type=float, default=1.0, help="decov scale of the group sds")
     fit.add_argument("--by", type=lambda s: [c for c in s.split(",") if c], default=[],
                      help="frame column(s) to estimate within, comma-separated")
     fit.add_argument("--bootstrap", type=int, metavar="NSIM", help="interval from NSIM parametric bootstrap refits")
@@ -90,7 +98,21 @@ def _fit(args) -> int:
                     recode=args.map)
     frame = Frame(args.frame, args.count, join=args.join)
     cells, notes = prepare(survey, frame, formula, drop_missing=args.drop_missing)
-    if args.engine == "glm":
+    interval = "auto"
+    if args.engine == "bayes":
+        from .engines.bayes import BayesEngine, BayesWarning, Priors
+
+        if args.bootstrap:
+            raise MisterpInputError("--bootstrap refits a Laplace fit; the bayes engine has its posterior draws.")
+        engine = BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws, adapt_delta=args.adapt_delta,
+                             priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
+                             seed=args.seed or 0, progress=not args.no_progress)
+        with warnings.catch_warnings():  # reported below as notes, once
+            warnings.simplefilter("ignore", BayesWarning)
+            model = engine.fit(cells)
+        notes += [f"warning: {m}" for m in model.problems()]
+        draws, interval = model.cell_draws(frame), "quantile"
+    elif args.engine == "glm":
         if args.bootstrap:
             raise MisterpInputError("--bootstrap refits a multilevel model; use it with --engine laplace.")
         model = GlmEngine().fit(cells)
@@ -113,7 +135,7 @@ def _fit(args) -> int:
     if args.save_fit:
         save_fit(model, args.save_fit)
         notes.append(f"saved the fit to {args.save_fit}")
-    estimate = poststratify(draws, frame, by=args.by)
+    estimate = poststratify(draws, frame, by=args.by, interval=interval)
     estimate, compare_notes = add_comparisons(estimate, survey, frame, cells.design, args.drop_missing)
     notes += compare_notes
     cover = coverage(cells, frame)

@@ -33,11 +33,18 @@ ARTICLE = {
     "glmer_predict": "0.6494805 0.6666351 0.3634185 0.3756116 0.2633905",
     "glmer_poststrat": "0.437579",
     "bootstrap_interval": "0.3983542 0.4768037",
+    "bayes_colmeans": "0.6494100 0.6682584 0.3630604 0.3741806 0.2601629",
+    "bayes_poststrat": "0.4365555",
+    "bayes_interval": "0.3985078 0.4746033",
 }
 
 
-def run_article(seeds=ARTICLE_SEEDS, nsim: int = 999, seed: int = 1, progress: bool = True) -> dict:
-    """Every number of the article's walk-through, as lists (scalars as one-element lists)."""
+def run_article(seeds=ARTICLE_SEEDS, nsim: int = 999, seed: int = 1, progress: bool = True,
+                bayes: bool = True) -> dict:
+    """Every number of the article's walk-through, as lists (scalars as one-element lists).
+
+    ``bayes`` adds the stan_glmer section (rstanarm's defaults, 4 x 1,000 draws).
+    """
     sim = article_simulation(seeds)
     frame, N = sim.frame, sim.frame.counts
     survey = Survey(sim.survey, "response")
@@ -56,7 +63,7 @@ def run_article(seeds=ARTICLE_SEEDS, nsim: int = 999, seed: int = 1, progress: b
     boot = bootstrap(mixed, nsim=nsim, use_u=True, seed=seed, progress=progress)
     boot_row = overall(boot.cell_draws(frame))
     approx_row = overall(mixed.cell_draws(frame, seed=seed))
-    return {
+    result = {
         "population_N": N.astype(int).tolist(),
         "truth": [sim.truth],
         "representative_sample_table": sim.representative_table.tolist(),
@@ -86,6 +93,23 @@ def run_article(seeds=ARTICLE_SEEDS, nsim: int = 999, seed: int = 1, progress: b
         "bootstrap_failed": boot.failed,
         "normal_approx_sd": float(approx_row["sd"]),
     }
+    if bayes:
+        result.update(_bayes_section(survey, frame, seed, progress))
+    return result
+
+
+def _bayes_section(survey, frame, seed: int, progress: bool) -> dict:
+    """stan_glmer(response ~ (1|class)), posterior_epred, and the poststratified draws."""
+    from .engines.bayes import BayesEngine
+
+    cells, _ = prepare(survey, frame, "response ~ (1|class)")
+    fit = BayesEngine(seed=seed, progress=progress).fit(cells)
+    draws = fit.cell_draws(frame)
+    row = poststratify(draws, frame).table.iloc[0]
+    return {"bayes_colmeans": draws.point.tolist(), "bayes_poststrat": float(row["estimate"]),
+            "bayes_interval": [float(row["lower"]), float(row["upper"])], "bayes_sd": float(row["sd"]),
+            "bayes_divergences": fit.divergences, "bayes_min_ess": float(fit.diagnostics()["ess_bulk"].min()),
+            "bayes_max_rhat": float(fit.diagnostics()["rhat"].max())}
 
 
 def _fmt(values) -> str:
@@ -138,6 +162,13 @@ def print_walkthrough(r: dict, seeds) -> None:
     print(f"  {'sd, normal approximation':<{width}} {r['normal_approx_sd']:<{vwidth}.4f} (no refits)")
     if r["bootstrap_failed"]:
         print(f"  {r['bootstrap_failed']} refits failed and were left out")
+    if "bayes_colmeans" in r:
+        section("7. Bayesian multilevel regression (stan_glmer defaults, posterior_epred)")
+        row("colMeans(posterior_epred)", "bayes_colmeans")
+        row("poststratified estimate", "bayes_poststrat")
+        row("estimate ±2 sd(draws)", "bayes_interval")
+        print(f"  {'diagnostics':<{width}} max R-hat {r['bayes_max_rhat']:.3f}, min bulk ESS "
+              f"{r['bayes_min_ess']:.0f}, {r['bayes_divergences']} divergences")
 
 
 def main(seeds=ARTICLE_SEEDS, as_json: bool = False, nsim: int = 999, seed: int = 1, example: str = "article") -> int:

@@ -120,9 +120,11 @@ def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto"
     frame : Frame
     by : str or list of str, optional
         Frame columns to estimate within.
-    interval : {"auto", "draws", "delta", "cell-bounds"}
+    interval : {"auto", "draws", "quantile", "delta", "cell-bounds"}
         "auto" uses the draws if any, else the delta method if available.
-        "cell-bounds" is the article's interval: poststratify point -/+ 2 se.
+        "draws" is estimate -/+ 2 sd of the draws (the article's); "quantile"
+        the central 95% interval of the draws (for posteriors).
+        "cell-bounds" is the article's GLM interval: poststratify point -/+ 2 se.
     chunk_size : int
         Draws reduced at a time.
 
@@ -141,13 +143,17 @@ def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto"
     group_draws = None
     if interval == "auto":
         interval = "draws" if cells.draws is not None else ("delta" if cells.delta is not None else "none")
-    if interval == "draws":
+    if interval in ("draws", "quantile"):
         if cells.draws is None:
             raise ValueError("these predictions carry no draws")
         group_draws = np.vstack([(weights @ chunk.T).T for chunk in cells.draws.chunks(chunk_size)])
         sd = group_draws.std(axis=0, ddof=1)
-        lower, upper = estimate - 2 * sd, estimate + 2 * sd
-        label = f"{cells.method} ±2sd"
+        if interval == "draws":
+            lower, upper = estimate - 2 * sd, estimate + 2 * sd
+            label = f"{cells.method} ±2sd"
+        else:
+            lower, upper = np.quantile(group_draws, [0.025, 0.975], axis=0)
+            label = f"{cells.method} central 95%"
     elif interval == "delta":
         jac, cov = cells.delta
         grad = weights @ jac  # (n_groups, k): d estimate / d params

@@ -17,6 +17,7 @@ Example
 
 from __future__ import annotations
 
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -161,7 +162,8 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
     parts = []
     bar = tqdm(total=nsim, desc="bootstrap", unit="refit", disable=None if progress else True)
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        # spawn, not fork: a forked child of a process that has started JAX's threads can deadlock
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for part in pool.map(_refit_block, [fit] * len(blocks), blocks, [statistic] * len(blocks),
                                  [hessian] * len(blocks)):
                 parts.append(part)

@@ -1,0 +1,80 @@
+"""The stan_glmer-equivalent engine: priors, posterior_epred, diagnostics (seeded, CPU)."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from misterp import Frame, Survey, poststratify, prepare
+from misterp.engines.bayes import BayesEngine, BayesWarning, Priors
+from misterp.engines.diagnostics import ess_bulk, rhat
+
+R_CLASS_MEANS = [0.6507, 0.6680, 0.3635, 0.3739, 0.2593]  # rstanarm 2.21.3's run (NOTES.md)
+
+
+@pytest.fixture(scope="module")
+def article_fit(article_survey, article_frame):
+    cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
+    return BayesEngine(seed=2026, progress=False).fit(cells)
+
+
+def test_article_model_within_monte_carlo_error_of_rstanarm(article_fit, article_frame):
+    draws = article_fit.cell_draws(article_frame)
+    np.testing.assert_allclose(draws.point, R_CLASS_MEANS, atol=0.006)
+    row = poststratify(draws, article_frame).table.iloc[0]
+    assert abs(row["estimate"] - 0.4365) < 0.006
+    np.testing.assert_allclose([row["lower"], row["upper"]], [0.3982, 0.4748], atol=0.006)
+    diag = article_fit.diagnostics()
+    assert diag["rhat"].max() <= 1.01 and diag["ess_bulk"].min() >= 400
+    assert article_fit.divergences == 0 and article_fit.problems() == []
+    assert next(article_fit.cell_draws(article_frame).draws.chunks(10_000)).shape == (4000, 5)
+
+
+def test_no_data_recovers_the_priors(article_survey):
+    """Without the likelihood (rstanarm's prior_PD) the draws are the priors:
+    normal(0, 2.5) on the intercept, normal(0, 2.5 / sd(x)) and exponential(1)."""
+    data = article_survey.assign(x=np.tile([0.0, 1.0, 2.0, 3.0], 250))
+    cells, _ = prepare(Survey(data, "response"), None, "response ~ x + (1|class)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BayesWarning)
+        fit = BayesEngine(chains=2, warmup=500, draws=2000, seed=3, progress=False, prior_only=True).fit(cells)
+    assert fit._flat("alpha").std() == pytest.approx(2.5, rel=0.08)
+    assert fit._flat("sigma").mean() == pytest.approx(1.0, rel=0.08)
+    assert fit._flat("sigma").std() == pytest.approx(1.0, rel=0.1)
+    assert fit._flat("beta")[:, 0].std() == pytest.approx(2.5 / data["x"].std(ddof=1), rel=0.08)
+
+
+def test_unseen_levels_share_one_draw_per_term(article_fit):
+    frame = Frame(pd.DataFrame({"class": [1, 6, 7], "N": [1, 1, 1]}), "N")
+    draws = article_fit.cell_draws(frame)
+    assert draws.unseen == {"class": ["6", "7"]}
+    sims = next(draws.draws.chunks(10_000))
+    np.testing.assert_array_equal(sims[:, 1], sims[:, 2])
+    logit = np.log(sims[:, 1] / (1 - sims[:, 1]))
+    intercept = article_fit.coef_draws()[:, 0]
+    sigma = article_fit._flat("sigma")[:, 0]
+    assert np.var(logit) == pytest.approx(np.var(intercept) + np.mean(sigma ** 2), rel=0.15)
+
+
+def test_bad_run_warns_with_a_remedy(article_survey, article_frame):
+    cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
+    with pytest.warns(BayesWarning, match="run more draws"):
+        BayesEngine(chains=2, warmup=20, draws=30, seed=1, progress=False).fit(cells)
+
+
+def test_diagnostics_flag_disagreeing_chains():
+    rng = np.random.default_rng(0)
+    good = rng.standard_normal((4, 1000))
+    assert rhat(good) < 1.01 and ess_bulk(good) > 3000
+    shifted = good + np.array([[0.0], [0.0], [0.0], [1.0]])
+    assert rhat(shifted) > 1.05
+
+
+def test_case_study_priors_are_settable(article_survey, article_frame):
+    cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BayesWarning)
+        fit = BayesEngine(chains=2, warmup=300, draws=300, seed=4, progress=False,
+                          priors=Priors(coef_scale=1.0, sd_scale=0.5), adapt_delta=0.99).fit(cells)
+    np.testing.assert_allclose(fit._flat("sigma"), 0.5 * fit._flat("tau"))
