@@ -35,12 +35,6 @@ from ..poststrat import CellDraws, LinearDraws
 from .diagnostics import summarize
 
 
-# A dense mass matrix learns the correlation between the intercept and the group effects: on
-# the article model it halves the leapfrog steps (38 -> 19 per iteration). Its cost grows with
-# the square of the parameters, and on the CCES models (~130 parameters) it is far slower.
-DENSE_MAX = 40
-
-
 class BayesWarning(UserWarning):
     """A sampler diagnostic failed its threshold."""
 
@@ -77,7 +71,6 @@ class BayesEngine:
     seed: int = 0
     progress: bool = True
     prior_only: bool = False  # rstanarm's prior_PD: sample the priors, ignore the outcome
-    dense_mass: bool | None = None  # None: dense up to DENSE_MAX parameters, diagonal above
 
     def fit(self, cells: Cells) -> "BayesFit":
         _configure_jax()
@@ -86,10 +79,7 @@ class BayesEngine:
 
         data = _model_data(cells, self.priors)
         data["prior_only"] = self.prior_only
-        n_params = int(data["has_intercept"]) + data["Xc"].shape[1] + 2 * data["n_terms"] + len(data["term_of_level"])
-        dense = n_params <= DENSE_MAX if self.dense_mass is None else self.dense_mass
-        kernel = NUTS(_model, target_accept_prob=self.adapt_delta, max_tree_depth=self.max_tree_depth,
-                      dense_mass=dense)
+        kernel = NUTS(_model, target_accept_prob=self.adapt_delta, max_tree_depth=self.max_tree_depth)
         mcmc = MCMC(kernel, num_warmup=self.warmup, num_samples=self.draws, num_chains=self.chains,
                     chain_method="vectorized", progress_bar=self.progress)
         mcmc.run(jax.random.PRNGKey(self.seed), extra_fields=("diverging", "num_steps"), **data)
