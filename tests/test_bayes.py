@@ -78,3 +78,20 @@ def test_case_study_priors_are_settable(article_survey, article_frame):
         fit = BayesEngine(chains=2, warmup=300, draws=300, seed=4, progress=False,
                           priors=Priors(coef_scale=1.0, sd_scale=0.5), adapt_delta=0.99).fit(cells)
     np.testing.assert_allclose(fit._flat("sigma"), 0.5 * fit._flat("tau"))
+
+
+def test_arviz_export_on_request(article_fit):
+    import sys
+
+    idata = article_fit.to_arviz()
+    assert idata.posterior["sigma"].shape == (4, 1000, 1)
+    assert "arviz" in sys.modules
+
+
+def test_cli_path_does_not_import_arviz():
+    import subprocess
+    import sys
+
+    code = ("import sys, misterp.cli, misterp.engines.bayes, misterp.engines.diagnostics; "
+            "print('arviz' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
