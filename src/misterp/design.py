@@ -26,6 +26,7 @@ from itertools import product
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from .errors import MisterpInputError
 from .formula import Formula
@@ -206,6 +207,51 @@ class Design:
         for k, levels in enumerate(self.group_levels):
             out[k] = levels.lookup(data, cache)
         return out
+
+    def linear_map(self, data: pd.DataFrame, unseen: str = "zero"):
+        """[X, Z] for the rows of ``data``: every engine's prediction goes through it.
+
+        Parameters
+        ----------
+        unseen : {"zero", "level", "term"}
+            Columns for grouping levels the survey never saw: none (their
+            effect is 0, lme4's ``allow.new.levels``); one per unseen level
+            (independent new effects); or one per term, shared by all its
+            unseen levels (rstanarm's ``posterior_epred``).
+
+        Returns
+        -------
+        matrix : sparse (n_rows, n_fixed + q + n_extra)
+        extra_term : (n_extra,) int array
+            The grouping term of each extra column.
+        unseen_labels : dict
+            Term name -> labels of its unseen levels.
+        """
+        X = self.fixed_matrix(data)
+        codes = self.group_index(data)
+        starts = np.concatenate([[0], np.cumsum(self.n_levels)]) + X.shape[1]
+        rows, cols, extra_term, labels = [], [], [], {}
+        next_col = starts[-1]
+        for k, levels in enumerate(self.group_levels):
+            seen = codes[k] >= 0
+            rows.append(np.flatnonzero(seen))
+            cols.append(codes[k][seen] + starts[k])
+            if seen.all():
+                continue
+            keys = data.loc[~seen, list(self.group_terms[k].columns)].astype(str).agg(":".join, axis=1)
+            new_level, names = pd.factorize(keys)
+            labels[self.group_names[k]] = list(names)
+            if unseen == "zero":
+                continue
+            width = len(names) if unseen == "level" else 1
+            rows.append(np.flatnonzero(~seen))
+            cols.append(next_col + (new_level if unseen == "level" else 0))
+            extra_term += [k] * width
+            next_col += width
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        p = X.shape[1]  # Z's columns are numbered after X's
+        Z = sp.csr_matrix((np.ones(len(r)), (r, c - p)), shape=(len(data), next_col - p))
+        return sp.hstack([sp.csr_matrix(X), Z]).tocsr(), np.asarray(extra_term, dtype=int), labels
 
     def offset(self, data: pd.DataFrame) -> np.ndarray:
         """The offset column, or zeros; shape (n_rows,)."""

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .cells import Cells
 from .family import log_choose
@@ -108,35 +107,10 @@ class MixedFit:
         return pd.DataFrame(self.cov[:p, :p], index=names, columns=names)
 
     # -- prediction ------------------------------------------------------------
-    def linear_map(self, data: pd.DataFrame):
-        """[X, Z] for the rows of ``data`` and the unseen levels.
-
-        Returns (matrix (n_rows, n_fixed + q) sparse, offset (n_rows,),
-        unseen: term -> list of level labels, codes (n_terms, n_rows) with -1
-        where a level is unseen).
-        """
-        design = self.design
-        X = design.fixed_matrix(data)
-        codes = design.group_index(data)
-        starts = np.concatenate([[0], np.cumsum(design.n_levels)])
-        rows, cols = [], []
-        unseen = {}
-        for k in range(len(codes)):
-            seen = codes[k] >= 0
-            rows.append(np.flatnonzero(seen))
-            cols.append(codes[k][seen] + starts[k])
-            if not seen.all():
-                cols_k = list(design.group_terms[k].columns)
-                labels = data.loc[~seen, cols_k].astype(str).agg(":".join, axis=1).unique().tolist()
-                unseen[design.group_names[k]] = labels
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        Z = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(data), starts[-1]))
-        return sp.hstack([sp.csr_matrix(X), Z]).tocsr(), design.offset(data), unseen, codes
-
     def predict(self, newdata: pd.DataFrame, type: str = "response") -> np.ndarray:
         """lme4's ``predict(newdata, allow.new.levels = TRUE)``: unseen levels get b = 0."""
-        M, offset, _, _ = self.linear_map(newdata)
-        eta = offset + M @ np.concatenate([self.beta, self.b])
+        M, _, _ = self.design.linear_map(newdata)
+        eta = self.design.offset(newdata) + M @ np.concatenate([self.beta, self.b])
         return eta if type == "link" else self.cells.family.mean(eta)
 
     def cell_draws(self, frame: Frame, n_draws: int = 1000, seed=None) -> CellDraws:
@@ -146,30 +120,18 @@ class MixedFit:
         Laplace curvature; a level the survey never saw gets one N(0, theta^2)
         draw per term, level and simulation, and b = 0 in the point prediction.
         """
-        M, offset, unseen, codes = self.linear_map(frame.data)
+        M, extra_term, unseen = self.design.linear_map(frame.data, unseen="level")
+        offset = self.design.offset(frame.data)
         mode = np.concatenate([self.beta, self.b])
-        point = self.cells.family.mean(offset + M @ mode)
         rng = np.random.default_rng(seed)
         p = len(self.beta)
         z = rng.standard_normal((n_draws, len(mode)))
         draws = np.concatenate([self.beta, self.u]) + z @ np.linalg.cholesky(self.cov).T
         draws[:, p:] *= self.lam  # u -> b
-        matrix, coef = M, draws
-        if unseen:
-            extra_cols, extra_draws = [], []
-            for k in range(len(codes)):
-                new = codes[k] < 0
-                if not new.any():
-                    continue
-                keys = frame.data.loc[new, list(self.design.group_terms[k].columns)].astype(str).agg(":".join, axis=1)
-                level, labels = pd.factorize(keys)
-                extra_cols.append(sp.csr_matrix((np.ones(new.sum()), (np.flatnonzero(new), level)),
-                                                shape=(len(frame.data), len(labels))))
-                extra_draws.append(self.theta[k] * rng.standard_normal((n_draws, len(labels))))
-            matrix = sp.hstack([M] + extra_cols).tocsr()
-            coef = np.hstack([draws] + extra_draws)
-        return CellDraws(point=point, draws=LinearDraws(coef, matrix, offset), method="normal-approx",
-                         unseen=unseen)
+        new = self.theta[extra_term] * rng.standard_normal((n_draws, len(extra_term)))
+        point = self.cells.family.mean(offset + M[:, : len(mode)] @ mode)
+        return CellDraws(point=point, draws=LinearDraws(np.hstack([draws, new]), M, offset),
+                         method="normal-approx", unseen=unseen)
 
     def summary(self) -> str:
         """A short lme4-style printout."""

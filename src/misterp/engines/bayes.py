@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from ..cells import Cells
 from ..frame import Frame
@@ -214,30 +213,12 @@ class BayesFit:
         An unseen level gets one extra N(0, sigma^2) draw per term and
         iteration, shared by all unseen levels of that term, as rstanarm does.
         """
-        design = self.design
-        data = frame.data
-        X = design.fixed_matrix(data)
-        codes = design.group_index(data)
-        starts = np.concatenate([[0], np.cumsum(design.n_levels)])
-        rows, cols, extra_cols = [], [], []
-        n_fixed, q = X.shape[1], starts[-1]
-        for k in range(len(codes)):
-            seen = codes[k] >= 0
-            rows.append(np.flatnonzero(seen))
-            cols.append(codes[k][seen] + starts[k])
-            rows.append(np.flatnonzero(~seen))
-            cols.append(np.full((~seen).sum(), q + k))  # one shared column per term for unseen levels
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        Z = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(data), q + len(codes)))
-        matrix = sp.hstack([sp.csr_matrix(X), Z]).tocsr()
+        matrix, extra_term, unseen = self.design.linear_map(frame.data, unseen="term")
         sigma = self._flat("sigma")
         rng = np.random.default_rng(self.engine.seed + 1)
-        new = sigma * rng.standard_normal(sigma.shape)
+        new = sigma[:, extra_term] * rng.standard_normal((sigma.shape[0], len(extra_term)))
         coef = np.hstack([self.coef_draws(), self.b_draws(), new])
-        draws = LinearDraws(coef, matrix, design.offset(data))
-        unseen = {design.group_names[k]: sorted(set(data.loc[codes[k] < 0, list(design.group_terms[k].columns)]
-                                                   .astype(str).agg(":".join, axis=1)))
-                  for k in range(len(codes)) if (codes[k] < 0).any()}
+        draws = LinearDraws(coef, matrix, self.design.offset(frame.data))
         point = sum(chunk.sum(axis=0) for chunk in draws.chunks(256)) / draws.n_draws
         return CellDraws(point=point, draws=draws, method="posterior", unseen=unseen)
 

@@ -61,7 +61,8 @@ class BootstrapResult:
         Frame levels the survey never saw get b = 0 in every refit, as
         ``predict(..., allow.new.levels = TRUE)`` inside bootMer's statistic.
         """
-        M, offset, unseen, _ = self.fit.linear_map(frame.data)
+        M, _, unseen = self.fit.design.linear_map(frame.data)
+        offset = self.fit.design.offset(frame.data)
         ok = ~np.isnan(self.params).any(axis=1)
         point = self.fit.cells.family.mean(offset + M @ np.concatenate([self.fit.beta, self.fit.b]))
         return CellDraws(point=point, draws=LinearDraws(self.params[ok], M, offset),
