@@ -245,7 +245,7 @@ class Design:
                 continue
             width = len(names) if unseen == "level" else 1
             rows.append(np.flatnonzero(~seen))
-            cols.append(next_col + (new_level if unseen == "level" else 0))
+            cols.append(next_col + (new_level if unseen == "level" else np.zeros(len(new_level), dtype=int)))
             extra_term += [k] * width
             next_col += width
         r, c = np.concatenate(rows), np.concatenate(cols)
