@@ -38,6 +38,7 @@ def run(label, cells, r_seconds, **settings):
     r = f"{r_seconds:8.0f}" if r_seconds else "     n/a"
     print(f"{label:<44} {seconds:8.1f} {r} {fit.mean_steps:7.1f} {fit.divergences:5d} {ess:8.0f} "
           f"{ess / seconds:8.1f} {diag['rhat'].max():7.3f}")
+    return fit
 
 
 def main():
@@ -68,8 +69,24 @@ def main():
     rows = pd.read_csv(ROOT / "tests/fixtures/cces_sample5000_rows.csv")["row"].to_numpy() - 1
     cces_frame = Frame(SHARED / "data/cces/poststrat_df.csv", "n")
     cells, _ = prepare(Survey(cces.iloc[rows], "abortion"), cces_frame, SEVEN)
-    run(f"seven-term CCES, 5,000 rows, {args.cces_warmup}+{args.cces_draws}", cells, 1192,
-        warmup=args.cces_warmup, draws=args.cces_draws)
+    fit = run(f"seven-term CCES, 5,000 rows, {args.cces_warmup}+{args.cces_draws}", cells, 1192,
+              warmup=args.cces_warmup, draws=args.cces_draws)
+
+    import tracemalloc
+
+    from misterp import poststratify
+
+    draws = fit.cell_draws(cces_frame)
+    tracemalloc.start()
+    start = time.perf_counter()
+    for by in (None, "state", ["state", "eth"]):
+        poststratify(draws, cces_frame, by=by, interval="quantile")
+    seconds = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    full = draws.draws.n_draws * len(cces_frame.data) * 8
+    print(f"poststratify {draws.draws.n_draws} draws x {len(cces_frame.data):,} cells overall, by state, by "
+          f"state x eth: {seconds:.1f} s, peak {peak / 2**20:.0f} MiB (draws x cells x 8 bytes = {full / 2**20:.0f} MiB)")
 
 
 if __name__ == "__main__":

@@ -36,3 +36,26 @@ def test_chunked_draws_equal_unchunked():
     np.testing.assert_allclose(small.table["sd"], whole.table["sd"], rtol=1e-12)
     direct = (np.asarray([p for p in draws.chunks(300)][0]) @ (frame.counts * (frame.data["g"] == "a")))
     np.testing.assert_allclose(small.draws[:, 0], direct / frame.counts[frame.data["g"] == "a"].sum())
+
+
+def test_posterior_sized_draws_stay_chunked(cces_frame):
+    """4,000 draws x 12,000 cells by state and by eth: several chunks, and peak memory far below
+    the 384 MB that draws x cells x 8 bytes would take."""
+    import tracemalloc
+
+    rng = np.random.default_rng(1)
+    n_cells = len(cces_frame.data)
+    matrix = np.zeros((n_cells, 3))
+    matrix[:, 0] = 1.0
+    matrix[:, 1] = cces_frame.data["male"].to_numpy()
+    matrix[:, 2] = (cces_frame.data["eth"] == "White").to_numpy()
+    draws = LinearDraws(rng.normal(0, 0.3, size=(4000, 3)), matrix, np.zeros(n_cells))
+    chunks = sum(1 for _ in draws.chunks(256))
+    assert chunks > 1
+    cells = CellDraws(point=np.full(n_cells, 0.5), draws=draws, method="posterior")
+    tracemalloc.start()
+    for by in ("state", "eth"):
+        poststratify(cells, cces_frame, by=by, chunk_size=256)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 4000 * n_cells * 8 / 4

@@ -53,8 +53,9 @@ class LinearDraws:
     def chunks(self, size: int) -> Iterator[np.ndarray]:
         """Yield cell probabilities, (<= size, n_cells) per chunk, in draw order."""
         for start in range(0, self.n_draws, size):
-            eta = (self.matrix @ self.coef[start:start + size].T).T + self.offset
-            yield expit(np.asarray(eta))
+            eta = np.asarray(self.matrix @ self.coef[start:start + size].T).T  # one (size, n_cells) array,
+            eta += self.offset                                                 # updated in place
+            yield expit(eta, out=eta)
 
 
 @dataclass(frozen=True)
