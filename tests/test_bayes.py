@@ -22,7 +22,7 @@ def article_fit(article_survey, article_frame):
 def test_article_model_within_monte_carlo_error_of_rstanarm(article_fit, article_frame):
     draws = article_fit.cell_draws(article_frame)
     np.testing.assert_allclose(draws.point, R_CLASS_MEANS, atol=0.006)
-    row = poststratify(draws, article_frame).table.iloc[0]
+    row = poststratify(draws, article_frame, interval="draws").table.iloc[0]
     assert abs(row["estimate"] - 0.4365) < 0.006
     np.testing.assert_allclose([row["lower"], row["upper"]], [0.3982, 0.4748], atol=0.006)
     diag = article_fit.diagnostics()

@@ -84,11 +84,8 @@ def _fit(args) -> int:
     from .cells import prepare
     from .compare import add_comparisons
     from .harmonise import coverage
-    from .persist import save_fit
-    from .engines.bootstrap import bootstrap
-    from .engines.glm import GlmEngine
-    from .engines.laplace import LaplaceEngine
     from .formula import parse_formula
+    from .persist import save_fit
     from .frame import Frame
     from .poststrat import poststratify
     from .survey import Survey
@@ -98,44 +95,11 @@ def _fit(args) -> int:
                     recode=args.map)
     frame = Frame(args.frame, args.count, join=args.join)
     cells, notes = prepare(survey, frame, formula, drop_missing=args.drop_missing)
-    interval = "auto"
-    if args.engine == "bayes":
-        from .engines.bayes import BayesEngine, BayesWarning, Priors
-
-        if args.bootstrap:
-            raise MisterpInputError("--bootstrap refits a Laplace fit; the bayes engine has its posterior draws.")
-        engine = BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws, adapt_delta=args.adapt_delta,
-                             priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
-                             seed=args.seed or 0, progress=not args.no_progress)
-        with warnings.catch_warnings():  # reported below as notes, once
-            warnings.simplefilter("ignore", BayesWarning)
-            model = engine.fit(cells)
-        notes += [f"warning: {m}" for m in model.problems()]
-        draws, interval = model.cell_draws(frame), "quantile"
-    elif args.engine == "glm":
-        if args.bootstrap:
-            raise MisterpInputError("--bootstrap refits a multilevel model; use it with --engine laplace.")
-        model = GlmEngine().fit(cells)
-        draws = model.cell_draws(frame)
-    else:
-        model = LaplaceEngine().fit(cells)
-        if model.singular:
-            notes.append("boundary (singular) fit: some sd is 0 (" +
-                         ", ".join(t for t, s in zip(model.design.group_names, model.theta) if s < 1e-4) + ")")
-        if not model.info["converged"]:
-            notes.append(f"warning: the optimizer did not converge ({model.info['message']})")
-        if args.bootstrap:
-            boot = bootstrap(model, nsim=args.bootstrap, use_u=True, seed=args.seed, workers=args.workers,
-                             progress=not args.no_progress)
-            if boot.failed:
-                notes.append(f"{boot.failed} of {args.bootstrap} bootstrap refits failed and were left out")
-            draws = boot.cell_draws(frame)
-        else:
-            draws = model.cell_draws(frame, seed=args.seed)
+    model, draws = _model_draws(args, cells, frame, notes)
     if args.save_fit:
         save_fit(model, args.save_fit)
         notes.append(f"saved the fit to {args.save_fit}")
-    estimate = poststratify(draws, frame, by=args.by, interval=interval)
+    estimate = poststratify(draws, frame, by=args.by)
     estimate, compare_notes = add_comparisons(estimate, survey, frame, cells.design, args.drop_missing)
     notes += compare_notes
     cover = coverage(cells, frame)
@@ -144,6 +108,43 @@ def _fit(args) -> int:
                  "(predicted by the model)")
     _report(estimate, notes, args.out)
     return 0
+
+
+def _model_draws(args, cells, frame, notes: list[str]):
+    """Fit the chosen engine; returns the fit and its cell draws for ``frame``, adding notes."""
+    from .engines.bootstrap import bootstrap
+    from .engines.glm import GlmEngine
+    from .engines.laplace import LaplaceEngine
+
+    if args.bootstrap and args.engine != "laplace":
+        raise MisterpInputError("--bootstrap refits a multilevel Laplace fit; use it with --engine laplace.")
+    if args.engine == "bayes":
+        from .engines.bayes import BayesEngine, BayesWarning, Priors
+
+        engine = BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws, adapt_delta=args.adapt_delta,
+                             priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
+                             seed=args.seed or 0, progress=not args.no_progress)
+        with warnings.catch_warnings():  # reported below as notes, once
+            warnings.simplefilter("ignore", BayesWarning)
+            model = engine.fit(cells)
+        notes += [f"warning: {m}" for m in model.problems()]
+        return model, model.cell_draws(frame)
+    if args.engine == "glm":
+        model = GlmEngine().fit(cells)
+        return model, model.cell_draws(frame)
+    model = LaplaceEngine().fit(cells)
+    if model.singular:
+        notes.append("boundary (singular) fit: some sd is 0 (" +
+                     ", ".join(t for t, s in zip(model.design.group_names, model.theta) if s < 1e-4) + ")")
+    if not model.info["converged"]:
+        notes.append(f"warning: the optimizer did not converge ({model.info['message']})")
+    if not args.bootstrap:
+        return model, model.cell_draws(frame, seed=args.seed)
+    boot = bootstrap(model, nsim=args.bootstrap, use_u=True, seed=args.seed, workers=args.workers,
+                     progress=not args.no_progress)
+    if boot.failed:
+        notes.append(f"{boot.failed} of {args.bootstrap} bootstrap refits failed and were left out")
+    return model, boot.cell_draws(frame)
 
 
 def _report(estimate, notes: list[str], out: str | None) -> None:
@@ -170,8 +171,7 @@ def _poststratify(args) -> int:
     frame = Frame(args.frame, args.count, join=args.join)
     frame.check_cells(model.design.formula.predictors)
     check_frame_covers(model.cells, frame)
-    draws = model.cell_draws(frame, seed=args.seed) if hasattr(model, "u") else model.cell_draws(frame)
-    _report(poststratify(draws, frame, by=args.by), [], args.out)
+    _report(poststratify(model.cell_draws(frame, seed=args.seed), frame, by=args.by), [], args.out)
     return 0
 
 

@@ -122,7 +122,8 @@ def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto"
     by : str or list of str, optional
         Frame columns to estimate within.
     interval : {"auto", "draws", "quantile", "delta", "cell-bounds"}
-        "auto" uses the draws if any, else the delta method if available.
+        "auto" uses the draws if any (a posterior's central 95%, other draws'
+        -/+ 2 sd), else the delta method if available.
         "draws" is estimate -/+ 2 sd of the draws (the article's); "quantile"
         the central 95% interval of the draws (for posteriors).
         "cell-bounds" is the article's GLM interval: poststratify point -/+ 2 se.
@@ -143,7 +144,10 @@ def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto"
     lower = upper = sd
     group_draws = None
     if interval == "auto":
-        interval = "draws" if cells.draws is not None else ("delta" if cells.delta is not None else "none")
+        if cells.draws is not None:
+            interval = "quantile" if cells.method == "posterior" else "draws"
+        else:
+            interval = "delta" if cells.delta is not None else "none"
     if interval in ("draws", "quantile"):
         if cells.draws is None:
             raise ValueError("these predictions carry no draws")

@@ -207,15 +207,16 @@ class BayesFit:
         return pd.DataFrame({"term": self.design.group_names, "effect": "(Intercept)",
                              "sd": np.median(self._flat("sigma"), axis=0)})
 
-    def cell_draws(self, frame: Frame) -> CellDraws:
+    def cell_draws(self, frame: Frame, seed=None) -> CellDraws:
         """``posterior_epred`` for the frame's cells, as draws x cells (built in chunks).
 
         An unseen level gets one extra N(0, sigma^2) draw per term and
-        iteration, shared by all unseen levels of that term, as rstanarm does.
+        iteration, shared by all unseen levels of that term, as rstanarm does;
+        ``seed`` seeds those draws (by default, from the engine's seed).
         """
         matrix, extra_term, unseen = self.design.linear_map(frame.data, unseen="term")
         sigma = self._flat("sigma")
-        rng = np.random.default_rng(self.engine.seed + 1)
+        rng = np.random.default_rng(self.engine.seed + 1 if seed is None else seed)
         new = sigma[:, extra_term] * rng.standard_normal((sigma.shape[0], len(extra_term)))
         coef = np.hstack([self.coef_draws(), self.b_draws(), new])
         draws = LinearDraws(coef, matrix, self.design.offset(frame.data))
