@@ -4,7 +4,8 @@ import pytest
 
 from conftest import FIXTURES, SEVEN_TERM, r_scalars
 from misterp import CellDraws, Frame, LaplaceEngine, Survey, poststratify, prepare
-from misterp.engines.laplace import Objective, Problem
+from misterp.engines.deviance import Problem
+from misterp.engines.optimize import Objective
 from misterp.rcompat import RRandom
 
 
@@ -124,7 +125,7 @@ def test_singular_fit_is_flagged():
 
 
 def test_preconditioned_refit_reaches_the_same_optimum(cces_all):
-    from misterp.engines.laplace import hessian_at, optimize, start_values
+    from misterp.engines.optimize import hessian_at, optimize, start_values
 
     cells, _ = prepare(Survey(cces_all.iloc[:4000], "abortion"), None,
                        "abortion ~ male + (1|state) + (1|eth) + (1|educ:age)")

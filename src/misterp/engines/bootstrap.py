@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 from ..fit import MixedFit
 from ..frame import Frame
 from ..poststrat import CellDraws, LinearDraws
-from .laplace import SMALL_Q, Problem, hessian_at, joint_covariance, newton_batch, optimize, pirls
+from .deviance import SMALL_Q, Problem, joint_covariance, pirls
+from .optimize import hessian_at, newton_batch, optimize
 
 
 @dataclass(frozen=True)
