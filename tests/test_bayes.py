@@ -95,3 +95,18 @@ def test_cli_path_does_not_import_arviz():
     code = ("import sys, misterp.cli, misterp.engines.bayes, misterp.engines.diagnostics; "
             "print('arviz' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_divergences_trigger_the_documented_remedy():
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"y": rng.integers(0, 2, 80), "g": np.repeat(np.arange(40), 2), "h": np.tile(np.arange(8), 10)})
+    cells, _ = prepare(Survey(data, "y"), None, "y ~ (1|g) + (1|h)")
+    settings = dict(seed=3, progress=False, adapt_delta=0.3, chains=2, warmup=200, draws=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BayesWarning)
+        plain = BayesEngine(remedy=False, **settings).fit(cells)
+        remedied = BayesEngine(**settings).fit(cells)
+    assert plain.divergences > 0 and plain.remedy_note == ""
+    assert remedied.engine.adapt_delta == 0.99
+    assert remedied.remedy_note.startswith(f"{plain.divergences} divergent transitions at adapt_delta 0.3: reran")
+    assert remedied.divergences < plain.divergences

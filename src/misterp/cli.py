@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     bayes.add_argument("--adapt-delta", type=float, default=0.95, help="NUTS target acceptance")
     bayes.add_argument("--prior-scale", type=float, default=2.5, help="normal(0, s/sd(x)) on coefficients")
     bayes.add_argument("--sd-prior-scale", type=float, default=1.0, help="decov scale of the group sds")
+    bayes.add_argument("--no-remedy", action="store_true",
+                       help="do not rerun at adapt_delta 0.99 when the sampler reports divergences")
     fit.add_argument("--by", type=lambda s: [c for c in s.split(",") if c], default=[],
                      help="frame column(s) to estimate within, comma-separated")
     fit.add_argument("--bootstrap", type=int, metavar="NSIM", help="interval from NSIM parametric bootstrap refits")
@@ -123,11 +125,11 @@ def _model_draws(args, cells, frame, notes: list[str]):
 
         engine = BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws, adapt_delta=args.adapt_delta,
                              priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
-                             seed=args.seed or 0, progress=not args.no_progress)
+                             seed=args.seed or 0, progress=not args.no_progress, remedy=not args.no_remedy)
         with warnings.catch_warnings():  # reported below as notes, once
             warnings.simplefilter("ignore", BayesWarning)
             model = engine.fit(cells)
-        notes += [f"warning: {m}" for m in model.problems()]
+        notes += ([model.remedy_note] if model.remedy_note else []) + [f"warning: {m}" for m in model.problems()]
         return model, model.cell_draws(frame)
     if args.engine == "glm":
         model = GlmEngine().fit(cells)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -73,14 +73,33 @@ class BayesEngine:
     prior_only: bool = False  # rstanarm's prior_PD: sample the priors, ignore the outcome
     float64: bool = True  # float32 samples the CCES model about 1.4x faster (bench/RESULTS.md)
 
+    remedy: bool = True  # rerun once at adapt_delta 0.99 when the first run diverges
+
     def fit(self, cells: Cells) -> "BayesFit":
+        """Sample the posterior; warn (with the remedy) where a diagnostic fails.
+
+        With ``remedy``, a run with divergent transitions is rerun once at
+        adapt_delta 0.99 (Stan's standard advice, automated), and the fit says
+        so in ``remedy_note``.
+        """
+        fit = self._sample(cells, self.adapt_delta)
+        if self.remedy and fit.divergences and self.adapt_delta < 0.99 and not self.prior_only:
+            retry = self._sample(cells, 0.99)
+            note = (f"{fit.divergences} divergent transitions at adapt_delta {self.adapt_delta}: reran at "
+                    f"adapt_delta 0.99, which left {retry.divergences}")
+            fit = replace(retry, remedy_note=note)
+        for message in fit.problems():
+            warnings.warn(message, BayesWarning, stacklevel=2)
+        return fit
+
+    def _sample(self, cells: Cells, adapt_delta: float) -> "BayesFit":
         _configure_jax(self.float64)
         import jax
         from numpyro.infer import MCMC, NUTS
 
         data = _model_data(cells, self.priors)
         data["prior_only"] = self.prior_only
-        kernel = NUTS(_model, target_accept_prob=self.adapt_delta, max_tree_depth=self.max_tree_depth)
+        kernel = NUTS(_model, target_accept_prob=adapt_delta, max_tree_depth=self.max_tree_depth)
         mcmc = MCMC(kernel, num_warmup=self.warmup, num_samples=self.draws, num_chains=self.chains,
                     chain_method="vectorized", progress_bar=self.progress)
         mcmc.run(jax.random.PRNGKey(self.seed), extra_fields=("diverging", "num_steps"), **data)
@@ -88,11 +107,8 @@ class BayesEngine:
         extra = mcmc.get_extra_fields(group_by_chain=True)
         diverging = np.asarray(extra["diverging"])
         depth_hits = np.asarray(extra["num_steps"]) >= 2 ** self.max_tree_depth - 1
-        fit = BayesFit(cells, samples, data["xbar"], int(diverging.sum()), int(depth_hits.sum()),
-                       float(np.asarray(extra["num_steps"]).mean()), self)
-        for message in fit.problems():
-            warnings.warn(message, BayesWarning, stacklevel=2)
-        return fit
+        return BayesFit(cells, samples, data["xbar"], int(diverging.sum()), int(depth_hits.sum()),
+                        float(np.asarray(extra["num_steps"]).mean()), replace(self, adapt_delta=adapt_delta))
 
 
 def _configure_jax(float64: bool) -> None:
@@ -179,6 +195,7 @@ class BayesFit:
     depth_hits: int
     mean_steps: float
     engine: BayesEngine
+    remedy_note: str = ""
 
     @property
     def design(self):
