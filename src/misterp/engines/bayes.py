@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -248,9 +249,13 @@ class BayesFit:
         point = sum(chunk.sum(axis=0) for chunk in draws.chunks(256)) / draws.n_draws
         return CellDraws(point=point, draws=draws, method="posterior", unseen=unseen)
 
+    @cached_property
+    def _diagnostics(self) -> pd.DataFrame:
+        return summarize({k: v for k, v in self.samples.items() if k != "sigma"})
+
     def diagnostics(self) -> pd.DataFrame:
         """R-hat, bulk and tail ESS per parameter (rank-normalised split R-hat, Vehtari et al. 2021)."""
-        return summarize({k: v for k, v in self.samples.items() if k != "sigma"})
+        return self._diagnostics.copy()
 
     def problems(self) -> list[str]:
         """Each failed diagnostic threshold, with the standard remedy (empty when all pass)."""
