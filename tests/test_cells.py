@@ -45,3 +45,9 @@ def test_bad_counts_are_named(article_frame, article_cells_table):
     table = article_cells_table.assign(s=article_cells_table["s"] + [0, 0, 500, 0, 0])
     with pytest.raises(MisterpInputError, match=r"0 <= successes <= trials.*rows \[3\]"):
         prepare(Survey(table, "s", trials="n"), article_frame, "s ~ (1|class)")
+
+
+def test_constant_outcome_is_an_error():
+    data = pd.DataFrame({"y": [0] * 6, "g": list("aabbcc")})
+    with pytest.raises(MisterpInputError, match="'y' is 0 for every one of the 6 respondents"):
+        collapse(Survey(data, "y"), "y ~ (1|g)")

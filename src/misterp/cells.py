@@ -96,6 +96,13 @@ def collapse(survey: Survey, formula, family: Binomial = BINOMIAL) -> Cells:
     else:
         codes, table = np.zeros(len(data), dtype=np.int64), pd.DataFrame(index=[0])
     stats = family.cell_stats(y, codes, len(table), trials)
+    successes, total = stats["successes"].sum(), stats["trials"].sum()
+    if successes == 0 or successes == total:
+        raise MisterpInputError(
+            f"The outcome {formula.response!r} is {'0' if successes == 0 else '1'} for every one of the "
+            f"{int(total)} respondents, so there is nothing to model (the estimate would be "
+            f"{'0' if successes == 0 else '1'} everywhere). Check the outcome coding, or the rows selected."
+        )
     design = Design.learn(formula, table)
     return Cells(design, table, stats, design.fixed_matrix(table), design.group_index(table),
                  design.offset(table), family, row_log_choose)
