@@ -229,7 +229,7 @@ class Design:
         """
         X = self.fixed_matrix(data)
         codes = self.group_index(data)
-        starts = np.concatenate([[0], np.cumsum(self.n_levels)]) + X.shape[1]
+        starts = np.concatenate([[0], np.cumsum(self.n_levels)])
         rows, cols, extra_term, labels = [], [], [], {}
         next_col = starts[-1]
         for k, levels in enumerate(self.group_levels):
@@ -249,8 +249,7 @@ class Design:
             extra_term += [k] * width
             next_col += width
         r, c = np.concatenate(rows), np.concatenate(cols)
-        p = X.shape[1]  # Z's columns are numbered after X's
-        Z = sp.csr_matrix((np.ones(len(r)), (r, c - p)), shape=(len(data), next_col - p))
+        Z = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(data), next_col))
         return sp.hstack([sp.csr_matrix(X), Z]).tocsr(), np.asarray(extra_term, dtype=int), labels
 
     def offset(self, data: pd.DataFrame) -> np.ndarray:
