@@ -73,3 +73,22 @@ def test_categories_without_respondents_are_scaled_over():
     np.testing.assert_allclose(w, [12.5, 12.5, 37.5, 37.5])
     assert notes == ["raking: 1 g categories have no respondents (60.0% of the population); "
                      "their margin was scaled over the others"]
+
+
+@pytest.mark.parametrize("by", [None, "class"])
+def test_cells_input_rakes_like_its_respondents(by, article_survey, article_frame):
+    """A survey given as cbind(s, n - s) cells gets the same comparisons as its 0/1 rows."""
+    g = article_survey.groupby("class")["response"]
+    cells_table = pd.DataFrame({"class": g.sum().index, "s": g.sum().to_numpy(), "n": g.size().to_numpy()})
+    rows = Survey(article_survey, "response")
+    grouped = Survey(cells_table, "s")
+    a, _ = prepare(rows, article_frame, "response ~ (1|class)")
+    b, _ = prepare(grouped, article_frame, "cbind(s, n - s) ~ (1|class)")
+    est = poststratify(LaplaceEngine().fit(a).cell_draws(article_frame, n_draws=20, seed=1), article_frame,
+                       by=by)
+    from_rows, _ = add_comparisons(est, rows, article_frame, a.design)
+    from_cells, _ = add_comparisons(est, grouped, article_frame, b.design)
+    cols = ["raw_mean", "raw_n", "raked_mean"]
+    pd.testing.assert_frame_equal(from_rows.table[cols], from_cells.table[cols], check_exact=False, rtol=1e-10)
+    if by is None:  # overall, raking to the class margin is simple poststratification
+        assert from_cells.table["raked_mean"].iloc[0] == pytest.approx(0.431312178070136, abs=1e-9)

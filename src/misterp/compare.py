@@ -39,10 +39,12 @@ def margin_columns(design: Design, frame: Frame, max_levels: int = 20) -> list[s
     return list(dict.fromkeys(cols))
 
 
-def raking_weights(survey: Survey, frame: Frame, margins: list[str], tol: float = 1e-10) -> tuple[np.ndarray, list]:
+def raking_weights(survey: Survey, frame: Frame, margins: list[str], tol: float = 1e-10,
+                   trials: np.ndarray | None = None) -> tuple[np.ndarray, list]:
     """Survey weights (design weights, or 1) raked to the frame's population margins.
 
-    A respondent row of a survey given as cells stands for its trials. A
+    A row of a survey given as cells stands for its ``trials`` (n_rows,)
+    respondents, and its weight is their total. A
     category with population but no respondents cannot be reached by any
     weighting; it is left out of its margin, whose other targets are scaled
     up to the full population so that every margin keeps the same total (the
@@ -52,8 +54,8 @@ def raking_weights(survey: Survey, frame: Frame, margins: list[str], tol: float 
     """
     data = survey.data
     base = data[survey.weights].to_numpy(float) if survey.weights else np.ones(len(data))
-    if survey.trials:
-        base = base * data[survey.trials].to_numpy(float)
+    if trials is not None:
+        base = base * trials
     codes, targets, notes = [], [], []
     for col in margins:
         totals = frame.data.groupby(col, sort=True)[frame.count].sum()
@@ -77,8 +79,8 @@ def add_comparisons(estimate: Estimate, survey: Survey, frame: Frame, design: De
     weights) and ``raked_mean``; and notes on what could not be computed."""
     survey, _ = survey.complete(design.formula.columns, drop_missing)
     data = survey.data
-    successes, trials, _ = outcome_counts(data, design.formula, survey)
-    trials = np.ones(len(data)) if trials is None else trials
+    successes, row_trials, _ = outcome_counts(data, design.formula, survey)
+    trials = np.ones(len(data)) if row_trials is None else row_trials
     by, table, notes = estimate.by, estimate.table.copy(), []
     if all(c in data.columns for c in by):
         position = _group_of(data, table, by)
@@ -88,25 +90,23 @@ def add_comparisons(estimate: Estimate, survey: Survey, frame: Frame, design: De
                      "no raw or raked comparisons by group")
 
     def by_group(weights):
+        """Weighted successes / weighted trials per group, and the weighted trials."""
         if position is None:
-            return np.full(len(table), np.nan)
+            return np.full(len(table), np.nan), np.zeros(len(table))
         ok = position >= 0
         num = np.bincount(position[ok], weights=(weights * successes)[ok], minlength=len(table))
         den = np.bincount(position[ok], weights=(weights * trials)[ok], minlength=len(table))
-        return np.divide(num, den, out=np.full(len(table), np.nan), where=den > 0)
+        return np.divide(num, den, out=np.full(len(table), np.nan), where=den > 0), den
 
-    ones = np.ones(len(data))
-    table["raw_mean"] = by_group(ones)
-    table["raw_n"] = 0 if position is None else np.bincount(
-        position[position >= 0], weights=trials[position >= 0], minlength=len(table)).astype(int)
+    table["raw_mean"], raw_n = by_group(np.ones(len(data)))
+    table["raw_n"] = raw_n.astype(int)
     if survey.weights:
-        table["weighted_mean"] = by_group(data[survey.weights].to_numpy(float))
+        table["weighted_mean"] = by_group(data[survey.weights].to_numpy(float))[0]
     margins = margin_columns(design, frame)
     try:
-        raked, rake_notes = raking_weights(survey, frame, margins)
+        raked, rake_notes = raking_weights(survey, frame, margins, trials=row_trials)
         notes += rake_notes
-        per_respondent = raked / (data[survey.trials].to_numpy(float) if survey.trials else 1.0)
-        table["raked_mean"] = by_group(per_respondent)
+        table["raked_mean"] = by_group(raked / trials)[0]  # per respondent of each row
     except MisterpInputError as e:
         table["raked_mean"] = np.nan
         notes.append(f"no raking estimate: {e}")
