@@ -70,10 +70,9 @@ class BootstrapResult:
                          method="bootstrap", unseen=unseen)
 
 
-def _simulate(fit: MixedFit, nsim: int, use_u: bool, rng: np.random.Generator) -> np.ndarray:
-    """Simulated successes, (nsim, n_cells)."""
+def _simulate(fit: MixedFit, prob: Problem, nsim: int, use_u: bool, rng: np.random.Generator) -> np.ndarray:
+    """Simulated successes, (nsim, n_cells); ``prob`` is the original fit's problem."""
     cells = fit.cells
-    prob = Problem(cells)
     eta0 = cells.offset + cells.X @ fit.beta
     if use_u:
         eta = np.broadcast_to(eta0 + prob.Z @ fit.b, (nsim, cells.n_cells))
@@ -157,8 +156,9 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
         Refits solved together (vectorised); also the unit handed to a worker.
     """
     rng = np.random.default_rng(seed)
-    successes = _simulate(fit, nsim, use_u, rng)
-    hessian = hessian_at(Problem(fit.cells), np.concatenate([fit.theta, fit.beta]), fit.u)
+    prob = Problem(fit.cells)
+    successes = _simulate(fit, prob, nsim, use_u, rng)
+    hessian = hessian_at(prob, np.concatenate([fit.theta, fit.beta]), fit.u)
     # fixed blocks, whatever the worker count, so every refit sees the same arithmetic
     blocks = [successes[i:i + block] for i in range(0, nsim, block)]
     parts = []
