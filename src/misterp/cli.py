@@ -125,7 +125,8 @@ def _model_draws(args, cells, frame, notes: list[str]):
 
         engine = BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws, adapt_delta=args.adapt_delta,
                              priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
-                             seed=args.seed or 0, progress=not args.no_progress, remedy=not args.no_remedy)
+                             seed=args.seed or 0, progress=not args.no_progress and sys.stderr.isatty(),
+                             remedy=not args.no_remedy)
         with warnings.catch_warnings():  # reported below as notes, once
             warnings.simplefilter("ignore", BayesWarning)
             model = engine.fit(cells)
