@@ -79,6 +79,10 @@ class BayesEngine:
     chain_method: str = "auto"
 
     remedy: bool = True  # rerun once at adapt_delta 0.99 when the first run diverges
+    # "whitened" (engines/whitening.py) samples the same posterior in coordinates
+    # that a pilot Laplace fit makes near standard normal; "noncentred" is
+    # rstanarm's b = sigma * z. "auto": whitened up to 400 effects.
+    parameterization: str = "auto"
 
     def fit(self, cells: Cells) -> "BayesFit":
         """Sample the posterior; warn (with the remedy) where a diagnostic fails.
@@ -102,18 +106,35 @@ class BayesEngine:
         import jax
         from numpyro.infer import MCMC, NUTS
 
+        from threadpoolctl import threadpool_limits
+
         data = _model_data(cells, self.priors)
         data["prior_only"] = self.prior_only
+        if self._whitened(data):
+            data.update(_whitening_data(cells, data, self.prior_only))
         kernel = NUTS(_model, target_accept_prob=adapt_delta, max_tree_depth=self.max_tree_depth)
+        method = self._chain_method()
         mcmc = MCMC(kernel, num_warmup=self.warmup, num_samples=self.draws, num_chains=self.chains,
-                    chain_method=self._chain_method(), progress_bar=self.progress)
-        mcmc.run(jax.random.PRNGKey(self.seed), extra_fields=("diverging", "num_steps"), **data)
-        samples = {k: np.asarray(v, dtype=np.float64) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+                    chain_method=method, progress_bar=self.progress)
+        # chains side by side each call LAPACK; a multi-threaded BLAS under each
+        # oversubscribes the cores (5x slower triangular solves)
+        with threadpool_limits(1 if method == "parallel" else None, user_api="blas"):
+            mcmc.run(jax.random.PRNGKey(self.seed), extra_fields=("diverging", "num_steps"), **data)
+            draws = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))  # JAX runs asynchronously
+        samples = {k: np.asarray(v, dtype=np.float64) for k, v in draws.items() if k != "eps"}
         extra = mcmc.get_extra_fields(group_by_chain=True)
         diverging = np.asarray(extra["diverging"])
         depth_hits = np.asarray(extra["num_steps"]) >= 2 ** self.max_tree_depth - 1
         return BayesFit(cells, samples, data["xbar"], int(diverging.sum()), int(depth_hits.sum()),
                         float(np.asarray(extra["num_steps"]).mean()), replace(self, adapt_delta=adapt_delta))
+
+    def _whitened(self, data: dict) -> bool:
+        from .whitening import MAX_WHITENED
+
+        if self.parameterization not in ("auto", "whitened", "noncentred"):
+            raise ValueError(f"parameterization must be 'auto', 'whitened' or 'noncentred', not {self.parameterization!r}")
+        m = int(data["has_intercept"]) + data["Xc"].shape[1] + len(data["term_of_level"])
+        return self.parameterization == "whitened" or (self.parameterization == "auto" and m <= MAX_WHITENED)
 
     def _chain_method(self) -> str:
         if self.chain_method != "auto":
@@ -175,28 +196,94 @@ def _model_data(cells: Cells, priors: Priors) -> dict:
     }
 
 
+def _whitening_data(cells: Cells, data: dict, prior_only: bool) -> dict:
+    """H and r of :mod:`.whitening`, expanded at the Laplace (or GLM) mode; zeros for prior_only."""
+    from ..errors import MisterpInputError
+    from .whitening import gaussian_likelihood
+
+    names = cells.design.fixed_names
+    columns = ([np.ones((cells.n_cells, 1))] if data["has_intercept"] else []) + [data["Xc"]]
+    q = len(data["term_of_level"])
+    Z = np.zeros((cells.n_cells, q))
+    for col in data["cols"]:
+        Z[np.arange(cells.n_cells), col] = 1.0
+    A = np.hstack(columns + [Z])
+    if prior_only:
+        return {"H": np.zeros((A.shape[1],) * 2), "r": np.zeros(A.shape[1])}
+    try:
+        if cells.design.group_terms:
+            from .laplace import LaplaceEngine
+
+            pilot = LaplaceEngine().fit(cells)
+            coef, b = pilot.beta, pilot.b
+        else:
+            from .glm import GlmEngine
+
+            coef, b = GlmEngine().fit(cells).beta, np.zeros(0)
+        rest = np.array([c for c, n in zip(coef, names) if n != "(Intercept)"])
+        fixed = rest if not data["has_intercept"] else np.concatenate(
+            [[coef[names.index("(Intercept)")] + rest @ data["xbar"]], rest])
+        x_hat = np.concatenate([fixed, b])
+    except (MisterpInputError, np.linalg.LinAlgError):  # any expansion point keeps the change of variables exact
+        x_hat = np.zeros(A.shape[1])
+    H, r = gaussian_likelihood(A, data["offset"], data["successes"], data["trials"], x_hat)
+    return {"H": H, "r": r}
+
+
 def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, sd_scale, cols, term_of_level,
-           n_terms, successes, trials, prior_only=False):
+           n_terms, successes, trials, prior_only=False, H=None, r=None):
+    """rstanarm's model; effects non-centred (b = sigma z), or whitened when H and r are given."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
-    eta = jnp.asarray(offset)
-    if has_intercept:
-        alpha = numpyro.sample("alpha", dist.Normal(0.0, intercept_scale))
-        eta = eta + alpha
-    if Xc.shape[1]:
-        beta = numpyro.sample("beta", dist.Normal(0.0, jnp.asarray(coef_scale)))
-        eta = eta + jnp.asarray(Xc) @ beta
+    sigma = None
     if n_terms:
         tau = numpyro.sample("tau", dist.Gamma(jnp.ones(n_terms), 1.0))
         sigma = numpyro.deterministic("sigma", sd_scale * tau)
-        z = numpyro.sample("z", dist.Normal(jnp.zeros(len(term_of_level)), 1.0))
-        b = sigma[jnp.asarray(term_of_level)] * z
+    if H is None:
+        alpha = numpyro.sample("alpha", dist.Normal(0.0, intercept_scale)) if has_intercept else 0.0
+        beta = numpyro.sample("beta", dist.Normal(0.0, jnp.asarray(coef_scale))) if Xc.shape[1] else None
+        if n_terms:
+            z = numpyro.sample("z", dist.Normal(jnp.zeros(len(term_of_level)), 1.0))
+            b = sigma[jnp.asarray(term_of_level)] * z
+    else:
+        alpha, beta, b = _whitened_effects(Xc.shape[1], has_intercept, coef_scale, intercept_scale, sigma,
+                                           term_of_level, H, r)
+    eta = jnp.asarray(offset) + alpha
+    if Xc.shape[1]:
+        eta = eta + jnp.asarray(Xc) @ beta
+    if n_terms:
         eta = eta + b[jnp.asarray(cols)].sum(axis=0)
     if not prior_only:
         numpyro.sample("y", dist.Binomial(total_count=jnp.asarray(trials), logits=eta),
                        obs=jnp.asarray(successes))
+
+
+def _whitened_effects(p, has_intercept, coef_scale, intercept_scale, sigma, term_of_level, H, r):
+    """(alpha, beta, b) from standard-normal-like coordinates eps (:mod:`.whitening`)."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    from .whitening import whiten
+
+    precision = [jnp.full(int(has_intercept), intercept_scale ** -2.0), jnp.asarray(coef_scale) ** -2.0]
+    if sigma is not None:
+        precision.append(sigma[jnp.asarray(term_of_level)] ** -2.0)
+    precision = jnp.concatenate(precision)
+    eps = numpyro.sample("eps", dist.ImproperUniform(dist.constraints.real, (), (len(r),)))
+    x, log_det = whiten(precision, eps, jnp.asarray(H), jnp.asarray(r))
+    # the normal priors of x (up to constants) and the change of variables' log Jacobian
+    numpyro.factor("effects", -0.5 * jnp.sum(precision * x * x) + 0.5 * jnp.sum(jnp.log(precision)) - log_det)
+    k = int(has_intercept)
+    alpha = numpyro.deterministic("alpha", x[0]) if has_intercept else 0.0
+    beta = numpyro.deterministic("beta", x[k:k + p]) if p else None
+    b = None
+    if sigma is not None:
+        b = x[k + p:]
+        numpyro.deterministic("z", b / sigma[jnp.asarray(term_of_level)])
+    return alpha, beta, b
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,117 @@
+"""Whitened coordinates for the Bayesian engine: the effects, given the group sds,
+as a standard normal vector under a Gaussian approximation of the posterior.
+
+Let x = (alpha, beta, b), length m, be the intercept of the centred predictors,
+the coefficients and the group effects. Near a pilot mode x^ (the Laplace fit)
+the log-likelihood is about g'(x - x^) - (x - x^)' H (x - x^) / 2, with H the
+data precision [1 Xc Z]' W [1 Xc Z] and g the score. With the priors' diagonal
+precision d (2.5^-2, scale_k^-2, sigma_term^-2), the effects given the sds
+are then about N(mu, P^-1), P = H + diag(d), mu = P^-1 r, r = H x^ + g.
+
+We sample eps and set
+
+    x = mu + L^-T eps = L^-T (L^-1 r + eps),     P = L L',
+
+an exact change of variables for any H and r (its log Jacobian, -sum log
+diag L, goes into the density), so the posterior is rstanarm's own. Only the
+quality of the approximation differs: where it is good, NUTS sees a near
+standard normal in eps whatever the sds, so neither the funnels of
+well-identified terms (non-centred) nor those of weak ones (centred), nor
+the ridges between the intercept and the terms' means, shape its steps.
+On the seven-term CCES model this took NUTS from 96 to 15 leapfrog steps an
+iteration and from 9 divergences to none (bench/RESULTS.md).
+
+``whiten`` has a hand-written reverse pass: JAX's generic one differentiates
+the Cholesky factor through matrix triangular solves and costs five times
+more. With N = L^-1, xbar and lbar the cotangents of x and of log det L:
+
+    eps-bar = N xbar
+    d-bar_i = -(P^-1 xbar)_i mu_i + lbar (P^-1)_ii / 2 - (N' G N)_ii,
+    G = strict_lower(eps a') + diag(eps * a) / 2,  a = N xbar,
+
+where the last term is the derivative of L^-T eps through dL = L Phi(L^-1 dP L^-T)
+(Phi: lower triangle, half diagonal); (N' G N)_ii needs only cumulative sums
+down the columns of N. The cost is one Cholesky and one triangular inverse
+of an m x m matrix per gradient, so it is used while m is moderate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_WHITENED = 400  # above this many effects, O(m^3) per gradient outweighs the better geometry
+
+
+def gaussian_likelihood(A: np.ndarray, offset: np.ndarray, successes: np.ndarray, trials: np.ndarray,
+                        x_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """H and r = H x^ + g of the binomial log-likelihood's expansion at ``x_hat``.
+
+    Parameters
+    ----------
+    A : (n_cells, m) array
+        The linear predictor's matrix in the sampler's coordinates.
+    offset, successes, trials : (n_cells,) arrays
+    x_hat : (m,) array
+
+    Returns
+    -------
+    H : (m, m) array
+    r : (m,) array
+    """
+    mu = trials / (1.0 + np.exp(-(offset + A @ x_hat)))
+    H = A.T @ (A * (mu * (1.0 - mu / np.maximum(trials, 1)))[:, None])
+    return H, H @ x_hat + A.T @ (successes - mu)
+
+
+def _whiten_forward(d, eps, H, r):
+    import jax
+    import jax.numpy as jnp
+
+    L = jax.lax.linalg.cholesky(H + jnp.diag(d), symmetrize_input=False)
+    N = jax.lax.linalg.triangular_solve(L, jnp.eye(L.shape[0], dtype=L.dtype), left_side=True, lower=True)
+    mu = N.T @ (N @ r)
+    x = mu + N.T @ eps
+    return (x, jnp.sum(jnp.log(jnp.diag(L)))), (N, mu, eps)
+
+
+def _whiten_backward(residuals, cotangents):
+    import jax.numpy as jnp
+
+    N, mu, eps = residuals
+    x_bar, logdet_bar = cotangents
+    a = N @ x_bar
+    inv_diag = jnp.sum(N * N, axis=0)
+    W = a[:, None] * N
+    below = jnp.cumsum(W, axis=0) - W  # sum over k < j of a_k N_ki, for each column i
+    scale_part = jnp.sum(eps[:, None] * N * (below + 0.5 * W), axis=0)
+    d_bar = -(N.T @ a) * mu + 0.5 * logdet_bar * inv_diag - scale_part
+    return d_bar, a, None, None
+
+
+def _make_whiten():
+    import jax
+
+    @jax.custom_vjp
+    def whiten(d, eps, H, r):
+        """x = P^-1 r + L^-T eps and log det L, for P = H + diag(d) = L L'.
+
+        d, eps, r : (m,) arrays; H : (m, m) array. Returns ((m,) array, scalar).
+        """
+        return _whiten_forward(d, eps, H, r)[0]
+
+    whiten.defvjp(_whiten_forward, _whiten_backward)
+    return whiten
+
+
+_WHITEN = None
+
+
+def whiten(d, eps, H, r):
+    """x = P^-1 r + L^-T eps and log det L, for P = H + diag(d) = L L' (JAX, differentiable).
+
+    d, eps, r : (m,) arrays; H : (m, m) array. Returns (x (m,), log det L).
+    """
+    global _WHITEN
+    if _WHITEN is None:  # JAX is imported only when the Bayesian engine runs
+        _WHITEN = _make_whiten()
+    return _WHITEN(d, eps, H, r)
