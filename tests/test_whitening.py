@@ -62,7 +62,7 @@ def test_whitened_and_noncentred_sample_the_same_posterior(article_survey, artic
     cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BayesWarning)
-        fits = {p: BayesEngine(seed=5, progress=False, parameterization=p).fit(cells)
+        fits = {p: BayesEngine(seed=5, warmup=500, draws=500, progress=False, parameterization=p).fit(cells)
                 for p in ("whitened", "noncentred")}
     assert "eps" not in fits["whitened"].samples and "z" in fits["whitened"].samples
     probs = {p: fit.cell_draws(article_frame).point for p, fit in fits.items()}

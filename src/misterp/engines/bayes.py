@@ -111,10 +111,12 @@ class BayesEngine:
 
         from threadpoolctl import threadpool_limits
 
+        from .whitening import pilot_expansion
+
         data = _model_data(cells, self.priors)
         data["prior_only"] = self.prior_only
         if self._whitened(data):
-            data.update(_whitening_data(cells, data, self.prior_only))
+            data.update(pilot_expansion(cells, data, self.prior_only))
         kernel = NUTS(_model, target_accept_prob=adapt_delta, max_tree_depth=self.max_tree_depth)
         method = self._chain_method()
         mcmc = MCMC(kernel, num_warmup=self.warmup, num_samples=self.draws, num_chains=self.chains,
@@ -199,40 +201,6 @@ def _model_data(cells: Cells, priors: Priors) -> dict:
     }
 
 
-def _whitening_data(cells: Cells, data: dict, prior_only: bool) -> dict:
-    """H and r of :mod:`.whitening`, expanded at the Laplace (or GLM) mode; zeros for prior_only."""
-    from ..errors import MisterpInputError
-    from .whitening import gaussian_likelihood
-
-    names = cells.design.fixed_names
-    columns = ([np.ones((cells.n_cells, 1))] if data["has_intercept"] else []) + [data["Xc"]]
-    q = len(data["term_of_level"])
-    Z = np.zeros((cells.n_cells, q))
-    for col in data["cols"]:
-        Z[np.arange(cells.n_cells), col] = 1.0
-    A = np.hstack(columns + [Z])
-    if prior_only:
-        return {"H": np.zeros((A.shape[1],) * 2), "r": np.zeros(A.shape[1])}
-    try:
-        if cells.design.group_terms:
-            from .laplace import LaplaceEngine
-
-            pilot = LaplaceEngine().fit(cells)
-            coef, b = pilot.beta, pilot.b
-        else:
-            from .glm import GlmEngine
-
-            coef, b = GlmEngine().fit(cells).beta, np.zeros(0)
-        rest = np.array([c for c, n in zip(coef, names) if n != "(Intercept)"])
-        fixed = rest if not data["has_intercept"] else np.concatenate(
-            [[coef[names.index("(Intercept)")] + rest @ data["xbar"]], rest])
-        x_hat = np.concatenate([fixed, b])
-    except (MisterpInputError, np.linalg.LinAlgError):  # any expansion point keeps the change of variables exact
-        x_hat = np.zeros(A.shape[1])
-    H, r = gaussian_likelihood(A, data["offset"], data["successes"], data["trials"], x_hat)
-    return {"H": H, "r": r}
-
-
 def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, sd_scale, cols, term_of_level,
            n_terms, successes, trials, prior_only=False, H=None, r=None):
     """rstanarm's model; effects non-centred (b = sigma z), or whitened when H and r are given."""
@@ -251,7 +219,9 @@ def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, sd_scal
             z = numpyro.sample("z", dist.Normal(jnp.zeros(len(term_of_level)), 1.0))
             b = sigma[jnp.asarray(term_of_level)] * z
     else:
-        alpha, beta, b = _whitened_effects(Xc.shape[1], has_intercept, coef_scale, intercept_scale, sigma,
+        from .whitening import whitened_effects
+
+        alpha, beta, b = whitened_effects(Xc.shape[1], has_intercept, coef_scale, intercept_scale, sigma,
                                            term_of_level, H, r)
     eta = jnp.asarray(offset) + alpha
     if Xc.shape[1]:
@@ -261,32 +231,6 @@ def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, sd_scal
     if not prior_only:
         numpyro.sample("y", dist.Binomial(total_count=jnp.asarray(trials), logits=eta),
                        obs=jnp.asarray(successes))
-
-
-def _whitened_effects(p, has_intercept, coef_scale, intercept_scale, sigma, term_of_level, H, r):
-    """(alpha, beta, b) from standard-normal-like coordinates eps (:mod:`.whitening`)."""
-    import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
-
-    from .whitening import whiten
-
-    precision = [jnp.full(int(has_intercept), intercept_scale ** -2.0), jnp.asarray(coef_scale) ** -2.0]
-    if sigma is not None:
-        precision.append(sigma[jnp.asarray(term_of_level)] ** -2.0)
-    precision = jnp.concatenate(precision)
-    eps = numpyro.sample("eps", dist.ImproperUniform(dist.constraints.real, (), (len(r),)))
-    x, log_det = whiten(precision, eps, jnp.asarray(H), jnp.asarray(r))
-    # the normal priors of x (up to constants) and the change of variables' log Jacobian
-    numpyro.factor("effects", -0.5 * jnp.sum(precision * x * x) + 0.5 * jnp.sum(jnp.log(precision)) - log_det)
-    k = int(has_intercept)
-    alpha = numpyro.deterministic("alpha", x[0]) if has_intercept else 0.0
-    beta = numpyro.deterministic("beta", x[k:k + p]) if p else None
-    b = None
-    if sigma is not None:
-        b = x[k + p:]
-        numpyro.deterministic("z", b / sigma[jnp.asarray(term_of_level)])
-    return alpha, beta, b
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,48 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cells import Cells
+
 MAX_WHITENED = 400  # above this many effects, O(m^3) per gradient outweighs the better geometry
+
+
+def pilot_expansion(cells: Cells, data: dict, prior_only: bool) -> dict:
+    """H and r expanded at the Laplace (or GLM) mode of ``cells``; zeros for prior_only.
+
+    ``data`` is the Bayesian engine's model data (centred predictors ``Xc``
+    and their means ``xbar``, ``cols``, ``offset``, cell statistics). Returns
+    {"H": (m, m) array, "r": (m,) array}.
+    """
+    from ..errors import MisterpInputError
+
+    names = cells.design.fixed_names
+    columns = ([np.ones((cells.n_cells, 1))] if data["has_intercept"] else []) + [data["Xc"]]
+    q = len(data["term_of_level"])
+    Z = np.zeros((cells.n_cells, q))
+    for col in data["cols"]:
+        Z[np.arange(cells.n_cells), col] = 1.0
+    A = np.hstack(columns + [Z])
+    if prior_only:
+        return {"H": np.zeros((A.shape[1],) * 2), "r": np.zeros(A.shape[1])}
+    try:
+        if cells.design.group_terms:
+            from .laplace import LaplaceEngine
+
+            pilot = LaplaceEngine().fit(cells)
+            coef, b = pilot.beta, pilot.b
+        else:
+            from .glm import GlmEngine
+
+            coef, b = GlmEngine().fit(cells).beta, np.zeros(0)
+        rest = np.array([c for c, n in zip(coef, names) if n != "(Intercept)"])
+        fixed = rest if not data["has_intercept"] else np.concatenate(
+            [[coef[names.index("(Intercept)")] + rest @ data["xbar"]], rest])
+        x_hat = np.concatenate([fixed, b])
+    except (MisterpInputError, np.linalg.LinAlgError):  # any expansion point keeps the change of variables exact
+        x_hat = np.zeros(A.shape[1])
+    H, r = gaussian_likelihood(A, data["offset"], data["successes"], data["trials"], x_hat)
+    return {"H": H, "r": r}
+
 
 
 def gaussian_likelihood(A: np.ndarray, offset: np.ndarray, successes: np.ndarray, trials: np.ndarray,
@@ -115,3 +156,28 @@ def whiten(d, eps, H, r):
     if _WHITEN is None:  # JAX is imported only when the Bayesian engine runs
         _WHITEN = _make_whiten()
     return _WHITEN(d, eps, H, r)
+
+
+def whitened_effects(p, has_intercept, coef_scale, intercept_scale, sigma, term_of_level, H, r):
+    """NumPyro sites of the effects: eps, the priors' and Jacobian's factor, and
+    (alpha, beta, b) as deterministic sites (b also as z = b / sigma)."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    precision = [jnp.full(int(has_intercept), intercept_scale ** -2.0), jnp.asarray(coef_scale) ** -2.0]
+    if sigma is not None:
+        precision.append(sigma[jnp.asarray(term_of_level)] ** -2.0)
+    precision = jnp.concatenate(precision)
+    eps = numpyro.sample("eps", dist.ImproperUniform(dist.constraints.real, (), (len(r),)))
+    x, log_det = whiten(precision, eps, jnp.asarray(H), jnp.asarray(r))
+    # the normal priors of x (up to constants) and the change of variables' log Jacobian
+    numpyro.factor("effects", -0.5 * jnp.sum(precision * x * x) + 0.5 * jnp.sum(jnp.log(precision)) - log_det)
+    k = int(has_intercept)
+    alpha = numpyro.deterministic("alpha", x[0]) if has_intercept else 0.0
+    beta = numpyro.deterministic("beta", x[k:k + p]) if p else None
+    b = None
+    if sigma is not None:
+        b = x[k + p:]
+        numpyro.deterministic("z", b / sigma[jnp.asarray(term_of_level)])
+    return alpha, beta, b
