@@ -110,3 +110,13 @@ def test_divergences_trigger_the_documented_remedy():
     assert remedied.engine.adapt_delta == 0.99
     assert remedied.remedy_note.startswith(f"{plain.divergences} divergent transitions at adapt_delta 0.3: reran")
     assert remedied.divergences < plain.divergences
+
+
+def test_rank_normalisation_matches_scipy():
+    from scipy.stats import norm, rankdata
+
+    from misterp.engines.diagnostics import _rank_normal
+
+    x = np.random.default_rng(1).integers(0, 7, (4, 50)).astype(float)  # many ties
+    expected = norm.ppf((rankdata(x, method="average").reshape(x.shape) - 0.375) / (x.size + 0.25))
+    np.testing.assert_allclose(_rank_normal(x), expected, rtol=1e-12)
