@@ -22,8 +22,8 @@ On the seven-term CCES model this took NUTS from 96 to 15 leapfrog steps an
 iteration and from 9 divergences to none (bench/RESULTS.md).
 
 ``whiten`` has a hand-written reverse pass: JAX's generic one differentiates
-the Cholesky factor through matrix triangular solves and costs five times
-more. With N = L^-1, xbar and lbar the cotangents of x and of log det L:
+the Cholesky factor through matrix triangular solves (a value and gradient
+for m = 126: 556 us, ours 344 us). With N = L^-1, xbar and lbar the cotangents of x and of log det L:
 
     eps-bar = N xbar
     d-bar_i = -(P^-1 xbar)_i mu_i + lbar (P^-1)_ii / 2 - (N' G N)_ii,
@@ -76,11 +76,11 @@ def pilot_expansion(cells: Cells, data: dict, prior_only: bool) -> dict:
         fixed = rest if not data["has_intercept"] else np.concatenate(
             [[coef[names.index("(Intercept)")] + rest @ data["xbar"]], rest])
         x_hat = np.concatenate([fixed, b])
-    except (MisterpInputError, np.linalg.LinAlgError):  # any expansion point keeps the change of variables exact
+    except (MisterpInputError, np.linalg.LinAlgError, FloatingPointError):
+        # no pilot mode: any expansion point keeps the change of variables exact, if less helpful
         x_hat = np.zeros(A.shape[1])
     H, r = gaussian_likelihood(A, data["offset"], data["successes"], data["trials"], x_hat)
     return {"H": H, "r": r}
-
 
 
 def gaussian_likelihood(A: np.ndarray, offset: np.ndarray, successes: np.ndarray, trials: np.ndarray,
