@@ -109,7 +109,8 @@ def cces(args):
     frame = Frame(CCES / "poststrat_df.csv", "n")
     cells, _ = prepare(Survey(sample, "abortion"), frame, SEVEN)
     fit = run("seven-term, 5,000 rows, defaults", cells, "seven_5000")
-    print(f"  state estimates vs the Laplace engine: largest difference {agreement_with_laplace(fit, cells, frame):.4f}")
+    gap = agreement_with_laplace(fit, cells, frame)
+    print(f"  state estimates vs the Laplace engine: largest difference {gap:.4f}")
     memory(fit, frame)
     if args.noncentred:
         run("seven-term, 5,000 rows, rstanarm's non-centred", cells, "seven_5000", parameterization="noncentred")

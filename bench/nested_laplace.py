@@ -46,7 +46,14 @@ def value_and_grad(z):
     z = np.asarray(z)
     rho, beta = z[:T], z[T:]
     theta = np.exp(rho)
-    st = pirls(prob, np.concatenate([theta, beta])[None], cache["u"])
+    params = np.concatenate([theta, beta])[None]
+    try:
+        st = pirls(prob, params, cache["u"])
+    except FloatingPointError:  # a wild warmup trajectory: retry from the Laplace modes, else a divergence
+        try:
+            st = pirls(prob, params, lf.u[None, :].copy())
+        except FloatingPointError:
+            return np.inf, np.zeros_like(z)
     cache["u"] = st.u
     cache["calls"] += 1
     f, g = st.objective[0], gradient(prob, st)[0]

@@ -137,7 +137,8 @@ class BayesEngine:
         from .whitening import MAX_WHITENED
 
         if self.parameterization not in ("auto", "whitened", "noncentred"):
-            raise ValueError(f"parameterization must be 'auto', 'whitened' or 'noncentred', not {self.parameterization!r}")
+            raise ValueError("parameterization must be 'auto', 'whitened' or 'noncentred', "
+                             f"not {self.parameterization!r}")
         m = int(data["has_intercept"]) + data["Xc"].shape[1] + len(data["term_of_level"])
         return self.parameterization == "whitened" or (self.parameterization == "auto" and m <= MAX_WHITENED)
 
