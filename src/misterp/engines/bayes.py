@@ -78,7 +78,8 @@ class BayesEngine:
     float64: bool = True  # float32 samples the CCES model about 1.4x faster (bench/RESULTS.md)
     # "auto": on the CPU, each chain on its own XLA host device ("parallel"), so
     # a chain never waits for another's longer trajectory (3x faster than
-    # "vectorized" on the CCES model, bench/RESULTS.md); on a GPU, "vectorized".
+    # "vectorized" on the CCES model, bench/RESULTS.md), or "sequential" when JAX
+    # already started with fewer devices; on a GPU, "vectorized".
     chain_method: str = "auto"
 
     remedy: bool = True  # rerun once at adapt_delta 0.99 when the first run diverges
@@ -147,9 +148,12 @@ class BayesEngine:
             return self.chain_method
         import jax
 
-        if self.chains > 1 and jax.default_backend() == "cpu" and jax.local_device_count() >= self.chains:
-            return "parallel"
-        return "vectorized"
+        if jax.default_backend() != "cpu":
+            return "vectorized"
+        # on a CPU, vmapped chains gain little and wait for each other's longest
+        # trajectory; with too few host devices, one after another is faster
+        # (whitened CCES model, one device: 31.8 s sequential, 49.0 s vectorized)
+        return "parallel" if self.chains > 1 and jax.local_device_count() >= self.chains else "sequential"
 
 
 def _configure_jax(float64: bool, chains: int = 1) -> None:
@@ -158,7 +162,7 @@ def _configure_jax(float64: bool, chains: int = 1) -> None:
     XLA sees the CPU as one device unless told otherwise before its first
     use; we ask for one device per chain (at least as many as cores) so that
     chains run side by side. Once JAX has started, the count stays as it is
-    and ``chain_method="auto"`` falls back to vectorized chains.
+    and ``chain_method="auto"`` runs the chains one after another.
 
     Float32 is an option for speed: the log density's rounding (about 1e-7 of
     its size, 1e-3 on all 59,810 CCES rows) is far below the energy errors
