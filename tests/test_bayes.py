@@ -120,3 +120,24 @@ def test_rank_normalisation_matches_scipy():
     x = np.random.default_rng(1).integers(0, 7, (4, 50)).astype(float)  # many ties
     expected = norm.ppf((rankdata(x, method="average").reshape(x.shape) - 0.375) / (x.size + 0.25))
     np.testing.assert_allclose(_rank_normal(x), expected, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_cces_seven_term_model_samples_cleanly_and_agrees_with_laplace(cces_all, cces_frame):
+    """The issue's CCES benchmark model on the 5,000-row sample, rstanarm's defaults (about 35 s)."""
+    from conftest import FIXTURES
+
+    from misterp import LaplaceEngine
+
+    formula = ("abortion ~ male + (1|state) + (1|eth) + (1|educ) + (1|age) + (1|educ:age) + (1|educ:eth) "
+               "+ (1|male:eth)")
+    rows = pd.read_csv(FIXTURES / "cces_sample5000_rows.csv")["row"].to_numpy() - 1
+    cells, _ = prepare(Survey(cces_all.iloc[rows], "abortion"), cces_frame, formula)
+    fit = BayesEngine(seed=1, progress=False).fit(cells)
+    assert fit.divergences == 0 and fit.remedy_note == "" and fit.problems() == []
+    diag = fit.diagnostics()
+    assert diag["rhat"].max() <= 1.01 and min(diag["ess_bulk"].min(), diag["ess_tail"].min()) >= 938  # rstanarm's
+    ours = poststratify(fit.cell_draws(cces_frame), cces_frame, by="state").table["estimate"].to_numpy()
+    laplace = LaplaceEngine().fit(cells).cell_draws(cces_frame, seed=1)
+    theirs = poststratify(laplace, cces_frame, by="state").table["estimate"].to_numpy()
+    assert np.abs(ours - theirs).max() < 0.01
