@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     bayes.add_argument("--sd-prior-scale", type=float, default=1.0, help="decov scale of the group sds")
     bayes.add_argument("--no-remedy", action="store_true",
                        help="do not rerun at adapt_delta 0.99 when the sampler reports divergences")
+    bayes.add_argument("--parameterization", choices=["auto", "whitened", "noncentred"], default="auto",
+                       help="coordinates NUTS samples the same posterior in ('noncentred' is rstanarm's)")
     fit.add_argument("--by", type=lambda s: [c for c in s.split(",") if c], default=[],
                      help="frame column(s) to estimate within, comma-separated")
     fit.add_argument("--bootstrap", type=int, metavar="NSIM", help="interval from NSIM parametric bootstrap refits")
@@ -126,7 +128,7 @@ def _model_draws(args, cells, frame, notes: list[str]):
         engine = BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws, adapt_delta=args.adapt_delta,
                              priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
                              seed=args.seed or 0, progress=not args.no_progress and sys.stderr.isatty(),
-                             remedy=not args.no_remedy)
+                             remedy=not args.no_remedy, parameterization=args.parameterization)
         with warnings.catch_warnings():  # reported below as notes, once
             warnings.simplefilter("ignore", BayesWarning)
             model = engine.fit(cells)
