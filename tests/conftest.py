@@ -45,3 +45,13 @@ def cces_frame():
 
 def r_scalars(tag):
     return pd.read_csv(FIXTURES / f"cces_{tag}_scalars.csv").set_index("name")["value"]
+
+
+@pytest.fixture(scope="session")
+def article_fit(article_survey, article_frame):
+    """The Bayesian engine on the article, rstanarm's defaults, seed 2026 (shared: it takes seconds)."""
+    from misterp import Survey, prepare
+    from misterp.engines.bayes import BayesEngine
+
+    cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
+    return BayesEngine(seed=2026, progress=False).fit(cells)

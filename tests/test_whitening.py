@@ -58,19 +58,21 @@ def test_expansion_is_exact_for_the_score_and_curvature():
     np.testing.assert_allclose(-hess, H, rtol=1e-4)
 
 
-def test_whitened_and_noncentred_sample_the_same_posterior(article_survey, article_frame):
-    cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
+def test_whitened_and_noncentred_sample_the_same_posterior(article_fit, article_frame):
+    assert article_fit.engine.parameterization == "auto" and article_fit.mean_steps < 10  # whitened: 7 steps
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BayesWarning)
-        fits = {p: BayesEngine(seed=5, warmup=500, draws=500, progress=False, parameterization=p).fit(cells)
-                for p in ("whitened", "noncentred")}
+        noncentred = BayesEngine(seed=5, warmup=500, draws=500, progress=False,
+                                 parameterization="noncentred").fit(article_fit.cells)
+    fits = {"whitened": article_fit, "noncentred": noncentred}
     assert "eps" not in fits["whitened"].samples and "z" in fits["whitened"].samples
     probs = {p: fit.cell_draws(article_frame).point for p, fit in fits.items()}
     np.testing.assert_allclose(probs["whitened"], probs["noncentred"], atol=0.004)
     sigma = {p: fit._flat("sigma")[:, 0] for p, fit in fits.items()}
     assert np.median(sigma["whitened"]) == pytest.approx(np.median(sigma["noncentred"]), rel=0.1)
     intercept = {p: fit.coef_draws()[:, 0] for p, fit in fits.items()}
-    assert intercept["whitened"].std() == pytest.approx(intercept["noncentred"].std(), rel=0.1)
+    width = {p: np.subtract(*np.quantile(draws, [0.9, 0.1])) for p, draws in intercept.items()}  # heavy tails:
+    assert width["whitened"] == pytest.approx(width["noncentred"], rel=0.1)                         # not the sd
 
 
 def test_unknown_parameterization_is_refused(article_survey, article_frame):
