@@ -23,7 +23,8 @@ iteration and from 9 divergences to none (bench/RESULTS.md).
 
 ``whiten`` has a hand-written reverse pass: JAX's generic one differentiates
 the Cholesky factor through matrix triangular solves (a value and gradient
-for m = 126: 556 us, ours 344 us). With N = L^-1, xbar and lbar the cotangents of x and of log det L:
+for m = 126: 556 us, ours 344 us). With N = L^-1, and xbar and lbar the
+cotangents of x and of log det L:
 
     eps-bar = N xbar
     d-bar_i = -(P^-1 xbar)_i mu_i + lbar (P^-1)_ii / 2 - (N' G N)_ii,
