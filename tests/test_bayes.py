@@ -136,3 +136,17 @@ def test_cces_seven_term_model_samples_cleanly_and_agrees_with_laplace(cces_all,
     laplace = LaplaceEngine().fit(cells).cell_draws(cces_frame, seed=1)
     theirs = poststratify(laplace, cces_frame, by="state").table["estimate"].to_numpy()
     assert np.abs(ours - theirs).max() < 0.01
+
+
+def test_fixed_effects_only_model_agrees_with_glm(article_survey, article_frame):
+    from misterp import GlmEngine
+
+    cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ factor(class)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BayesWarning)
+        fit = BayesEngine(chains=2, warmup=500, draws=500, seed=2, progress=False).fit(cells)
+    assert fit.b_draws().shape == (1000, 0) and fit.varcorr().empty
+    ours = poststratify(fit.cell_draws(article_frame), article_frame).table.iloc[0]
+    glm = poststratify(GlmEngine().fit(cells).cell_draws(article_frame), article_frame).table.iloc[0]
+    assert abs(ours["estimate"] - glm["estimate"]) < 0.005
+    assert ours["sd"] == pytest.approx(glm["sd"], rel=0.15)

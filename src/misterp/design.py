@@ -230,7 +230,7 @@ class Design:
         X = self.fixed_matrix(data)
         codes = self.group_index(data)
         starts = np.concatenate([[0], np.cumsum(self.n_levels)])
-        rows, cols, extra_term, labels = [], [], [], {}
+        rows, cols, extra_term, labels = [np.zeros(0, int)], [np.zeros(0, int)], [], {}  # no terms: Z is empty
         next_col = starts[-1]
         for k, levels in enumerate(self.group_levels):
             seen = codes[k] >= 0

@@ -281,9 +281,19 @@ class BayesFit:
         value = self.samples[name]
         return value.reshape((-1,) + value.shape[2:])
 
+    @property
+    def n_draws(self) -> int:
+        """Chains x draws."""
+        first = next(iter(self.samples.values()))
+        return first.shape[0] * first.shape[1]
+
+    def _sigma(self) -> np.ndarray:
+        """Draws of the group sds, (n_draws, n_terms); no columns for a model without terms."""
+        return self._flat("sigma") if "sigma" in self.samples else np.zeros((self.n_draws, 0))
+
     def coef_draws(self) -> np.ndarray:
         """Draws of the fixed effects as reported (uncentred intercept), (n_draws, n_fixed)."""
-        n_draws = self._flat("alpha" if "alpha" in self.samples else "tau").shape[0]
+        n_draws = self.n_draws
         beta = self._flat("beta") if "beta" in self.samples else np.zeros((n_draws, 0))
         columns, j = [], 0
         for name in self.design.fixed_names:
@@ -296,7 +306,9 @@ class BayesFit:
 
     def b_draws(self) -> np.ndarray:
         """Draws of the group effects b = sigma * z, (n_draws, q)."""
-        sigma = self._flat("sigma")
+        sigma = self._sigma()
+        if not sigma.shape[1]:
+            return sigma
         term = np.repeat(np.arange(sigma.shape[1]), self.design.n_levels)
         return sigma[:, term] * self._flat("z")
 
@@ -306,7 +318,7 @@ class BayesFit:
 
     def varcorr(self) -> pd.DataFrame:
         return pd.DataFrame({"term": self.design.group_names, "effect": "(Intercept)",
-                             "sd": np.median(self._flat("sigma"), axis=0)})
+                             "sd": np.median(self._sigma(), axis=0)})
 
     def cell_draws(self, frame: Frame, seed=None) -> CellDraws:
         """``posterior_epred`` for the frame's cells, as draws x cells (built in chunks).
@@ -316,7 +328,7 @@ class BayesFit:
         ``seed`` seeds those draws (by default, from the engine's seed).
         """
         matrix, extra_term, unseen = self.design.linear_map(frame.data, unseen="term")
-        sigma = self._flat("sigma")
+        sigma = self._sigma()
         rng = np.random.default_rng(self.engine.seed + 1 if seed is None else seed)
         new = sigma[:, extra_term] * rng.standard_normal((sigma.shape[0], len(extra_term)))
         coef = np.hstack([self.coef_draws(), self.b_draws(), new])
