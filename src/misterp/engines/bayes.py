@@ -83,7 +83,7 @@ class BayesEngine:
     seed: int = 0
     progress: bool = True
     prior_only: bool = False  # rstanarm's prior_PD: sample the priors, ignore the outcome
-    float64: bool = True  # float32 samples the CCES model about 1.4x faster (bench/RESULTS.md)
+    float64: bool = True  # float32: 1.4x faster non-centred, no faster whitened (bench/RESULTS.md)
     # "auto": on the CPU, each chain on its own XLA host device ("parallel"), so
     # a chain never waits for another's longer trajectory (3x faster than
     # "vectorized" on the CCES model, bench/RESULTS.md), or "sequential" when JAX
