@@ -176,10 +176,11 @@ def _configure_jax(float64: bool, chains: int = 1) -> None:
     chains run side by side. Once JAX has started, the count stays as it is
     and ``chain_method="auto"`` runs the chains one after another.
 
-    Float32 is an option for speed: the log density's rounding (about 1e-7 of
-    its size, 1e-3 on all 59,810 CCES rows) is far below the energy errors
-    NUTS tolerates. Float64 stays the default until float32's mixing is
-    checked on more models. Draws come back as float64 either way.
+    Float32 is an option: the log density's rounding (about 1e-7 of its
+    size, 1e-3 on all 59,810 CCES rows) is far below the energy errors NUTS
+    tolerates, but it only paid with rstanarm's parameterization; whitened
+    coordinates factor P(sigma), which is badly conditioned when a sd is near
+    0, so float64 is the default. Draws come back as float64 either way.
     """
     import jax
 
