@@ -117,7 +117,6 @@ class BayesEngine:
         _configure_jax(self.float64, self.chains)
         import jax
         from numpyro.infer import MCMC, NUTS
-
         from threadpoolctl import threadpool_limits
 
         from .whitening import pilot_expansion
@@ -128,8 +127,7 @@ class BayesEngine:
             data.update(pilot_expansion(cells, data, self.prior_only))
         kernel = NUTS(_model, target_accept_prob=adapt_delta, max_tree_depth=self.max_tree_depth)
         method = self._chain_method()
-        work = len(data["trials"]) * (int(data["has_intercept"]) + data["Xc"].shape[1] + len(data["term_of_level"]))
-        bars = self.progress and work >= PROGRESS_MIN_WORK
+        bars = self.progress and len(data["trials"]) * _n_effects(data) >= PROGRESS_MIN_WORK
         if self.progress and not bars and sys.stderr.isatty():
             print(f"sampling {self.chains} chains x {self.warmup + self.draws} iterations ...", file=sys.stderr)
         mcmc = MCMC(kernel, num_warmup=self.warmup, num_samples=self.draws, num_chains=self.chains,
@@ -152,8 +150,8 @@ class BayesEngine:
         if self.parameterization not in ("auto", "whitened", "noncentred"):
             raise ValueError("parameterization must be 'auto', 'whitened' or 'noncentred', "
                              f"not {self.parameterization!r}")
-        m = int(data["has_intercept"]) + data["Xc"].shape[1] + len(data["term_of_level"])
-        return self.parameterization == "whitened" or (self.parameterization == "auto" and m <= MAX_WHITENED)
+        return self.parameterization == "whitened" or (
+            self.parameterization == "auto" and _n_effects(data) <= MAX_WHITENED)
 
     def _chain_method(self) -> str:
         if self.chain_method != "auto":
@@ -166,6 +164,11 @@ class BayesEngine:
         # trajectory; with too few host devices, one after another is faster
         # (whitened CCES model, one device: 31.8 s sequential, 49.0 s vectorized)
         return "parallel" if self.chains > 1 and jax.local_device_count() >= self.chains else "sequential"
+
+
+def _n_effects(data: dict) -> int:
+    """Intercept, coefficients and group effects: the length of the whitened vector."""
+    return int(data["has_intercept"]) + data["Xc"].shape[1] + len(data["term_of_level"])
 
 
 def _configure_jax(float64: bool, chains: int = 1) -> None:
