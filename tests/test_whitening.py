@@ -8,6 +8,7 @@ import pytest
 from misterp import Survey, prepare
 from misterp.engines.bayes import BayesEngine, BayesWarning
 from misterp.engines.whitening import gaussian_likelihood, whiten
+from misterp.family import BINOMIAL
 
 
 def _reference(d, eps, H, r):
@@ -44,7 +45,7 @@ def test_expansion_is_exact_for_the_score_and_curvature():
     trials = rng.integers(1, 9, 40).astype(float)
     successes = rng.binomial(trials.astype(int), 0.4).astype(float)
     x_hat = np.array([0.2, -0.1, 0.3])
-    H, r = gaussian_likelihood(A, np.zeros(40), successes, trials, x_hat)
+    H, r = gaussian_likelihood(BINOMIAL, {"successes": successes, "trials": trials}, A, np.zeros(40), x_hat)
 
     def loglik(x):
         eta = A @ x

@@ -80,19 +80,21 @@ def pilot_expansion(cells: Cells, data: dict, prior_only: bool) -> dict:
     except (MisterpInputError, np.linalg.LinAlgError, FloatingPointError):
         # no pilot mode: any expansion point keeps the change of variables exact, if less helpful
         x_hat = np.zeros(A.shape[1])
-    H, r = gaussian_likelihood(A, data["offset"], data["successes"], data["trials"], x_hat)
+    H, r = gaussian_likelihood(cells.family, cells.stats, A, data["offset"], x_hat)
     return {"H": H, "r": r}
 
 
-def gaussian_likelihood(A: np.ndarray, offset: np.ndarray, successes: np.ndarray, trials: np.ndarray,
+def gaussian_likelihood(family, stats: dict, A: np.ndarray, offset: np.ndarray,
                         x_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """H and r = H x^ + g of the binomial log-likelihood's expansion at ``x_hat``.
+    """H and r = H x^ + g of the log-likelihood's expansion at ``x_hat``.
 
     Parameters
     ----------
+    family : the cells' family (its IRLS weights and residuals)
+    stats : dict of (n_cells,) arrays, the cell statistics
     A : (n_cells, m) array
         The linear predictor's matrix in the sampler's coordinates.
-    offset, successes, trials : (n_cells,) arrays
+    offset : (n_cells,) array
     x_hat : (m,) array
 
     Returns
@@ -100,9 +102,9 @@ def gaussian_likelihood(A: np.ndarray, offset: np.ndarray, successes: np.ndarray
     H : (m, m) array
     r : (m,) array
     """
-    mu = trials / (1.0 + np.exp(-(offset + A @ x_hat)))
-    H = A.T @ (A * (mu * (1.0 - mu / np.maximum(trials, 1)))[:, None])
-    return H, H @ x_hat + A.T @ (successes - mu)
+    _, weights, residual, _ = family.working(stats, offset + A @ x_hat)
+    H = A.T @ (A * weights[:, None])
+    return H, H @ x_hat + A.T @ residual
 
 
 def _whiten_forward(d, eps, H, r):
