@@ -103,9 +103,15 @@ class BayesEngine:
         adapt_delta 0.99 (Stan's standard advice, automated), and the fit says
         so in ``remedy_note``.
         """
-        fit = self._sample(cells, self.adapt_delta)
+        from .whitening import pilot_expansion
+
+        data = _model_data(cells, self.priors)
+        data["prior_only"] = self.prior_only
+        if self._whitened(data):  # the pilot fit serves the remedy's rerun too
+            data.update(pilot_expansion(cells, data, self.prior_only))
+        fit = self._sample(cells, data, self.adapt_delta)
         if self.remedy and fit.divergences and self.adapt_delta < 0.99 and not self.prior_only:
-            retry = self._sample(cells, 0.99)
+            retry = self._sample(cells, data, 0.99)
             note = (f"{fit.divergences} divergent transitions at adapt_delta {self.adapt_delta}: reran at "
                     f"adapt_delta 0.99, which left {retry.divergences}")
             fit = replace(retry, remedy_note=note)
@@ -113,18 +119,12 @@ class BayesEngine:
             warnings.warn(message, BayesWarning, stacklevel=2)
         return fit
 
-    def _sample(self, cells: Cells, adapt_delta: float) -> "BayesFit":
+    def _sample(self, cells: Cells, data: dict, adapt_delta: float) -> "BayesFit":
         _configure_jax(self.float64, self.chains)
         import jax
         from numpyro.infer import MCMC, NUTS
         from threadpoolctl import threadpool_limits
 
-        from .whitening import pilot_expansion
-
-        data = _model_data(cells, self.priors)
-        data["prior_only"] = self.prior_only
-        if self._whitened(data):
-            data.update(pilot_expansion(cells, data, self.prior_only))
         kernel = NUTS(_model, target_accept_prob=adapt_delta, max_tree_depth=self.max_tree_depth)
         method = self._chain_method()
         bars = self.progress and len(data["trials"]) * _n_effects(data) >= PROGRESS_MIN_WORK
