@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(BIN)/misterp demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

@@ -38,9 +38,9 @@ def cces_all():
 
 @pytest.fixture(scope="session")
 def cces_frame():
-    from misterp import Frame
+    from misterp import read_frame
 
-    return Frame(CCES / "poststrat_df.csv", "n")
+    return read_frame(CCES / "poststrat_df.csv", "n")
 
 
 def r_scalars(tag):

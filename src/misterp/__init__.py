@@ -1,17 +1,28 @@
-"""misterp: Multilevel Regression and Poststratification in Python."""
+"""misterp: Multilevel Regression and Poststratification in Python.
 
-from .cells import Cells, collapse, prepare
+The stages, each callable alone: data (``read_survey``, ``read_frame``) ->
+cells (``prepare``) -> fit (``GlmEngine``, ``LaplaceEngine``, ``bootstrap``,
+``BayesEngine``) -> ``cell_draws`` -> ``poststratify`` -> ``Estimate``.
+"""
+
+from .data.frame import Frame, read_frame
+from .data.survey import Survey, read_survey
+from .engines.bayes import BayesEngine, BayesFit, Priors
+from .engines.bootstrap import BootstrapFit, bootstrap
+from .engines.fit import Fit
 from .engines.glm import GlmEngine, GlmFit
-from .engines.laplace import LaplaceEngine
-from .errors import MisterpInputError
-from .estimate import Estimate
-from .fit import MixedFit
-from .formula import parse_formula
-from .frame import Frame
-from .poststrat import CellDraws, poststratify
-from .survey import Survey
+from .engines.laplace import LaplaceEngine, MixedFit
+from .errors import MisterpInputError, MisterpWarning
+from .model.cells import Cells, collapse, prepare
+from .model.formula import parse_formula
+from .results.draws import CellDraws, cell_draws
+from .results.estimate import Estimate
+from .results.poststratify import poststratify
+from .results.saved import load_fit, save_fit
 
 __all__ = [
-    "Cells", "CellDraws", "Estimate", "Frame", "GlmEngine", "GlmFit", "LaplaceEngine",
-    "MisterpInputError", "MixedFit", "Survey", "collapse", "parse_formula", "poststratify", "prepare",
+    "BayesEngine", "BayesFit", "BootstrapFit", "Cells", "CellDraws", "Estimate", "Fit", "Frame", "GlmEngine",
+    "GlmFit", "LaplaceEngine", "MisterpInputError", "MisterpWarning", "MixedFit", "Priors", "Survey", "bootstrap",
+    "cell_draws", "collapse", "load_fit", "parse_formula", "poststratify", "prepare", "read_frame", "read_survey",
+    "save_fit",
 ]

@@ -1,4 +1,4 @@
-"""Bayesian multilevel logistic regression with rstanarm's ``stan_glmer`` defaults, on cells.
+"""Bayesian multilevel regression with rstanarm's ``stan_glmer`` defaults, on cells.
 
 Priors (rstanarm 2.21 defaults; each can be changed):
 
@@ -20,28 +20,23 @@ divergent. On the CPU the chains run side by side, one XLA device each.
 Example
 -------
 >>> fit = BayesEngine(seed=1).fit(cells)                            # doctest: +SKIP
->>> poststratify(fit.cell_draws(frame), frame).table               # doctest: +SKIP
+>>> poststratify(cell_draws(fit, frame), frame).table              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
-import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from ..cells import Cells
-from ..frame import Frame
-from ..poststrat import CellDraws, LinearDraws
+from ..model.cells import Cells
 from .diagnostics import summarize
-
-
-class BayesWarning(UserWarning):
-    """A sampler diagnostic failed its threshold."""
+from .fit import Fit, ParameterDraws
+from .jax_config import ensure_jax
 
 
 @dataclass(frozen=True)
@@ -115,19 +110,18 @@ class BayesEngine:
             note = (f"{fit.divergences} divergent transitions at adapt_delta {self.adapt_delta}: reran at "
                     f"adapt_delta 0.99, which left {retry.divergences}")
             fit = replace(retry, remedy_note=note)
-        for message in fit.problems():
-            warnings.warn(message, BayesWarning, stacklevel=2)
+        fit.warn_problems()
         return fit
 
     def _sample(self, cells: Cells, data: dict, adapt_delta: float) -> "BayesFit":
-        _configure_jax(self.float64, self.chains)
+        ensure_jax(self.float64, self.chains)
         import jax
         from numpyro.infer import MCMC, NUTS
         from threadpoolctl import threadpool_limits
 
         kernel = NUTS(_model, target_accept_prob=adapt_delta, max_tree_depth=self.max_tree_depth)
         method = self._chain_method()
-        bars = self.progress and len(data["trials"]) * _n_effects(data) >= PROGRESS_MIN_WORK
+        bars = self.progress and len(data["offset"]) * _n_effects(data) >= PROGRESS_MIN_WORK
         if self.progress and not bars and sys.stderr.isatty():
             print(f"sampling {self.chains} chains x {self.warmup + self.draws} iterations ...", file=sys.stderr)
         mcmc = MCMC(kernel, num_warmup=self.warmup, num_samples=self.draws, num_chains=self.chains,
@@ -171,41 +165,16 @@ def _n_effects(data: dict) -> int:
     return int(data["has_intercept"]) + data["Xc"].shape[1] + len(data["term_of_level"])
 
 
-def _configure_jax(float64: bool, chains: int = 1) -> None:
-    """Float precision, CPU devices for the chains, and JAX's persistent compilation cache.
-
-    XLA sees the CPU as one device unless told otherwise before its first
-    use; we ask for one device per chain (at least as many as cores) so that
-    chains run side by side. Once JAX has started, the count stays as it is
-    and ``chain_method="auto"`` runs the chains one after another.
-
-    Float32 is an option: the log density's rounding (about 1e-7 of its
-    size, 1e-3 on all 59,810 CCES rows) is far below the energy errors NUTS
-    tolerates, but it only paid with rstanarm's parameterization; whitened
-    coordinates factor P(sigma), which is badly conditioned when a sd is near
-    0, so float64 is the default. Draws come back as float64 either way.
-    """
-    import jax
-
-    chosen = jax.config.jax_num_cpu_devices != -1 or "host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-    if not chosen:
-        try:
-            jax.config.update("jax_num_cpu_devices", max(chains, os.cpu_count() or 1))
-        except RuntimeError:  # JAX already started
-            pass
-    jax.config.update("jax_enable_x64", float64)
-    cache = os.environ.get("MISTERP_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "misterp", "jax"))
-    if cache:
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-
-
 def _model_data(cells: Cells, priors: Priors) -> dict:
-    """Arrays for the NumPyro model: centred predictors, prior scales, cell statistics."""
+    """Arrays for the NumPyro model: centred predictors, prior scales, cell statistics.
+
+    Means and sds of the predictors are over respondents: each cell weighs
+    its respondent count.
+    """
     names = cells.design.fixed_names
     has_intercept = "(Intercept)" in names
     X = cells.X[:, [i for i, n in enumerate(names) if n != "(Intercept)"]]
-    n = cells.stats["trials"]
+    n = cells.family.count(cells.stats)
     total = n.sum()
     xbar = (n @ X) / total if X.shape[1] else np.zeros(0)
     var = (n @ (X - xbar) ** 2) / max(total - 1, 1) if X.shape[1] else np.zeros(0)
@@ -218,12 +187,12 @@ def _model_data(cells: Cells, priors: Priors) -> dict:
         "coef_scale": priors.coef_scale / sd, "intercept_scale": priors.intercept_scale,
         "sd_scale": priors.sd_scale, "cols": cells.groups + starts[:-1, None],
         "term_of_level": np.repeat(np.arange(len(sizes)), sizes), "n_terms": len(sizes),
-        "successes": cells.stats["successes"], "trials": n,
+        "stats": cells.stats, "family": cells.family,
     }
 
 
 def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, sd_scale, cols, term_of_level,
-           n_terms, successes, trials, prior_only=False, H=None, r=None):
+           n_terms, stats, family, prior_only=False, H=None, r=None):
     """rstanarm's model; effects non-centred (b = sigma z), or whitened when H and r are given."""
     import jax.numpy as jnp
     import numpyro
@@ -250,12 +219,11 @@ def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, sd_scal
     if n_terms:
         eta = eta + b[jnp.asarray(cols)].sum(axis=0)
     if not prior_only:
-        numpyro.sample("y", dist.Binomial(total_count=jnp.asarray(trials), logits=eta),
-                       obs=jnp.asarray(successes))
+        family.numpyro_likelihood(stats, eta)
 
 
-@dataclass(frozen=True)
-class BayesFit:
+@dataclass(frozen=True, repr=False)
+class BayesFit(Fit):
     """Posterior draws of a stan_glmer-equivalent model.
 
     Attributes
@@ -277,9 +245,11 @@ class BayesFit:
     engine: BayesEngine
     remedy_note: str = ""
 
-    @property
-    def design(self):
-        return self.cells.design
+    kind = "bayes"
+    method = "posterior"
+    interval = "quantile"
+    unseen = "term"
+    point = "mean"
 
     def _flat(self, name: str) -> np.ndarray:
         value = self.samples[name]
@@ -324,21 +294,29 @@ class BayesFit:
         return pd.DataFrame({"term": self.design.group_names, "effect": "(Intercept)",
                              "sd": np.median(self._sigma(), axis=0)})
 
-    def cell_draws(self, frame: Frame, seed=None) -> CellDraws:
-        """``posterior_epred`` for the frame's cells, as draws x cells (built in chunks).
+    # -- the Fit protocol --------------------------------------------------------
+    def point_coef(self) -> np.ndarray:
+        """Posterior means of the coefficients (the cell predictions themselves average the draws')."""
+        return np.concatenate([self.coef_draws(), self.b_draws()], axis=1).mean(axis=0)
 
-        An unseen level gets one extra N(0, sigma^2) draw per term and
-        iteration, shared by all unseen levels of that term, as rstanarm does;
-        ``seed`` seeds those draws (by default, from the engine's seed).
-        """
-        matrix, extra_term, unseen = self.design.linear_map(frame.data, unseen="term")
-        sigma = self._sigma()
-        rng = np.random.default_rng(self.engine.seed + 1 if seed is None else seed)
-        new = sigma[:, extra_term] * rng.standard_normal((sigma.shape[0], len(extra_term)))
-        coef = np.hstack([self.coef_draws(), self.b_draws(), new])
-        draws = LinearDraws(coef, matrix, self.design.offset(frame.data))
-        point = sum(chunk.sum(axis=0) for chunk in draws.chunks(256)) / draws.n_draws
-        return CellDraws(point=point, draws=draws, method="posterior", unseen=unseen)
+    def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws:
+        """The posterior draws, chains one after another (the first ``n_draws``, if given)."""
+        coef = np.hstack([self.coef_draws(), self.b_draws()])
+        return ParameterDraws(coef[:n_draws], self._sigma()[:n_draws])
+
+    def saved_state(self) -> tuple[dict, dict]:
+        meta = {"engine": dataclasses.asdict(self.engine),
+                "divergences": self.divergences, "depth_hits": self.depth_hits, "mean_steps": self.mean_steps,
+                "remedy_note": self.remedy_note}
+        return meta, {"xbar": self.xbar, **{f"samples.{k}": v for k, v in self.samples.items()}}
+
+    @classmethod
+    def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "BayesFit":
+        settings = dict(meta["engine"])
+        settings["priors"] = Priors(**settings["priors"])
+        samples = {k[len("samples."):]: v for k, v in arrays.items() if k.startswith("samples.")}
+        return cls(cells, samples, arrays["xbar"], meta["divergences"], meta["depth_hits"], meta["mean_steps"],
+                   BayesEngine(**settings), meta["remedy_note"])
 
     @cached_property
     def _diagnostics(self) -> pd.DataFrame:

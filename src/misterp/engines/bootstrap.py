@@ -7,38 +7,44 @@ for any order and any number of workers.
 
     use_u=True : eta* = X beta^ + Z b^           (the article's choice)
     use_u=False: eta* = X beta^ + Z Lambda(theta^) u*,  u* ~ N(0, I)
-    y* ~ Binomial(n, expit(eta*)) per cell
+    y* ~ the family's distribution at mean g^-1(eta*), per cell
+
+The result is a :class:`BootstrapFit`: a Fit whose draws are the refits, so
+``poststratify(cell_draws(boot, frame), frame)`` gives the article's
+estimate -/+ 2 sd of the refits.
 
 Example
 -------
 >>> boot = bootstrap(fit, nsim=999, use_u=True, seed=1)          # doctest: +SKIP
->>> poststratify(boot.cell_draws(frame), frame).table             # doctest: +SKIP
+>>> poststratify(cell_draws(boot, frame), frame).table            # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..fit import MixedFit
-from ..frame import Frame
-from ..poststrat import CellDraws, LinearDraws
+from ..errors import MisterpWarning
+from ..model.cells import Cells
 from .deviance import SMALL_Q, Problem, joint_covariance, pirls
+from .fit import Fit, ParameterDraws
+from .laplace import MixedFit
 from .optimize import hessian_at, newton_batch, optimize
 
 
-@dataclass(frozen=True)
-class BootstrapResult:
-    """Refits of a bootstrap.
+@dataclass(frozen=True, repr=False)
+class BootstrapFit(Fit):
+    """A parametric bootstrap of a Laplace fit: the original fit and its refits.
 
     Attributes
     ----------
-    fit : MixedFit
-        The original fit.
+    original : MixedFit
+        The fit that was bootstrapped; the point prediction is its own.
     params : (nsim, n_fixed + q) array
         (beta*, b*) of each refit; rows of failed refits are NaN.
     theta : (nsim, n_terms) array
@@ -49,29 +55,53 @@ class BootstrapResult:
     use_u : bool
     """
 
-    fit: MixedFit
+    original: MixedFit
     params: np.ndarray
     theta: np.ndarray
     t: np.ndarray | None
     failed: int
     use_u: bool
 
-    def cell_draws(self, frame: Frame) -> CellDraws:
-        """Plug-in predictions plus one draw per successful refit, for :func:`poststratify`.
+    kind = "bootstrap"
+    method = "bootstrap"
+    interval = "draws"
+    # b = 0 for unseen levels in every refit, as predict(..., allow.new.levels = TRUE)
+    # inside bootMer's statistic
+    unseen = "zero"
 
-        Frame levels the survey never saw get b = 0 in every refit, as
-        ``predict(..., allow.new.levels = TRUE)`` inside bootMer's statistic.
-        """
-        M, _, unseen = self.fit.design.linear_map(frame.data)
-        offset = self.fit.design.offset(frame.data)
+    @property
+    def cells(self) -> Cells:
+        return self.original.cells
+
+    def point_coef(self) -> np.ndarray:
+        return self.original.point_coef()
+
+    def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws:
+        """The successful refits (the first ``n_draws`` of them, if given)."""
         ok = ~np.isnan(self.params).any(axis=1)
-        point = self.fit.cells.family.mean(offset + M @ np.concatenate([self.fit.beta, self.fit.b]))
-        return CellDraws(point=point, draws=LinearDraws(self.params[ok], M, offset),
-                         method="bootstrap", unseen=unseen)
+        return ParameterDraws(self.params[ok][:n_draws], self.theta[ok][:n_draws])
+
+    def problems(self) -> list[str]:
+        return self.original.problems() + ([_failed_refits(self.failed, len(self.params))] if self.failed else [])
+
+    def saved_state(self) -> tuple[dict, dict]:
+        meta, arrays = self.original.saved_state()
+        meta = {"original": meta, "failed": self.failed, "use_u": self.use_u}
+        arrays = {**{f"original.{k}": v for k, v in arrays.items()}, "params": self.params, "theta": self.theta}
+        if self.t is not None:
+            arrays["t"] = self.t
+        return meta, arrays
+
+    @classmethod
+    def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "BootstrapFit":
+        inner = {k[len("original."):]: v for k, v in arrays.items() if k.startswith("original.")}
+        original = MixedFit.from_saved_state(cells, meta["original"], inner)
+        return cls(original, arrays["params"], arrays["theta"], arrays.get("t"), meta["failed"], meta["use_u"])
 
 
 def _simulate(fit: MixedFit, prob: Problem, nsim: int, use_u: bool, rng: np.random.Generator) -> np.ndarray:
-    """Simulated successes, (nsim, n_cells); ``prob`` is the original fit's problem."""
+    """Simulated responses (the family's response statistic), (nsim, n_cells);
+    ``prob`` is the original fit's problem."""
     cells = fit.cells
     eta0 = cells.offset + cells.X @ fit.beta
     if use_u:
@@ -80,10 +110,10 @@ def _simulate(fit: MixedFit, prob: Problem, nsim: int, use_u: bool, rng: np.rand
         u = rng.standard_normal((nsim, prob.q))
         eta = eta0 + prob.zmul(fit.lam * u)
     mu = cells.family.mean(eta)
-    return cells.family.simulate(cells.stats, mu, rng)["successes"]
+    return cells.family.simulate(cells.stats, mu, rng)[cells.family.response]
 
 
-def _refit_block(fit: MixedFit, successes: np.ndarray, statistic, hessian: np.ndarray):
+def _refit_block(fit: MixedFit, response: np.ndarray, statistic, hessian: np.ndarray):
     """Refit a block of simulated responses (B, n_cells).
 
     With few random-effect levels, one batched Newton solve for the block
@@ -95,7 +125,7 @@ def _refit_block(fit: MixedFit, successes: np.ndarray, statistic, hessian: np.nd
     refits are NaN.
     """
     cells, T = fit.cells, len(fit.theta)
-    prob = Problem(cells, successes)
+    prob = Problem(cells, response)
     B = prob.batch
     start = np.tile(np.concatenate([fit.theta, fit.beta]), (B, 1))
     u0 = np.tile(fit.u, (B, 1))
@@ -121,9 +151,9 @@ def _refit_block(fit: MixedFit, successes: np.ndarray, statistic, hessian: np.nd
                 continue
         if statistic is not None:
             st = pirls(one, params[i:i + 1], u[i:i + 1])
-            sim = cells.with_stats({"successes": successes[i], "trials": cells.stats["trials"]})
+            sim = cells.with_stats({**cells.stats, cells.family.response: response[i]})
             refit = MixedFit(sim, params[i, :T], params[i, T:], u[i], float(st.objective[0]), {"converged": True},
-                             joint_covariance(one, st), bool(np.any(params[i, :T] < 1e-4)))
+                             joint_covariance(one, st), fit.singular_tol)
             stats[i] = np.atleast_1d(np.asarray(statistic(refit), dtype=float))
     b = params[:, :T][:, prob.term_of_level] * u
     coef = np.hstack([params[:, T:], b])
@@ -134,7 +164,7 @@ def _refit_block(fit: MixedFit, successes: np.ndarray, statistic, hessian: np.nd
 
 
 def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None, seed=None,
-              workers: int = 1, progress: bool = True, block: int = 64) -> BootstrapResult:
+              workers: int = 1, progress: bool = True, block: int = 64) -> BootstrapFit:
     """Parametric bootstrap of ``fit`` (lme4's ``bootMer``).
 
     Parameters
@@ -146,7 +176,7 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
         Keep the fitted random effects (True) or draw new ones (False).
     statistic : callable(MixedFit) -> float or array, optional
         Computed on each refit (bootMer's FUN). Poststratified estimates
-        need no statistic: use :meth:`BootstrapResult.cell_draws`.
+        need no statistic: ``cell_draws(boot, frame)`` poststratifies the refits.
     seed : int or Generator, optional
     workers : int
         Processes for the refits; the draws do not depend on it.
@@ -157,10 +187,10 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
     """
     rng = np.random.default_rng(seed)
     prob = Problem(fit.cells)
-    successes = _simulate(fit, prob, nsim, use_u, rng)
+    responses = _simulate(fit, prob, nsim, use_u, rng)
     hessian = hessian_at(prob, np.concatenate([fit.theta, fit.beta]), fit.u)
     # fixed blocks, whatever the worker count, so every refit sees the same arithmetic
-    blocks = [successes[i:i + block] for i in range(0, nsim, block)]
+    blocks = [responses[i:i + block] for i in range(0, nsim, block)]
     parts = []
     bar = tqdm(total=nsim, desc="bootstrap", unit="refit", disable=None if progress else True)
     if workers > 1:
@@ -183,4 +213,11 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
         rows = [s for p in parts for s in p[2]]
         width = max((len(s) for s in rows if s is not None), default=1)
         stats = np.vstack([np.full(width, np.nan) if s is None else s for s in rows])
-    return BootstrapResult(fit, params, theta, stats, failed, use_u)
+    if failed:  # the original fit's problems were told when it was made
+        warnings.warn(_failed_refits(failed, nsim), MisterpWarning, stacklevel=2)
+    return BootstrapFit(fit, params, theta, stats, failed, use_u)
+
+
+def _failed_refits(failed: int, nsim: int) -> str:
+    return (f"{failed} of {nsim} bootstrap refits failed and were left out; a simpler model (fewer or "
+            "merged terms) refits more reliably.")

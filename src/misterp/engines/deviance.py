@@ -1,13 +1,13 @@
-"""The Laplace deviance of a binomial GLMM on cells, its conditional modes and gradient.
+"""The Laplace deviance of a GLMM on cells, its conditional modes and gradient.
 
 Model: eta = offset + X beta + Z Lambda(theta) u, u ~ N(0, I); for an
 intercept-only term Lambda is theta_k times the identity on its levels, so
 theta_k is that term's sd. lme4 minimises the Laplace deviance
 
-    f(theta, beta) = log det(H) + |u~|^2 - 2 sum log Binomial(s | n, mu),
+    f(theta, beta) = log det(H) + |u~|^2 - 2 sum log p(y | mu),
     H = Lambda Z' W Z Lambda + I,
 
-where u~ are the conditional modes found by PIRLS. ``gradient`` gives f's
+where p is the family's likelihood and u~ are the conditional modes found by PIRLS. ``gradient`` gives f's
 exact derivative (envelope theorem plus the implicit derivative of u~).
 Everything works on a batch of responses at once (bootstrap refits).
 
@@ -24,8 +24,7 @@ import scipy.sparse as sp
 from scipy.linalg import cho_factor, cho_solve
 from scipy.linalg.lapack import dpotri
 
-from ..cells import Cells
-from ..family import log_choose
+from ..model.cells import Cells
 
 
 class Problem:
@@ -35,17 +34,18 @@ class Problem:
     ----------
     cells : Cells
         Training cells; every cell has a level in every term.
-    successes : (B, n_cells) array, optional
-        A batch of responses on the same cells (simulated refits); by default
+    response : (B, n_cells) array, optional
+        A batch of the family's response statistic on the same cells
+        (simulated refits; the other statistics stay the cells'); by default
         the cells' own, as a batch of one.
     """
 
-    def __init__(self, cells: Cells, successes: np.ndarray | None = None):
+    def __init__(self, cells: Cells, response: np.ndarray | None = None):
         self.family = cells.family
         self.X = cells.X
         self.offset = cells.offset
-        self.trials = cells.stats["trials"]
-        self.successes = np.atleast_2d(cells.stats["successes"] if successes is None else successes)
+        self.fixed_stats = {k: v for k, v in cells.stats.items() if k != self.family.response}
+        self.response = np.atleast_2d(cells.stats[self.family.response] if response is None else response)
         sizes = cells.design.n_levels
         self.n_terms = len(sizes)
         self.starts = np.concatenate([[0], np.cumsum(sizes)])
@@ -66,27 +66,28 @@ class Problem:
 
     @property
     def batch(self) -> int:
-        return self.successes.shape[0]
+        return self.response.shape[0]
 
     @property
-    def successes(self) -> np.ndarray:
-        return self._successes
+    def response(self) -> np.ndarray:
+        return self._response
 
-    @successes.setter
-    def successes(self, value: np.ndarray) -> None:
-        self._successes = value
-        # sum of log C(n, s) per response: constant in every deviance, computed once
-        self.loglik_constant = log_choose(self.trials, value).sum(axis=-1)
+    @response.setter
+    def response(self, value: np.ndarray) -> None:
+        self._response = value
+        # the likelihood's constant per response: the same in every deviance, computed once
+        self.loglik_constant = self.family.log_constant(self.stats()).sum(axis=-1)
 
     def subset(self, rows: np.ndarray) -> "Problem":
         """The same cells with only the responses ``rows`` of the batch."""
         out = object.__new__(Problem)
         out.__dict__.update(self.__dict__)
-        out.successes = self._successes[rows]
+        out.response = self._response[rows]
         return out
 
     def stats(self) -> dict:
-        return {"successes": self.successes, "trials": self.trials}
+        """The cell statistics with the batch of responses, (B, n) or (n,) arrays."""
+        return {**self.fixed_stats, self.family.response: self._response}
 
     def zmul(self, v: np.ndarray) -> np.ndarray:
         """Z v for v of shape (B, q) or (B, q, d); returns (B, n) or (B, n, d)."""

@@ -1,4 +1,4 @@
-"""Binomial-logit GLM fitted by IRLS on cells, as R's ``glm(family = binomial)``.
+"""A GLM fitted by IRLS on cells, as R's ``glm`` with the cells' family.
 
 Example
 -------
@@ -11,17 +11,15 @@ Example
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.linalg import cho_factor, cho_solve
 
-from ..cells import Cells
 from ..errors import MisterpInputError
-from ..frame import Frame
-from ..poststrat import CellDraws
+from ..model.cells import Cells
+from .fit import Fit, ParameterDraws, normal_draws
 
 
 @dataclass(frozen=True)
@@ -32,6 +30,7 @@ class GlmEngine:
     max_iter: int = 100
 
     def fit(self, cells: Cells) -> "GlmFit":
+        """Fit; a :class:`misterp.MisterpWarning` when IRLS does not converge."""
         if cells.design.group_terms:
             raise MisterpInputError(
                 f"The glm engine fits fixed effects only, but the formula has grouping terms "
@@ -40,18 +39,19 @@ class GlmEngine:
         beta, cov, converged = irls(cells.X, cells.stats, cells.offset, cells.family, self.tol, self.max_iter)
         eta = cells.offset + cells.X @ beta
         loglik = float(cells.family.loglik(cells.stats, eta).sum())
-        return GlmFit(cells, beta, cov, loglik, converged)
+        fit = GlmFit(cells, beta, cov, loglik, converged)
+        fit.warn_problems()
+        return fit
 
 
 def irls(X, stats, offset, family, tol=1e-12, max_iter=100):
     """Newton/IRLS for the fixed-effects model; returns (beta, cov, converged)."""
-    s, n = stats["successes"], stats["trials"]
-    eta = np.log((s + 0.5) / (n - s + 0.5))  # R's binomial mustart, on the logit scale
+    eta = family.initial_eta(stats)
     beta = np.zeros(X.shape[1])
     dev_old = np.inf
     for _ in range(max_iter):
-        mu, w, _, _ = family.working(stats, eta)
-        z = eta - offset + (s - n * mu) / np.maximum(w, 1e-300)
+        _, w, r, _ = family.working(stats, eta)
+        z = eta - offset + r / np.maximum(w, 1e-300)
         xtwx = X.T @ (w[:, None] * X)
         factor = cho_factor(xtwx)
         beta = cho_solve(factor, X.T @ (w * z))
@@ -61,16 +61,19 @@ def irls(X, stats, offset, family, tol=1e-12, max_iter=100):
             break
         dev_old = dev
     else:
-        warnings.warn("glm did not converge: fitted probabilities may be 0 or 1 (separation)", stacklevel=3)
         return beta, np.linalg.inv(xtwx), False
     _, w, _, _ = family.working(stats, eta)
     cov = cho_solve(cho_factor(X.T @ (w[:, None] * X)), np.eye(X.shape[1]))
     return beta, cov, True
 
 
-@dataclass(frozen=True)
-class GlmFit:
-    """A fitted GLM: coefficients, their covariance, predictions with SEs."""
+@dataclass(frozen=True, repr=False)
+class GlmFit(Fit):
+    """A fitted GLM: coefficients, their covariance, predictions with SEs.
+
+    Its cell predictions carry the delta method's pieces, the default
+    interval; ``cell_draws(fit, frame, n_draws=k)`` adds normal draws.
+    """
 
     cells: Cells
     beta: np.ndarray
@@ -78,9 +81,10 @@ class GlmFit:
     loglik: float
     converged: bool
 
-    @property
-    def design(self):
-        return self.cells.design
+    kind = "glm"
+    method = "normal-approx"
+    interval = "delta"
+    unseen = "zero"
 
     @property
     def coef(self) -> pd.Series:
@@ -97,20 +101,38 @@ class GlmFit:
         """Predictions for ``newdata`` rows, as R's ``predict.glm``.
 
         Returns an array (n_rows,), or (fit, se) with ``se_fit=True``; on the
-        response scale the SE is the delta method's mu(1-mu) * se(eta).
+        response scale the SE is the delta method's dmu/deta * se(eta).
         """
         X = self.design.fixed_matrix(newdata)
         eta = self.design.offset(newdata) + X @ self.beta
         se_eta = np.sqrt(np.einsum("ij,jk,ik->i", X, self.cov, X))
         if type == "link":
             return (eta, se_eta) if se_fit else eta
-        mu = self.cells.family.mean(eta)
-        return (mu, mu * (1 - mu) * se_eta) if se_fit else mu
+        mu = self.family.mean(eta)
+        return (mu, self.family.mean_deriv(eta) * se_eta) if se_fit else mu
 
-    def cell_draws(self, frame: Frame, n_draws: int = 0, seed=None) -> CellDraws:
-        """Cell predictions for ``frame``: point, SEs and the delta-method pieces."""
-        X = self.design.fixed_matrix(frame.data)
-        eta = self.design.offset(frame.data) + X @ self.beta
-        mu = self.cells.family.mean(eta)
-        se = mu * (1 - mu) * np.sqrt(np.einsum("ij,jk,ik->i", X, self.cov, X))
-        return CellDraws(point=mu, se=se, delta=((mu * (1 - mu))[:, None] * X, self.cov), method="delta")
+    # -- the Fit protocol --------------------------------------------------------
+    def point_coef(self) -> np.ndarray:
+        return self.beta
+
+    def coef_cov(self) -> np.ndarray:
+        return self.cov
+
+    def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws | None:
+        """Normal draws of the coefficients when asked for; none by default (the delta method)."""
+        if not n_draws:
+            return None
+        return ParameterDraws(normal_draws(self.beta, self.cov, n_draws, rng), np.zeros((n_draws, 0)))
+
+    def problems(self) -> list[str]:
+        if self.converged:
+            return []
+        return ["glm did not converge: fitted means may be at the edge of their range (separation); "
+                "merge sparse categories or use the laplace engine with those terms as grouping terms."]
+
+    def saved_state(self) -> tuple[dict, dict]:
+        return {"loglik": self.loglik, "converged": self.converged}, {"beta": self.beta, "cov": self.cov}
+
+    @classmethod
+    def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "GlmFit":
+        return cls(cells, arrays["beta"], arrays["cov"], meta["loglik"], meta["converged"])

@@ -1,8 +1,19 @@
-"""The Laplace engine, equivalent to ``lme4::glmer(family = binomial)`` with nAGQ = 1.
+"""The Laplace engine, equivalent to ``lme4::glmer`` with nAGQ = 1, and its fit.
 
 It minimises the Laplace deviance (:mod:`.deviance`) over (theta, beta) with
 L-BFGS-B and the exact gradient (:mod:`.optimize`), reaching lme4's optimum
-(or a slightly better one) in a few dozen PIRLS solves.
+(or a slightly better one) in a few dozen PIRLS solves. The fit speaks lme4's
+vocabulary: ``fixef``, ``ranef``, ``coef``, ``varcorr``, ``vcov``,
+``loglik``, ``predict``.
+
+Example
+-------
+>>> import pandas as pd
+>>> from misterp import Survey, collapse
+>>> data = pd.DataFrame({"y": [1, 0, 1, 1, 0, 0, 1, 0] * 5, "g": list("aabbccdd") * 5})
+>>> fit = LaplaceEngine().fit(collapse(Survey(data, "y"), "y ~ (1|g)"))
+>>> fit.varcorr()["term"].tolist(), fit.fixef().index.tolist()
+(['g'], ['(Intercept)'])
 """
 
 from __future__ import annotations
@@ -10,15 +21,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from ..cells import Cells
+from ..errors import MisterpInputError
+from ..model.cells import Cells
 from .deviance import Problem, joint_covariance
+from .fit import Fit, ParameterDraws, normal_draws
 from .optimize import optimize, start_values
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular default
 
 
 @dataclass(frozen=True)
 class LaplaceEngine:
-    """glmer-equivalent fits (binomial logit, Laplace approximation).
+    """glmer-equivalent fits (Laplace approximation).
 
     Parameters
     ----------
@@ -27,13 +43,11 @@ class LaplaceEngine:
         ``isSingular`` does with its default tolerance.
     """
 
-    singular_tol: float = 1e-4
+    singular_tol: float = SINGULAR_TOL
 
-    def fit(self, cells: Cells, start: np.ndarray | None = None, u0: np.ndarray | None = None):
-        from ..fit import MixedFit
-
+    def fit(self, cells: Cells, start: np.ndarray | None = None, u0: np.ndarray | None = None) -> "MixedFit":
+        """Fit; a :class:`misterp.MisterpWarning` for each of the fit's ``problems()``."""
         if not cells.design.group_terms:
-            from ..errors import MisterpInputError
             raise MisterpInputError(
                 "The laplace engine needs at least one grouping term such as '(1|g)' in the "
                 "formula; for fixed effects only, use the glm engine."
@@ -43,7 +57,162 @@ class LaplaceEngine:
             start, u0 = start_values(cells, prob)
         params, state, info = optimize(prob, start, u0)
         T = prob.n_terms
-        return MixedFit(cells=cells, theta=params[:T], beta=params[T:], u=state.u[0],
-                        objective=float(state.objective[0]), info=info,
-                        cov=joint_covariance(prob, state),
-                        singular=bool(np.any(params[:T] < self.singular_tol)))
+        fit = MixedFit(cells=cells, theta=params[:T], beta=params[T:], u=state.u[0],
+                       objective=float(state.objective[0]), info=info,
+                       cov=joint_covariance(prob, state), singular_tol=self.singular_tol)
+        fit.warn_problems()
+        return fit
+
+
+@dataclass(frozen=True, repr=False)
+class MixedFit(Fit):
+    """A Laplace (glmer-equivalent) fit on cells.
+
+    Attributes
+    ----------
+    cells : Cells
+    theta : (n_terms,) array
+        Relative covariance factors; for intercept-only terms, the sds.
+    beta : (n_fixed,) array
+    u : (q,) array
+        Spherical conditional modes; the random effects are b = theta * u.
+    objective : float
+        The Laplace deviance on cells (with the family's constant).
+    info : dict
+        Optimizer report: converged, message, evaluations, max_abs_gradient.
+    cov : (n_fixed + q, n_fixed + q) array
+        Joint covariance of (beta, u) from the curvature at the mode.
+    singular_tol : float
+        The engine's threshold for a singular (boundary) fit.
+    """
+
+    cells: Cells
+    theta: np.ndarray
+    beta: np.ndarray
+    u: np.ndarray
+    objective: float
+    info: dict
+    cov: np.ndarray
+    singular_tol: float = SINGULAR_TOL
+
+    kind = "laplace"
+    method = "normal-approx"
+    interval = "draws"
+    unseen = "level"
+
+    # -- lme4 accessors --------------------------------------------------------
+    @property
+    def lam(self) -> np.ndarray:
+        """Lambda's diagonal: theta of each level's term, shape (q,)."""
+        return np.repeat(self.theta, self.design.n_levels)
+
+    @property
+    def b(self) -> np.ndarray:
+        """Random effects on the linear-predictor scale, shape (q,)."""
+        return self.lam * self.u
+
+    @property
+    def singular(self) -> bool:
+        """Some sd below the engine's threshold ("boundary (singular) fit" in lme4)."""
+        return bool(np.any(self.theta < self.singular_tol))
+
+    def singular_terms(self) -> list[str]:
+        return [t for t, s in zip(self.design.group_names, self.theta) if s < self.singular_tol]
+
+    @property
+    def loglik(self) -> float:
+        """glmer's logLik on the input rows: the cell log-likelihood less the family's constant
+        over cells, plus its constant over the input rows (0 for respondents)."""
+        return -0.5 * self.objective - float(self.family.log_constant(self.cells.stats).sum()) \
+            + self.cells.row_constant
+
+    @property
+    def deviance(self) -> float:
+        return -2.0 * self.loglik
+
+    def fixef(self) -> pd.Series:
+        return pd.Series(self.beta, index=self.design.fixed_names)
+
+    def varcorr(self) -> pd.DataFrame:
+        """sd of each grouping term, in lme4's term order."""
+        return pd.DataFrame({"term": self.design.group_names, "effect": "(Intercept)", "sd": self.theta})
+
+    def ranef(self) -> dict[str, pd.Series]:
+        """Conditional modes b per term, indexed by level."""
+        out, starts = {}, np.concatenate([[0], np.cumsum(self.design.n_levels)])
+        for k, name in enumerate(self.design.group_names):
+            out[name] = pd.Series(self.b[starts[k]:starts[k + 1]], index=self.design.level_labels(k))
+        return out
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per level: the fixed effects with that level's b added to the intercept."""
+        fe = self.fixef()
+        out = {}
+        for name, re in self.ranef().items():
+            table = pd.DataFrame(np.tile(fe.to_numpy(), (len(re), 1)), index=re.index, columns=fe.index)
+            if "(Intercept)" in table:
+                table["(Intercept)"] += re.to_numpy()
+            out[name] = table
+        return out
+
+    def vcov(self) -> pd.DataFrame:
+        """Covariance of the fixed effects (lme4's ``vcov(use.hessian = FALSE)``)."""
+        p = len(self.beta)
+        names = self.design.fixed_names
+        return pd.DataFrame(self.cov[:p, :p], index=names, columns=names)
+
+    def predict(self, newdata: pd.DataFrame, type: str = "response") -> np.ndarray:
+        """lme4's ``predict(newdata, allow.new.levels = TRUE)``: unseen levels get b = 0."""
+        M, _, _ = self.design.linear_map(newdata)
+        eta = self.design.offset(newdata) + M @ self.point_coef()
+        return eta if type == "link" else self.family.mean(eta)
+
+    # -- the Fit protocol --------------------------------------------------------
+    def point_coef(self) -> np.ndarray:
+        return np.concatenate([self.beta, self.b])
+
+    def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws:
+        """(beta, u) drawn jointly from N(mode, cov), as arm::sim does with the Laplace
+        curvature, then b = theta * u; 1,000 draws by default."""
+        n_draws = 1000 if n_draws is None else n_draws
+        draws = normal_draws(np.concatenate([self.beta, self.u]), self.cov, n_draws, rng)
+        draws[:, len(self.beta):] *= self.lam  # u -> b
+        return ParameterDraws(draws, np.broadcast_to(self.theta, (n_draws, len(self.theta))))
+
+    def problems(self) -> list[str]:
+        messages = []
+        if not self.info.get("converged", True):
+            messages.append(f"the optimizer did not converge ({self.info.get('message')}; largest gradient "
+                            f"{self.info.get('max_abs_gradient', float('nan')):.2g}): check the model for "
+                            "redundant terms, or compare with another engine.")
+        if self.singular:
+            messages.append(f"boundary (singular) fit: some sd is 0 ({', '.join(self.singular_terms())}); "
+                            "those terms pool their levels completely. Drop them or simplify the model.")
+        return messages
+
+    def saved_state(self) -> tuple[dict, dict]:
+        meta = {"objective": self.objective, "info": self.info, "singular_tol": self.singular_tol}
+        return meta, {"theta": self.theta, "beta": self.beta, "u": self.u, "cov": self.cov}
+
+    @classmethod
+    def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "MixedFit":
+        return cls(cells, arrays["theta"], arrays["beta"], arrays["u"], meta["objective"], meta["info"],
+                   arrays["cov"], meta["singular_tol"])
+
+    def summary(self) -> str:
+        """A short lme4-style printout."""
+        family = self.family
+        lines = ["Generalized linear mixed model fit by maximum likelihood (Laplace) [misterp]",
+                 f" Family: {family.name} ({family.link})",
+                 f" Formula: {self.design.formula.text}",
+                 f" logLik: {self.loglik:.4f}   deviance: {self.deviance:.4f}",
+                 "Random effects:"]
+        for _, row in self.varcorr().iterrows():
+            lines.append(f"  {row['term']:<20} (Intercept)  sd = {row['sd']:.6f}")
+        lines.append("Fixed effects:")
+        se = np.sqrt(np.diag(self.vcov().to_numpy()))
+        for (name, value), s in zip(self.fixef().items(), se):
+            lines.append(f"  {name:<20} {value: .6f}  (se {s:.6f})")
+        lines.append(f"Cells: {self.cells.n_cells}, respondents: {self.cells.n_respondents}")
+        lines += [f"warning: {m}" for m in self.problems()]
+        return "\n".join(lines)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
-from ..cells import Cells
+from ..model.cells import Cells
 from .deviance import Problem, State, gradient, pirls
 from .glm import irls
 

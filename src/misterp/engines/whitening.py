@@ -38,9 +38,12 @@ of an m x m matrix per gradient, so it is used while m is moderate.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from ..cells import Cells
+from ..errors import MisterpInputError, MisterpWarning
+from ..model.cells import Cells
 
 MAX_WHITENED = 400  # above this many effects, O(m^3) per gradient outweighs the better geometry
 
@@ -52,8 +55,6 @@ def pilot_expansion(cells: Cells, data: dict, prior_only: bool) -> dict:
     and their means ``xbar``, ``cols``, ``offset``, cell statistics). Returns
     {"H": (m, m) array, "r": (m,) array}.
     """
-    from ..errors import MisterpInputError
-
     names = cells.design.fixed_names
     columns = ([np.ones((cells.n_cells, 1))] if data["has_intercept"] else []) + [data["Xc"]]
     q = len(data["term_of_level"])
@@ -64,15 +65,17 @@ def pilot_expansion(cells: Cells, data: dict, prior_only: bool) -> dict:
     if prior_only:
         return {"H": np.zeros((A.shape[1],) * 2), "r": np.zeros(A.shape[1])}
     try:
-        if cells.design.group_terms:
-            from .laplace import LaplaceEngine
+        with warnings.catch_warnings():  # the pilot's problems are not the posterior's
+            warnings.simplefilter("ignore", MisterpWarning)
+            if cells.design.group_terms:
+                from .laplace import LaplaceEngine
 
-            pilot = LaplaceEngine().fit(cells)
-            coef, b = pilot.beta, pilot.b
-        else:
-            from .glm import GlmEngine
+                pilot = LaplaceEngine().fit(cells)
+                coef, b = pilot.beta, pilot.b
+            else:
+                from .glm import GlmEngine
 
-            coef, b = GlmEngine().fit(cells).beta, np.zeros(0)
+                coef, b = GlmEngine().fit(cells).beta, np.zeros(0)
         rest = np.array([c for c, n in zip(coef, names) if n != "(Intercept)"])
         fixed = rest if not data["has_intercept"] else np.concatenate(
             [[coef[names.index("(Intercept)")] + rest @ data["xbar"]], rest])
@@ -80,11 +83,11 @@ def pilot_expansion(cells: Cells, data: dict, prior_only: bool) -> dict:
     except (MisterpInputError, np.linalg.LinAlgError, FloatingPointError):
         # no pilot mode: any expansion point keeps the change of variables exact, if less helpful
         x_hat = np.zeros(A.shape[1])
-    H, r = gaussian_likelihood(cells.family, cells.stats, A, data["offset"], x_hat)
+    H, r = likelihood_expansion(cells.family, cells.stats, A, data["offset"], x_hat)
     return {"H": H, "r": r}
 
 
-def gaussian_likelihood(family, stats: dict, A: np.ndarray, offset: np.ndarray,
+def likelihood_expansion(family, stats: dict, A: np.ndarray, offset: np.ndarray,
                         x_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """H and r = H x^ + g of the log-likelihood's expansion at ``x_hat``.
 

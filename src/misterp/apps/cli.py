@@ -1,0 +1,201 @@
+"""The ``misterp`` command line: ``misterp demo``, ``misterp fit`` and ``misterp poststratify``.
+
+A user mistake (:class:`MisterpInputError`) prints one paragraph and exits
+with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from ..errors import MisterpInputError, MisterpWarning
+
+
+def _seeds(text: str) -> tuple[int, int, int]:
+    try:
+        seeds = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes three integers like 10,20,30, not {text!r}") from None
+    if len(seeds) != 3:
+        raise argparse.ArgumentTypeError(f"--seeds takes exactly three integers like 10,20,30, not {text!r}")
+    return seeds
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="misterp", description="Multilevel Regression and Poststratification.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="walk through the article's MRP example")
+    demo.add_argument("--seeds", type=_seeds, default=(10, 20, 30),
+                      help="seeds of the representative sample, the non-response sample and the responses")
+    demo.add_argument("--json", action="store_true", help="print one JSON object with every number")
+    demo.add_argument("--nsim", type=int, default=999, help="bootstrap refits (default 999)")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the bootstrap (or of the states example)")
+    demo.add_argument("--example", choices=["article", "states"], default="article",
+                      help="article: the article's walk-through; states: MRP against raw, weighted and raked "
+                           "state estimates on a simulated 6,300-cell population")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    fit = sub.add_parser("fit", help="fit a model to a survey and poststratify it to a frame")
+    fit.add_argument("--survey", required=True, help="respondent table (CSV or Parquet)")
+    fit.add_argument("--frame", required=True, help="poststratification table (CSV or Parquet)")
+    fit.add_argument("--formula", required=True, help='lme4 formula, e.g. "y ~ x + (1|g) + (1|a:b)"')
+    fit.add_argument("--count", required=True, help="the frame's population-count column")
+    fit.add_argument("--join", action="append", default=[], metavar="FILE",
+                     help="group-level predictors (e.g. state -> repvote), joined onto survey and frame "
+                          "by their shared columns; repeatable")
+    fit.add_argument("--map", metavar="FILE", help="recode survey answers onto the frame's categories "
+                     "(YAML 'column: {from: to}' or CSV column,from,to)")
+    fit.add_argument("--trials", metavar="COL",
+                     help="survey given as cells: COL holds each row's respondents and the outcome its successes")
+    fit.add_argument("--weights", metavar="COL", help="survey design weights (for the weighted comparison)")
+    fit.add_argument("--engine", choices=["glm", "laplace", "bayes"], default="laplace")
+    bayes = fit.add_argument_group("bayes engine (rstanarm's stan_glmer defaults)")
+    bayes.add_argument("--chains", type=int, default=4)
+    bayes.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain")
+    bayes.add_argument("--draws", type=int, default=1000, help="draws per chain after warmup")
+    bayes.add_argument("--adapt-delta", type=float, default=0.95, help="NUTS target acceptance")
+    bayes.add_argument("--prior-scale", type=float, default=2.5, help="normal(0, s/sd(x)) on coefficients")
+    bayes.add_argument("--sd-prior-scale", type=float, default=1.0, help="decov scale of the group sds")
+    bayes.add_argument("--no-remedy", action="store_true",
+                       help="do not rerun at adapt_delta 0.99 when the sampler reports divergences")
+    bayes.add_argument("--parameterization", choices=["auto", "whitened", "noncentred"], default="auto",
+                       help="coordinates NUTS samples the same posterior in ('noncentred' is rstanarm's)")
+    fit.add_argument("--by", type=lambda s: [c for c in s.split(",") if c], default=[],
+                     help="frame column(s) to estimate within, comma-separated")
+    fit.add_argument("--bootstrap", type=int, metavar="NSIM", help="interval from NSIM parametric bootstrap refits")
+    fit.add_argument("--drop-missing", action="store_true", help="drop survey rows with missing values")
+    fit.add_argument("--out", help="write the estimate table to this CSV file")
+    fit.add_argument("--seed", type=int, default=None, help="seed for draws and the bootstrap")
+    fit.add_argument("--workers", type=int, default=1, help="processes for bootstrap refits")
+    fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    fit.add_argument("--save-fit", metavar="FILE", help="save the fitted model, to poststratify it again later")
+
+    post = sub.add_parser("poststratify", help="poststratify a saved fit against a frame, without refitting")
+    post.add_argument("--fit", required=True, help="a file written by misterp fit --save-fit")
+    post.add_argument("--frame", required=True, help="poststratification table (CSV or Parquet)")
+    post.add_argument("--count", required=True, help="the frame's population-count column")
+    post.add_argument("--by", type=lambda s: [c for c in s.split(",") if c], default=[])
+    post.add_argument("--join", action="append", default=[], metavar="FILE",
+                      help="group-level predictors joined onto the frame; repeatable")
+    post.add_argument("--out", help="write the estimate table to this CSV file")
+    post.add_argument("--seed", type=int, default=None,
+                      help="seed of the normal-approximation draws and of unseen levels' draws")
+    post.add_argument("--no-progress", action="store_true",
+                      help="hide progress output (poststratifying shows none; accepted by every subcommand)")
+    return parser
+
+
+def _fit(args) -> int:
+    from ..data.checks import coverage
+    from ..data.frame import read_frame
+    from ..data.survey import read_survey
+    from ..model.cells import prepare
+    from ..model.formula import parse_formula
+    from ..results.compare import add_comparisons
+    from ..results.draws import cell_draws
+    from ..results.poststratify import poststratify
+    from ..results.saved import save_fit
+
+    formula = parse_formula(args.formula)
+    survey = read_survey(args.survey, formula.response, weights=args.weights, join=args.join, trials=args.trials,
+                         recode=args.map)
+    frame = read_frame(args.frame, args.count, join=args.join)
+    cells, notes = prepare(survey, frame, formula, drop_missing=args.drop_missing)
+    model = _fit_model(args, cells, notes)
+    if args.save_fit:
+        save_fit(model, args.save_fit)
+        notes.append(f"saved the fit to {args.save_fit}")
+    # a Bayesian run is reproducible without --seed (seed 0), its sampler and its draws alike
+    seed = 0 if args.seed is None and args.engine == "bayes" else args.seed
+    estimate = poststratify(cell_draws(model, frame, seed=seed), frame, by=args.by)
+    estimate, compare_notes = add_comparisons(estimate, survey, frame, cells.design, cells.family, args.drop_missing)
+    notes += compare_notes
+    cover = coverage(cells.table, frame, formula.predictors)
+    notes.append(f"{cells.n_respondents} respondents in {cells.n_cells} cells; frame of "
+                 f"{cover['frame_cells']} cells, {cover['without_respondents']} of them without respondents "
+                 "(predicted by the model)")
+    _report(estimate, notes, args.out)
+    return 0
+
+
+def _fit_model(args, cells, notes: list[str]):
+    """Fit the chosen engine (the only place where an engine's name picks its class); its
+    problems and any remedy become notes."""
+    from ..engines.bootstrap import bootstrap
+    from ..engines.glm import GlmEngine
+    from ..engines.laplace import LaplaceEngine
+
+    if args.bootstrap and args.engine != "laplace":
+        raise MisterpInputError("--bootstrap refits a multilevel Laplace fit; use it with --engine laplace.")
+    with warnings.catch_warnings():  # reported below as notes, once
+        warnings.simplefilter("ignore", MisterpWarning)
+        if args.engine == "bayes":
+            from ..engines.bayes import BayesEngine, Priors
+
+            engine = BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws,
+                                 adapt_delta=args.adapt_delta,
+                                 priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
+                                 seed=args.seed or 0, progress=not args.no_progress and sys.stderr.isatty(),
+                                 remedy=not args.no_remedy, parameterization=args.parameterization)
+            model = engine.fit(cells)
+            notes += [model.remedy_note] if model.remedy_note else []
+        elif args.engine == "glm":
+            model = GlmEngine().fit(cells)
+        else:
+            model = LaplaceEngine().fit(cells)
+            if args.bootstrap:
+                model = bootstrap(model, nsim=args.bootstrap, use_u=True, seed=args.seed, workers=args.workers,
+                                  progress=not args.no_progress)
+    notes += [f"warning: {m}" for m in model.problems()]
+    return model
+
+
+def _report(estimate, notes: list[str], out: str | None) -> None:
+    """Notes to stderr, with the unseen levels; the table to ``out`` (CSV) or stdout."""
+    for term, levels in estimate.unseen.items():
+        notes.append(f"{len(levels)} level(s) of {term} are not in the survey and get the population-level "
+                     f"prediction: {', '.join(levels[:10])}{' ...' if len(levels) > 10 else ''}")
+    for note in notes:
+        print(f"misterp: {note}", file=sys.stderr)
+    if out:
+        estimate.table.to_csv(out, index=False)
+        print(f"misterp: wrote {len(estimate.table)} row(s) to {out}", file=sys.stderr)
+    else:
+        print(estimate.table.to_string(index=False))
+
+
+def _poststratify(args) -> int:
+    from ..data.frame import read_frame
+    from ..model.cells import check_frame
+    from ..results.draws import cell_draws
+    from ..results.poststratify import poststratify
+    from ..results.saved import load_fit
+
+    model = load_fit(args.fit)
+    frame = read_frame(args.frame, args.count, join=args.join)
+    check_frame(model.cells, frame)
+    seed = 0 if args.seed is None and model.kind == "bayes" else args.seed  # as at fit time
+    _report(poststratify(cell_draws(model, frame, seed=seed), frame, by=args.by), [], args.out)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from .demo import main as demo_main
+            return demo_main(args.seeds, args.json, args.nsim, args.seed, args.example,
+                             progress=not args.no_progress and not args.json)
+        if args.command == "poststratify":
+            return _poststratify(args)
+        return _fit(args)
+    except MisterpInputError as e:
+        print(f"misterp: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

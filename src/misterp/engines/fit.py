@@ -1,0 +1,125 @@
+"""The Fit protocol: what every engine's result offers the stages after it.
+
+A fit carries its cells (and through them its design and family), the point
+estimate of the coefficients, draws of them (normal approximation, refits or
+posterior), its rule for grouping levels the survey never saw, the interval
+its draws call for, and ``problems()``. The one prediction path,
+:func:`misterp.cell_draws`, reads nothing else, so it serves every engine;
+:func:`misterp.save_fit` stores what ``saved_state`` returns.
+
+Coefficients are always laid out as the fixed effects (the design's
+``fixed_names``) followed by the random effects b of every grouping term,
+level by level, on the linear-predictor scale: the columns of
+``Design.linear_map``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..errors import MisterpWarning
+from ..model.cells import Cells
+
+UNSEEN_POLICIES = {
+    "zero": "b = 0 for a level the survey never saw, in the point and in every draw (lme4's "
+            "allow.new.levels inside bootMer)",
+    "level": "one N(0, sd^2) draw per unseen level, term and draw (arm::sim on a Laplace fit)",
+    "term": "one N(0, sd^2) draw per term and draw, shared by the term's unseen levels "
+            "(rstanarm's posterior_epred)",
+}
+
+
+@dataclass(frozen=True)
+class ParameterDraws:
+    """Draws of a fit's coefficients.
+
+    Attributes
+    ----------
+    coef : (n_draws, n_fixed + q) array
+        Fixed effects, then random effects b.
+    sd : (n_draws, n_terms) array
+        Each grouping term's sd in each draw, for the effects of unseen levels.
+    """
+
+    coef: np.ndarray
+    sd: np.ndarray
+
+
+class Fit:
+    """Base of every engine's fit; subclasses are frozen dataclasses with a ``cells`` field.
+
+    Class attributes
+    ----------------
+    kind : str
+        Names the fit in saved files ("glm", "laplace", "bootstrap", "bayes").
+    method : str
+        How the draws are made; the interval label starts with it
+        ("normal-approx ±2sd").
+    interval : {"delta", "draws", "quantile"}
+        The interval :func:`misterp.poststratify` gives by default.
+    unseen : {"zero", "level", "term"}
+        The unseen-level policy of the draws (see ``UNSEEN_POLICIES``); the
+        point prediction always gives an unseen level b = 0.
+    point : {"mode", "mean"}
+        Cell predictions at ``point_coef()`` (lme4's ``predict``), or the mean
+        of the draws' predictions (rstanarm's ``posterior_epred``).
+    """
+
+    kind: ClassVar[str]
+    method: ClassVar[str]
+    interval: ClassVar[str]
+    unseen: ClassVar[str]
+    point: ClassVar[str] = "mode"
+    cells: Cells
+
+    @property
+    def design(self):
+        return self.cells.design
+
+    @property
+    def family(self):
+        return self.cells.family
+
+    def point_coef(self) -> np.ndarray:
+        """The coefficients of the point prediction, (n_fixed + q,)."""
+        raise NotImplementedError
+
+    def coef_cov(self) -> np.ndarray | None:
+        """Covariance of ``point_coef()`` for the delta method, or None where it does not apply."""
+        return None
+
+    def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws | None:
+        """Draws of the coefficients; ``n_draws=None`` gives the fit's default number (None: no draws)."""
+        raise NotImplementedError
+
+    def problems(self) -> list[str]:
+        """What the user should know before trusting the fit, with the remedy (empty when all is well)."""
+        return []
+
+    def warn_problems(self, stacklevel: int = 3) -> None:
+        """Each of ``problems()`` as a :class:`MisterpWarning`."""
+        for message in self.problems():
+            warnings.warn(message, MisterpWarning, stacklevel=stacklevel)
+
+    def saved_state(self) -> tuple[dict, dict]:
+        """(JSON-able metadata, named arrays) from which ``from_saved_state`` rebuilds the fit."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "Fit":
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        problems = self.problems()
+        note = f", {len(problems)} problem(s); see .problems()" if problems else ""
+        return (f"<{type(self).__name__} {self.design.formula.text!r}: {self.family.name}, "
+                f"{self.cells.n_cells} cells{note}>")
+
+def normal_draws(mean: np.ndarray, cov: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_draws, k) draws of N(mean, cov) from the Cholesky factor of ``cov``."""
+    z = rng.standard_normal((n_draws, len(mean)))
+    return mean + z @ np.linalg.cholesky(cov).T

@@ -1,0 +1,266 @@
+"""Design: the encoding learned on the survey, re-applied to any table.
+
+A :class:`Design` knows, for a formula, the levels of every categorical
+column and every grouping term as they appear in the survey. Applied to a
+table (survey cells or frame cells) it gives the fixed-effects matrix X, the
+level index of each cell in each grouping term, and the offset, so that the
+same level always gets the same column.
+
+Level policy (lme4's): a grouping level the survey never saw gets index -1
+(a population-level prediction, ``allow.new.levels = TRUE``); a fixed-effect
+level the survey never saw is an error.
+
+Example
+-------
+>>> import pandas as pd
+>>> from misterp.model.formula import parse_formula
+>>> d = Design.learn(parse_formula("y ~ x + (1|g)"), pd.DataFrame({"y": [0, 1], "x": [1., 2.], "g": ["a", "b"]}))
+>>> d.fixed_names, d.group_names
+(['(Intercept)', 'x'], ['g'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..data.checks import unseen_fixed_level
+from ..errors import MisterpInputError
+from .formula import Formula
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _sorted_values(series: pd.Series) -> pd.Index:
+    return pd.Index(pd.unique(series)).sort_values()
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The distinct combinations of one or more columns, in sorted order.
+
+    Each column's sorted distinct values give integer codes; a combination is
+    the mixed-radix number of its codes, so sorting and looking up keys are
+    integer operations (several times faster than pandas MultiIndex).
+
+    Attributes
+    ----------
+    columns : tuple of str
+    values : tuple of pd.Index
+        Sorted distinct values of each column.
+    keys : (n_levels,) int64 array
+        Sorted combined codes of the combinations seen.
+    """
+
+    columns: tuple
+    values: tuple
+    keys: np.ndarray
+
+    @classmethod
+    def learn(cls, data: pd.DataFrame, columns, values: dict | None = None) -> tuple["Levels", np.ndarray]:
+        """Levels of ``columns`` in ``data``, and each row's position among them (n_rows,).
+
+        ``values`` may give each column's sorted distinct values, shared
+        between terms so that :meth:`lookup` can reuse a column's codes.
+        """
+        values = values or {}
+        per_column = tuple(values[c] if c in values else _sorted_values(data[c]) for c in columns)
+        if np.prod([float(len(v)) for v in per_column]) >= 2.0 ** 62:
+            raise MisterpInputError(
+                f"The columns {list(columns)} have too many distinct value combinations (over 2^62) "
+                "to encode as cells. Round or bin the continuous columns among them.")
+        levels = cls(tuple(columns), per_column, np.zeros(0, dtype=np.int64))
+        keys, position = np.unique(levels._combined(data), return_inverse=True)
+        return cls(tuple(columns), per_column, keys), position
+
+    def _combined(self, data: pd.DataFrame, cache: dict | None = None) -> np.ndarray:
+        """Mixed-radix code of each row (-1 where a value is unseen); ``cache`` keeps column codes."""
+        cache = {} if cache is None else cache
+        code = np.zeros(len(data), dtype=np.int64)
+        for col, values in zip(self.columns, self.values):
+            key = (col, id(values))
+            if key not in cache:
+                cache[key] = values.get_indexer(data[col])
+            idx = cache[key]
+            code = np.where((idx < 0) | (code < 0), -1, code * len(values) + idx)
+        return code
+
+    def lookup(self, data: pd.DataFrame, cache: dict | None = None) -> np.ndarray:
+        """Position of each row's combination among the levels; -1 where unseen."""
+        code = self._combined(data, cache)
+        pos = np.searchsorted(self.keys, code).clip(max=len(self.keys) - 1)
+        return np.where((code >= 0) & (self.keys[pos] == code), pos, -1)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def table(self) -> pd.DataFrame:
+        """The combinations as a table, one row per level, columns as learned."""
+        out, rest = {}, self.keys
+        for col, values in reversed(list(zip(self.columns, self.values))):
+            out[col] = values[rest % len(values)]
+            rest = rest // len(values)
+        return pd.DataFrame({c: np.asarray(out[c]) for c in self.columns})
+
+    def labels(self) -> list[str]:
+        """Readable labels, such as "HS:30-39"."""
+        table = self.table().astype(str)
+        return table.iloc[:, 0].str.cat(table.iloc[:, 1:], sep=":").tolist() if len(self.columns) > 1 \
+            else table.iloc[:, 0].tolist()
+
+
+@dataclass(frozen=True)
+class Design:
+    """The survey-learned encoding of a formula.
+
+    Attributes
+    ----------
+    formula : Formula
+    categorical : dict[str, pd.Index]
+        Levels of every column used categorically by a fixed term.
+    group_levels : tuple[Levels, ...]
+        Levels of each grouping term, in lme4's term order.
+    group_terms : tuple
+        The grouping terms, sorted as lme4 sorts them (most levels first).
+    fixed_names : list[str]
+        Column names of X, R style ("(Intercept)", "class2", "x").
+    """
+
+    formula: Formula
+    categorical: dict
+    group_terms: tuple
+    group_levels: tuple
+    fixed_names: list
+
+    @classmethod
+    def learn(cls, formula: Formula, data: pd.DataFrame) -> "Design":
+        """Learn levels from ``data`` (the survey, or its cells)."""
+        categorical = {}
+        for term in formula.fixed:
+            for col, as_factor in zip(term.columns, term.as_factor):
+                if as_factor or not _is_numeric(data[col]):
+                    categorical[col] = _sorted_values(data[col])
+        # one sorted value index per column, shared by every term that uses it
+        shared = {c: _sorted_values(data[c]) for g in formula.groups for c in g.columns}
+        levels = [Levels.learn(data, g.columns, shared)[0] for g in formula.groups]
+        # lme4 orders terms by decreasing number of levels; ties in reverse formula order
+        order = sorted(range(len(levels)), key=lambda k: (-len(levels[k]), -k))
+        names = ["(Intercept)"] if formula.intercept else []
+        for k, term in enumerate(formula.fixed):
+            names += _term_names(term, categorical, full_first=(not formula.intercept and k == 0))
+        return cls(
+            formula,
+            categorical,
+            tuple(formula.groups[k] for k in order),
+            tuple(levels[k] for k in order),
+            names,
+        )
+
+    @property
+    def group_names(self) -> list[str]:
+        return [g.name for g in self.group_terms]
+
+    @property
+    def n_levels(self) -> np.ndarray:
+        """Number of levels per grouping term, shape (n_terms,)."""
+        return np.array([len(lv) for lv in self.group_levels], dtype=int)
+
+    def level_labels(self, term: int) -> list[str]:
+        """Readable labels of one grouping term's levels ("HS:30-39")."""
+        return self.group_levels[term].labels()
+
+    def fixed_matrix(self, data: pd.DataFrame) -> np.ndarray:
+        """X for the rows of ``data``, shape (n_rows, n_fixed)."""
+        cols = [np.ones(len(data))] if self.formula.intercept else []
+        for k, term in enumerate(self.formula.fixed):
+            pieces = []
+            for col, as_factor in zip(term.columns, term.as_factor):
+                if col in self.categorical:
+                    levels = self.categorical[col]
+                    codes = levels.get_indexer(data[col])
+                    if (codes < 0).any():
+                        raise unseen_fixed_level(col, sorted(set(data[col][codes < 0].astype(str))), levels)
+                    dummies = np.eye(len(levels))[codes]
+                    first = not self.formula.intercept and k == 0 and len(term.columns) == 1
+                    pieces.append(dummies if first else dummies[:, 1:])
+                else:
+                    pieces.append(pd.to_numeric(data[col]).to_numpy(float)[:, None])
+            for combo in product(*[range(p.shape[1]) for p in pieces]):
+                cols.append(np.prod([p[:, j] for p, j in zip(pieces, combo)], axis=0))
+        return np.column_stack(cols) if cols else np.zeros((len(data), 0))
+
+    def group_index(self, data: pd.DataFrame) -> np.ndarray:
+        """Level index of each row in each grouping term, shape (n_terms, n_rows); -1 = unseen."""
+        out = np.empty((len(self.group_terms), len(data)), dtype=np.int64)
+        cache: dict = {}
+        for k, levels in enumerate(self.group_levels):
+            out[k] = levels.lookup(data, cache)
+        return out
+
+    def linear_map(self, data: pd.DataFrame, unseen: str = "zero"):
+        """[X, Z] for the rows of ``data``: every engine's prediction goes through it.
+
+        Parameters
+        ----------
+        unseen : {"zero", "level", "term"}
+            Columns for grouping levels the survey never saw: none (their
+            effect is 0, lme4's ``allow.new.levels``); one per unseen level
+            (independent new effects); or one per term, shared by all its
+            unseen levels (rstanarm's ``posterior_epred``).
+
+        Returns
+        -------
+        matrix : sparse (n_rows, n_fixed + q + n_extra)
+        extra_term : (n_extra,) int array
+            The grouping term of each extra column.
+        unseen_labels : dict
+            Term name -> labels of its unseen levels.
+        """
+        X = self.fixed_matrix(data)
+        codes = self.group_index(data)
+        starts = np.concatenate([[0], np.cumsum(self.n_levels)])
+        rows, cols, extra_term, labels = [np.zeros(0, int)], [np.zeros(0, int)], [], {}  # no terms: Z is empty
+        next_col = starts[-1]
+        for k, levels in enumerate(self.group_levels):
+            seen = codes[k] >= 0
+            rows.append(np.flatnonzero(seen))
+            cols.append(codes[k][seen] + starts[k])
+            if seen.all():
+                continue
+            keys = data.loc[~seen, list(self.group_terms[k].columns)].astype(str).agg(":".join, axis=1)
+            new_level, names = pd.factorize(keys)
+            labels[self.group_names[k]] = list(names)
+            if unseen == "zero":
+                continue
+            width = len(names) if unseen == "level" else 1
+            rows.append(np.flatnonzero(~seen))
+            cols.append(next_col + (new_level if unseen == "level" else np.zeros(len(new_level), dtype=int)))
+            extra_term += [k] * width
+            next_col += width
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        Z = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(data), next_col))
+        return sp.hstack([sp.csr_matrix(X), Z]).tocsr(), np.asarray(extra_term, dtype=int), labels
+
+    def offset(self, data: pd.DataFrame) -> np.ndarray:
+        """The offset column, or zeros; shape (n_rows,)."""
+        if self.formula.offset is None:
+            return np.zeros(len(data))
+        return pd.to_numeric(data[self.formula.offset]).to_numpy(float)
+
+
+def _term_names(term, categorical, full_first: bool) -> list[str]:
+    parts = []
+    for col in term.columns:
+        if col in categorical:
+            levels = [str(v) for v in categorical[col]]
+            keep = levels if (full_first and len(term.columns) == 1) else levels[1:]
+            parts.append([f"{col}{lv}" for lv in keep])
+        else:
+            parts.append([col])
+    return [":".join(p) for p in product(*parts)]

@@ -1,0 +1,228 @@
+"""Families: the only place that knows the outcome's distribution and link.
+
+Engines, the prediction path and the comparisons reach the outcome only
+through the :class:`Family` protocol: how respondent rows become cell
+statistics, the mean function, IRLS/PIRLS working weights and residuals,
+the log-likelihood, simulation and the NumPyro likelihood. A gaussian family
+(cell statistics n, sum y, sum y^2) or a multinomial one is a new class here,
+not an edit of every engine. The binomial-logit family is the one MRP needs
+first.
+
+Example
+-------
+>>> import numpy as np
+>>> stats = BINOMIAL.cell_stats(RowOutcome(np.array([1., 0., 1.]), np.ones(3), 0.0), np.array([0, 0, 1]), 2)
+>>> stats["successes"].tolist(), stats["trials"].tolist()
+([1.0, 1.0], [2.0, 1.0])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, gammaln
+
+from ..data.tables import require_columns
+from ..errors import MisterpInputError
+from .formula import Formula
+
+
+class RowOutcome(NamedTuple):
+    """The outcome of each input row.
+
+    Attributes
+    ----------
+    total : (n_rows,) array
+        The row's outcome summed over its respondents (a 0/1 answer, or the
+        successes of a row given as cells).
+    count : (n_rows,) array
+        Respondents behind the row (1 for a respondent).
+    constant : float
+        The likelihood's constant over the input rows that the cells do not
+        carry (binomial: sum of log C(n_i, s_i)); lme4's logLik includes it.
+    """
+
+    total: np.ndarray
+    count: np.ndarray
+    constant: float
+
+
+class Family(Protocol):
+    """What engines may ask of an outcome model; every array is (..., n_cells)."""
+
+    name: str
+    link: str
+    stats: tuple[str, ...]
+    response: str  # the statistic a simulation redraws; the others stay fixed
+
+    def rows(self, data: pd.DataFrame, formula: Formula, trials: str | None = None) -> RowOutcome: ...
+    def cell_stats(self, rows: RowOutcome, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]: ...
+    def check_cell_stats(self, stats: dict, response: str) -> None: ...
+    def count(self, stats: dict) -> np.ndarray: ...
+    def observed_mean(self, stats: dict) -> np.ndarray: ...
+    def mean(self, eta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray: ...
+    def mean_deriv(self, eta: np.ndarray) -> np.ndarray: ...
+    def initial_eta(self, stats: dict) -> np.ndarray: ...
+    def working(self, stats: dict, eta: np.ndarray) -> tuple: ...
+    def loglik(self, stats: dict, eta: np.ndarray, constant: bool = True) -> np.ndarray: ...
+    def log_constant(self, stats: dict) -> np.ndarray: ...
+    def simulate(self, stats: dict, mu: np.ndarray, rng: np.random.Generator) -> dict: ...
+    def numpyro_likelihood(self, stats: dict, eta) -> None: ...
+
+
+@dataclass(frozen=True)
+class Binomial:
+    """Binomial response with the logit link.
+
+    A cell's statistics are ``successes`` and ``trials`` (respondent counts).
+    """
+
+    name: str = "binomial"
+    link: str = "logit"
+    stats: tuple[str, ...] = ("successes", "trials")
+    response: str = "successes"
+
+    # -- respondents -> cells ------------------------------------------------
+    def rows(self, data: pd.DataFrame, formula: Formula, trials: str | None = None) -> RowOutcome:
+        """Successes and trials of each row: 0/1 answers, ``cbind(s, n - s)``,
+        ``cbind(s, f)``, or successes with a trials column (``--trials``)."""
+        y = data[formula.response]
+        if formula.failures:
+            failures = pd.to_numeric(data[formula.failures], errors="coerce").to_numpy(float)
+            n, names = y.to_numpy(float) + failures, (formula.response, f"{formula.response} + {formula.failures}")
+        elif formula.trials or trials:
+            column = formula.trials or trials
+            require_columns(data, [column], "survey", "Name the survey's trials column (--trials).")
+            n, names = pd.to_numeric(data[column], errors="coerce").to_numpy(float), (formula.response, column)
+        else:
+            self._check_answers(y.to_numpy(), formula.response)
+            return RowOutcome(y.to_numpy(float), np.ones(len(y)), 0.0)
+        self._check_counts(y.to_numpy(), n, names)
+        s = y.to_numpy(float)
+        return RowOutcome(s, n, float(log_choose(n, s).sum()))
+
+    @staticmethod
+    def _check_answers(y: np.ndarray, column: str) -> None:
+        bad = ~np.isin(y, (0, 1))
+        if bad.any():
+            values = sorted(set(np.asarray(y)[bad].tolist()), key=str)[:5]
+            raise MisterpInputError(
+                f"Outcome column {column!r} must hold only 0 and 1, but it has "
+                f"{int(bad.sum())} other value(s), such as {values}. Recode it to 0/1 "
+                "(for example yes -> 1, no -> 0) before fitting."
+            )
+
+    @staticmethod
+    def _check_counts(successes: np.ndarray, trials: np.ndarray, names: tuple[str, str]) -> None:
+        s, n = (np.asarray(pd.to_numeric(pd.Series(v), errors="coerce"), float) for v in (successes, trials))
+        bad = ~(np.isfinite(s) & np.isfinite(n) & (s == np.round(s)) & (n == np.round(n)) & (s >= 0) & (s <= n) & (n > 0))
+        if bad.any():
+            rows = np.flatnonzero(bad)[:8] + 1
+            raise MisterpInputError(
+                f"Columns {names[0]!r} (successes) and {names[1]!r} (trials) must be whole numbers with "
+                f"0 <= successes <= trials and trials > 0; rows {rows.tolist()} are not. Fix those rows."
+            )
+
+    def cell_stats(self, rows: RowOutcome, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]:
+        """Rows summed by ``cell`` index (n_rows,) into (n_cells,) arrays."""
+        return {"successes": np.bincount(cell, weights=rows.total, minlength=n_cells),
+                "trials": np.bincount(cell, weights=rows.count, minlength=n_cells)}
+
+    def check_cell_stats(self, stats: dict, response: str) -> None:
+        """Raise when the outcome never varies: nothing to model."""
+        successes, total = stats["successes"].sum(), stats["trials"].sum()
+        if successes == 0 or successes == total:
+            value = "0" if successes == 0 else "1"
+            raise MisterpInputError(
+                f"The outcome {response!r} is {value} for every one of the {int(total)} respondents, so "
+                f"there is nothing to model (the estimate would be {value} everywhere). Check the outcome "
+                "coding, or the rows selected."
+            )
+
+    @staticmethod
+    def count(stats: dict) -> np.ndarray:
+        """Respondents per cell, (n_cells,)."""
+        return stats["trials"]
+
+    @staticmethod
+    def observed_mean(stats: dict) -> np.ndarray:
+        """Each cell's raw proportion, (n_cells,)."""
+        return stats["successes"] / stats["trials"]
+
+    # -- link --------------------------------------------------------------
+    @staticmethod
+    def mean(eta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Inverse link: probabilities from the linear predictor (in place with ``out``)."""
+        return expit(eta, out=out) if out is not None else expit(eta)
+
+    @staticmethod
+    def mean_deriv(eta: np.ndarray) -> np.ndarray:
+        """d mu / d eta = mu (1 - mu)."""
+        mu = expit(eta)
+        return mu * (1.0 - mu)
+
+    @staticmethod
+    def initial_eta(stats: dict) -> np.ndarray:
+        """R's binomial ``mustart`` on the link scale."""
+        s, n = stats["successes"], stats["trials"]
+        return np.log((s + 0.5) / (n - s + 0.5))
+
+    # -- likelihood ----------------------------------------------------------
+    @staticmethod
+    def loglik(stats: dict, eta: np.ndarray, constant: bool = True) -> np.ndarray:
+        """Cell log-likelihoods, shape of ``eta``; with log C(n, s) unless ``constant=False``.
+
+        Optimizers that evaluate often add the constant once themselves.
+        """
+        s, n = stats["successes"], stats["trials"]
+        # s log mu + (n - s) log(1 - mu) = s eta - n log(1 + e^eta); logaddexp keeps it stable
+        kernel = s * eta - n * np.logaddexp(0.0, eta)
+        return kernel + log_choose(n, s) if constant else kernel
+
+    @staticmethod
+    def log_constant(stats: dict) -> np.ndarray:
+        """The part of ``loglik`` free of eta: log C(n, s), shape of the statistics."""
+        return log_choose(stats["trials"], stats["successes"])
+
+    @staticmethod
+    def working(stats: dict, eta: np.ndarray):
+        """IRLS pieces: (mu, weights n*mu*(1-mu), residual s - n*mu, dW/deta)."""
+        s, n = stats["successes"], stats["trials"]
+        mu = expit(eta)
+        var = mu * (1.0 - mu)
+        return mu, n * var, s - n * mu, n * var * (1.0 - 2.0 * mu)
+
+    @staticmethod
+    def simulate(stats: dict, mu: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """New cell statistics drawn at means ``mu`` (..., n_cells), same trials."""
+        n = stats["trials"]
+        return {"successes": rng.binomial(n.astype(np.int64), mu).astype(float), "trials": np.broadcast_to(n, np.shape(mu))}
+
+    @staticmethod
+    def numpyro_likelihood(stats: dict, eta) -> None:
+        """The observed site ``y`` of a NumPyro model at linear predictor ``eta`` (n_cells,)."""
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as dist
+
+        numpyro.sample("y", dist.Binomial(total_count=jnp.asarray(stats["trials"]), logits=eta),
+                       obs=jnp.asarray(stats["successes"]))
+
+
+def log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """log C(n, k), elementwise."""
+    return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+
+
+BINOMIAL = Binomial()
+FAMILIES = {BINOMIAL.name: BINOMIAL}
+
+
+def family_named(name: str) -> Family:
+    """The family of that name (as saved fits record it)."""
+    if name not in FAMILIES:
+        raise MisterpInputError(f"Unknown family {name!r}; misterp knows {sorted(FAMILIES)}.")
+    return FAMILIES[name]

@@ -1,0 +1,125 @@
+"""What MRP is compared with, per group: the raw survey mean, the design-weighted
+mean, and the raking estimate (survey weights raked to the frame's margins).
+
+Example
+-------
+>>> est = add_comparisons(estimate, survey, frame, cells.design, cells.family)   # doctest: +SKIP
+>>> est.table[["state", "estimate", "raw_mean", "raw_n", "raked_mean"]]   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from ..data.frame import Frame
+from ..data.raking import rake
+from ..data.survey import Survey
+from ..errors import MisterpInputError
+from ..model.design import Design
+from ..model.family import Family
+from .estimate import Estimate
+
+
+def margin_columns(design: Design, frame: Frame, max_levels: int = 20) -> list[str]:
+    """The model's main-effect variables: raking margins.
+
+    Columns of single-column grouping terms, and of single-column fixed terms
+    that are categorical or take at most ``max_levels`` values in the frame
+    (a -0.5/0.5 ``male``, not a continuous ``repvote``).
+    """
+    cols = [g.columns[0] for g in design.group_terms if len(g.columns) == 1]
+    for term in design.formula.fixed:
+        if len(term.columns) == 1:
+            col = term.columns[0]
+            if col in design.categorical or frame.data[col].nunique() <= max_levels:
+                cols.append(col)
+    return list(dict.fromkeys(cols))
+
+
+def raking_weights(survey: Survey, frame: Frame, margins: list[str], tol: float = 1e-10,
+                   respondents: np.ndarray | None = None) -> tuple[np.ndarray, list]:
+    """Survey weights (design weights, or 1) raked to the frame's population margins.
+
+    A row of a survey given as cells stands for its ``respondents`` (n_rows,),
+    and its weight is their total. A
+    category with population but no respondents cannot be reached by any
+    weighting; it is left out of its margin, whose other targets are scaled
+    up to the full population so that every margin keeps the same total (the
+    usual collapsing), and a note says so.
+
+    Returns the raked weights (n_rows,) and the notes.
+    """
+    data = survey.data
+    base = data[survey.weights].to_numpy(float) if survey.weights else np.ones(len(data))
+    if respondents is not None:
+        base = base * respondents
+    codes, targets, notes = [], [], []
+    for col in margins:
+        totals = frame.data.groupby(col, sort=True)[frame.count].sum()
+        code = totals.index.get_indexer(data[col])
+        present = np.bincount(code[code >= 0], minlength=len(totals)) > 0
+        empty = ~present & (totals.to_numpy() > 0)
+        if empty.any():
+            share = totals[empty].sum() / totals.sum()
+            notes.append(f"raking: {int(empty.sum())} {col} categories have no respondents "
+                         f"({share:.1%} of the population); their margin was scaled over the others")
+            kept = totals[present] * (totals.sum() / totals[present].sum())
+            code, totals = kept.index.get_indexer(data[col]), kept
+        codes.append(code)
+        targets.append(totals.to_numpy(float))
+    return rake(base, codes, targets, tol=tol, names=margins), notes
+
+
+def add_comparisons(estimate: Estimate, survey: Survey, frame: Frame, design: Design, family: Family,
+                    drop_missing: bool = False) -> tuple[Estimate, list[str]]:
+    """``estimate`` with, per group, ``raw_mean``, ``raw_n``, ``weighted_mean`` (with design
+    weights) and ``raked_mean``; and notes on what could not be computed.
+
+    Means are the outcome's totals over its respondents, as the ``family``
+    reads the survey's rows (a row given as cells stands for its respondents).
+    """
+    survey, _ = survey.complete(design.formula.columns, drop_missing)
+    data = survey.data
+    rows = family.rows(data, design.formula, survey.trials)
+    totals, counts = rows.total, rows.count
+    by, table, notes = estimate.by, estimate.table.copy(), []
+    if all(c in data.columns for c in by):
+        position = _group_of(data, table, by)
+    else:
+        position = None
+        notes.append(f"the survey has no column(s) {[c for c in by if c not in data.columns]}: "
+                     "no raw or raked comparisons by group")
+
+    def by_group(weights):
+        """Weighted outcome totals / weighted respondents per group, and the weighted respondents."""
+        if position is None:
+            return np.full(len(table), np.nan), np.zeros(len(table))
+        ok = position >= 0
+        num = np.bincount(position[ok], weights=(weights * totals)[ok], minlength=len(table))
+        den = np.bincount(position[ok], weights=(weights * counts)[ok], minlength=len(table))
+        return np.divide(num, den, out=np.full(len(table), np.nan), where=den > 0), den
+
+    table["raw_mean"], raw_n = by_group(np.ones(len(data)))
+    table["raw_n"] = raw_n.astype(int)
+    if survey.weights:
+        table["weighted_mean"] = by_group(data[survey.weights].to_numpy(float))[0]
+    margins = margin_columns(design, frame)
+    try:
+        raked, rake_notes = raking_weights(survey, frame, margins, respondents=counts)
+        notes += rake_notes
+        table["raked_mean"] = by_group(raked / counts)[0]  # per respondent of each row
+    except MisterpInputError as e:
+        table["raked_mean"] = np.nan
+        notes.append(f"no raking estimate: {e}")
+    return replace(estimate, table=table), notes
+
+
+def _group_of(data: pd.DataFrame, groups: pd.DataFrame, by: list[str]) -> np.ndarray:
+    """Row of ``groups`` each survey row belongs to; -1 for none. For no ``by``, all 0."""
+    if not by:
+        return np.zeros(len(data), dtype=np.int64)
+    index = pd.MultiIndex.from_frame(groups[by])
+    return index.get_indexer(pd.MultiIndex.from_frame(data[by]))

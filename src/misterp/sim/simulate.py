@@ -1,0 +1,135 @@
+"""The article's simulation, with R's random streams so its numbers come out exactly.
+
+A university of 4000 freshmen, sophomores, juniors and seniors and 7000
+graduate students; true support 0.65, 0.65, 0.4, 0.4, 0.2; a representative
+sample of 1000 and a non-response sample of 1000 with response probabilities
+0.4, 0.4, 0.2, 0.1, 0.1.
+
+Example
+-------
+>>> sim = article_simulation()
+>>> sim.nonresponse_table.tolist()
+[341, 326, 148, 95, 90]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..data.frame import Frame
+from .rcompat import RRandom
+
+CLASSES = np.arange(1, 6)
+POPULATION = np.array([4000, 4000, 4000, 4000, 7000])
+P_SUPPORT = np.array([0.65, 0.65, 0.4, 0.4, 0.2])
+P_RESPONSE = np.array([0.4, 0.4, 0.2, 0.1, 0.1])
+
+
+@dataclass(frozen=True)
+class ArticleSimulation:
+    """The article's simulated data.
+
+    Attributes
+    ----------
+    truth : float
+        Population support, sum(p N) / sum(N).
+    representative_table, nonresponse_table : (5,) int arrays
+        Respondents per class in each sample.
+    representative_mean : float
+        Mean response of the representative sample.
+    survey : DataFrame
+        The non-response survey: ``response`` (0/1) and ``class`` (1-5), 1000 rows.
+    frame : Frame
+        The five classes with their population counts ``N``.
+    """
+
+    truth: float
+    representative_table: np.ndarray
+    representative_mean: float
+    nonresponse_table: np.ndarray
+    survey: pd.DataFrame
+    frame: Frame
+
+
+def article_simulation(seeds=(10, 20, 30), n: int = 1000) -> ArticleSimulation:
+    """Run the article's simulation with its three ``set.seed`` values."""
+    seed_rep, seed_people, seed_response = seeds
+    rng = RRandom(seed_rep)
+    people = rng.sample(CLASSES, n, replace=True, prob=POPULATION)
+    ideal = rng.rbinom(n, 1, P_SUPPORT[people - 1])
+    representative = np.bincount(people, minlength=6)[1:]
+    people = RRandom(seed_people).sample(CLASSES, n, replace=True, prob=P_RESPONSE)
+    response = RRandom(seed_response).rbinom(n, 1, P_SUPPORT[people - 1]).astype(int)
+    return ArticleSimulation(
+        truth=float((P_SUPPORT * POPULATION).sum() / POPULATION.sum()),
+        representative_table=representative,
+        representative_mean=float(ideal.mean()),
+        nonresponse_table=np.bincount(people, minlength=6)[1:],
+        survey=pd.DataFrame({"response": response, "class": people}),
+        frame=Frame(pd.DataFrame({"class": CLASSES, "N": POPULATION}), "N"),
+    )
+
+
+# The rstanarm MRP vignette's design (Kennedy & Gabry, "MRP with rstanarm").
+VIGNETTE = {
+    "male": ([0.52, 0.48], [2.0, 0.8], [0.0, -0.3]),
+    "eth": ([0.5, 0.2, 0.3], [1.0, 1.2, 2.5], [0.0, 0.6, 0.9]),
+    "age": ([0.2, 0.1, 0.2, 0.2, 0.1, 0.1, 0.1], [1.0, 0.4, 1.0, 1.5, 3.0, 5.0, 7.0],
+            [0.0, -0.2, -0.3, 0.4, 0.5, 0.7, 0.8]),
+    "income": ([0.5, 0.35, 0.15], [1.0, 0.9, 0.8], [0.0, -0.2, 0.6]),
+}
+AGE_BY_MALE = np.array([[0.0, 0.1, 0.23, 0.3, 0.43, 0.5, 0.6],
+                        [0.0, -0.1, -0.23, -0.5, -0.43, -0.5, -0.6]])
+VIGNETTE_FORMULA = ("pref ~ factor(male) + factor(male)*factor(age) + (1|state) + (1|age) + (1|eth) "
+                    "+ (1|income)")
+
+
+@dataclass(frozen=True)
+class VignetteSimulation:
+    """A seeded draw of the vignette's population and survey.
+
+    Attributes
+    ----------
+    survey : DataFrame
+        ``pref`` (0/1), male, eth, age, income, state and ``weight`` (inverse
+        selection probability, normalised to mean 1), n rows.
+    frame : Frame
+        The 6,300 cells with counts ``N`` and the true preference ``truth``.
+    """
+
+    survey: pd.DataFrame
+    frame: Frame
+
+
+def vignette_simulation(seed: int = 1, n: int = 1200) -> VignetteSimulation:
+    """The vignette's 6,300-cell population with a known truth, and a biased sample of ``n``."""
+    rng = np.random.default_rng(seed)
+    n_states = 50
+    state_share = rng.uniform(10, 20, n_states)
+    state_share /= state_share.sum()
+    state_response = rng.beta(1, 1, n_states)
+    state_effect = np.concatenate([[0.0], np.round(rng.standard_normal(n_states - 1), 1)])
+    grids = np.meshgrid(np.arange(2), np.arange(3), np.arange(7), np.arange(3), np.arange(n_states), indexing="ij")
+    male, eth, age, income, state = (g.ravel() for g in grids)
+    shares = {k: np.asarray(v[0]) for k, v in VIGNETTE.items()}
+    counts = np.round(250e6 * shares["male"][male] * shares["eth"][eth] * shares["age"][age]
+                      * shares["income"][income] * state_share[state])
+    response = 0.01 * np.prod([np.asarray(VIGNETTE[k][1])[idx] / np.sum(VIGNETTE[k][1])
+                               for k, idx in (("male", male), ("eth", eth), ("age", age), ("income", income))], axis=0)
+    response = response * state_response[state] / state_response.sum()
+    linear = (np.asarray(VIGNETTE["male"][2])[male] + np.asarray(VIGNETTE["eth"][2])[eth]
+              + np.asarray(VIGNETTE["age"][2])[age] + np.asarray(VIGNETTE["income"][2])[income]
+              + state_effect[state] + AGE_BY_MALE[male, age])
+    truth = 1 / (1 + np.exp(-linear))
+    cells = pd.DataFrame({"male": male, "eth": eth + 1, "age": age + 1, "income": income + 1,
+                          "state": state + 1, "N": counts, "truth": truth})
+    selection = counts * response
+    chosen = rng.choice(len(cells), size=n, replace=True, p=selection / selection.sum())
+    survey = cells.iloc[chosen].drop(columns=["N", "truth"]).reset_index(drop=True)
+    survey.insert(0, "pref", rng.binomial(1, truth[chosen]))
+    weight = 1 / response[chosen]
+    survey["weight"] = weight / weight.mean()
+    return VignetteSimulation(survey, Frame(cells, "N"))

@@ -1,0 +1,179 @@
+"""The command line: end to end, and every bad input gives a message and exit code 2."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import CCES
+from misterp.apps.cli import main
+
+
+@pytest.fixture()
+def files(tmp_path, article_survey):
+    survey = tmp_path / "survey.csv"
+    frame = tmp_path / "frame.csv"
+    article_survey.to_csv(survey, index=False)
+    pd.DataFrame({"class": [1, 2, 3, 4, 5], "N": [4000, 4000, 4000, 4000, 7000]}).to_csv(frame, index=False)
+    return tmp_path, survey, frame
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_fit_writes_the_estimate_table(files, capsys, ref):
+    tmp, survey, frame = files
+    out = tmp / "est.csv"
+    code, _, err = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)",
+                       "--count", "N", "--out", out, "--seed", "1")
+    assert code == 0, err
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["estimate", "sd", "lower", "upper", "population", "interval",
+                                   "raw_mean", "raw_n", "raked_mean"]
+    assert abs(table["estimate"][0] - ref["glmer_poststrat"][0]) < 1e-5
+    assert 0.015 < table["sd"][0] < 0.023
+
+
+def test_fit_by_state_from_parquet(tmp_path, capsys, cces_all):
+    survey = tmp_path / "s.parquet"
+    cces_all.iloc[:3000].to_parquet(survey)
+    code, out, err = run(capsys, "fit", "--survey", survey, "--frame", CCES / "poststrat_df.csv",
+                         "--formula", "abortion ~ male + (1|state) + (1|eth)", "--count", "n", "--by", "state,eth")
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 1 + 200
+    assert "respondents" in err
+
+
+def test_glm_engine_and_bootstrap(files, capsys):
+    tmp, survey, frame = files
+    code, out, _ = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ factor(class)",
+                       "--count", "N", "--engine", "glm")
+    assert code == 0 and "delta-method" in out
+    code, out, _ = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)",
+                       "--count", "N", "--bootstrap", "30", "--seed", "2", "--no-progress")
+    assert code == 0 and "bootstrap" in out
+
+
+def bad(capsys, *argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert "Traceback" not in err and err.startswith("misterp: error:")
+    return err
+
+
+def test_missing_values_error_and_drop(files, capsys, article_survey):
+    tmp, _, frame = files
+    survey = tmp / "missing.csv"
+    d = article_survey.copy().astype({"class": "float"})
+    d.loc[[4, 9], "class"] = np.nan
+    d.to_csv(survey, index=False)
+    args = ["fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)", "--count", "N"]
+    err = bad(capsys, *args)
+    assert "missing values in column(s) ['class']" in err and "rows 5, 10" in err and "--drop-missing" in err
+    code, _, err = run(capsys, *args, "--drop-missing")
+    assert code == 0 and "dropped 2 survey row(s)" in err
+
+
+@pytest.mark.parametrize("mutate, formula, fragment", [
+    (lambda s, f: s.assign(response=s["response"] * 2), "response ~ (1|class)", "must hold only 0 and 1"),
+    (lambda s, f: s.assign(**{"class": s["class"].replace(5, 9)}), "response ~ (1|class)", "level(s) ['9'] that the frame"),
+    (lambda s, f: s, "response ~ (1|klass)", "no column(s) ['klass']"),
+    (lambda s, f: s, "response ~ (1|class", "Cannot parse the formula"),
+    (lambda s, f: s.iloc[:0], "response ~ (1|class)", "survey has no rows"),
+])
+def test_survey_errors(files, capsys, article_survey, mutate, formula, fragment):
+    tmp, _, frame = files
+    survey = tmp / "bad.csv"
+    mutate(article_survey, None).to_csv(survey, index=False)
+    err = bad(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", formula, "--count", "N")
+    assert fragment in err
+
+
+@pytest.mark.parametrize("frame_table, fragment", [
+    (pd.DataFrame({"class": [1, 2, 3, 4, 5], "N": [4000, -1, 4000, 4000, 7000]}), "finite numbers >= 0"),
+    (pd.DataFrame({"class": [1, 2, 3, 4, 5], "N": [4000, np.inf, 4000, 4000, 7000]}), "finite numbers >= 0"),
+    (pd.DataFrame({"class": [1, 2, 3, 4, 5, 5], "N": [1, 2, 3, 4, 5, 6]}), "repeats cells"),
+])
+def test_frame_errors(files, capsys, frame_table, fragment):
+    tmp, survey, _ = files
+    frame = tmp / "badframe.csv"
+    frame_table.to_csv(frame, index=False)
+    err = bad(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)", "--count", "N")
+    assert fragment in err
+
+
+def test_unreadable_and_missing_files(files, capsys):
+    tmp, survey, frame = files
+    err = bad(capsys, "fit", "--survey", tmp / "nope.csv", "--frame", frame, "--formula", "response ~ 1", "--count", "N")
+    assert "does not exist" in err
+    broken = tmp / "broken.parquet"
+    broken.write_text("not parquet")
+    err = bad(capsys, "fit", "--survey", broken, "--frame", frame, "--formula", "response ~ 1", "--count", "N")
+    assert "cannot be read as Parquet" in err
+
+
+def test_zero_count_groups_are_reported_empty(files, capsys):
+    tmp, survey, _ = files
+    frame = tmp / "zero.csv"
+    pd.DataFrame({"class": [1, 2, 3, 4, 5], "N": [4000, 4000, 4000, 4000, 0]}).to_csv(frame, index=False)
+    code, out, _ = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)",
+                       "--count", "N", "--by", "class")
+    assert code == 0
+    assert out.strip().splitlines()[-1].split()[:2] == ["5", "NaN"]
+
+
+def test_demo_json_has_every_reference_key(capsys, ref):
+    code = main(["demo", "--json", "--nsim", "40"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0
+    for key, value in ref.items():
+        assert len(result[key]) == len(value), key
+        tol = 1e-9 if key in ("truth", "cell_proportions", "simple_poststrat") else 1e-4
+        np.testing.assert_allclose(result[key], value, atol=tol, err_msg=key)
+    assert isinstance(result["bootstrap_sd"], float) and len(result["bootstrap_interval"]) == 2
+
+
+def test_demo_other_seeds_change_the_data(capsys):
+    main(["demo", "--json", "--nsim", "20", "--seeds", "1,2,3"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["nonresponse_sample_table"] != [341, 326, 148, 95, 90]
+    assert sum(result["nonresponse_sample_table"]) == 1000
+
+
+def test_save_fit_and_poststratify_again(tmp_path, capsys, cces_all):
+    survey = tmp_path / "s.csv"
+    cces_all.iloc[:3000].to_csv(survey, index=False)
+    frame = CCES / "poststrat_df.csv"
+    formula = "abortion ~ male + (1|state) + (1|eth) + (1|age)"
+    fit_file, first, second = tmp_path / "m.fit", tmp_path / "a.csv", tmp_path / "b.csv"
+    code, _, err = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", formula, "--count", "n",
+                       "--by", "state", "--seed", "4", "--save-fit", fit_file, "--out", first)
+    assert code == 0, err
+    code, _, err = run(capsys, "poststratify", "--fit", fit_file, "--frame", frame, "--count", "n",
+                       "--by", "state", "--seed", "4", "--out", second)
+    assert code == 0, err
+    a, b = pd.read_csv(first), pd.read_csv(second)
+    pd.testing.assert_frame_equal(a[b.columns], b)
+    code, out, _ = run(capsys, "poststratify", "--fit", fit_file, "--frame", frame, "--count", "n", "--by", "eth,age")
+    assert code == 0 and len(out.strip().splitlines()) == 1 + 24
+
+
+def test_poststratify_bad_fit_file(tmp_path, capsys):
+    bogus = tmp_path / "x.fit"
+    bogus.write_text("hello")
+    err = bad(capsys, "poststratify", "--fit", bogus, "--frame", CCES / "poststrat_df.csv", "--count", "n")
+    assert "not a misterp fit file" in err
+
+
+def test_bayes_engine_from_the_command_line(files, capsys):
+    tmp, survey, frame = files
+    code, out, err = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)",
+                         "--count", "N", "--engine", "bayes", "--chains", "2", "--warmup", "300", "--draws", "300",
+                         "--seed", "3", "--parameterization", "noncentred", "--out", tmp / "b.csv")
+    assert code == 0, err
+    row = pd.read_csv(tmp / "b.csv").iloc[0]
+    assert row["interval"] == "posterior central 95%" and abs(row["estimate"] - 0.4365) < 0.02
