@@ -177,3 +177,36 @@ def test_bayes_engine_from_the_command_line(files, capsys):
     assert code == 0, err
     row = pd.read_csv(tmp / "b.csv").iloc[0]
     assert row["interval"] == "posterior central 95%" and abs(row["estimate"] - 0.4365) < 0.02
+
+
+def test_bootstrap_fit_saved_and_poststratified_again_gives_the_same_table(files, capsys):
+    """A saved bootstrap is a Fit of its own: poststratify --fit reproduces the fit-time table,
+    label included (it used to fall back to the normal approximation)."""
+    tmp, survey, frame = files
+    fit_file, first, second = tmp / "b.fit", tmp / "a.csv", tmp / "b.csv"
+    code, _, err = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)",
+                       "--count", "N", "--bootstrap", "40", "--seed", "2", "--no-progress", "--by", "class",
+                       "--save-fit", fit_file, "--out", first)
+    assert code == 0, err
+    code, _, err = run(capsys, "poststratify", "--fit", fit_file, "--frame", frame, "--count", "N", "--by", "class",
+                       "--no-progress", "--out", second)
+    assert code == 0, err
+    a, b = pd.read_csv(first), pd.read_csv(second)
+    pd.testing.assert_frame_equal(a[b.columns], b, check_exact=True)
+    assert set(b["interval"]) == {"bootstrap ±2sd"}
+
+
+def test_old_pickle_fit_file_is_refused_without_loading_it(tmp_path, capsys):
+    old = tmp_path / "old.fit"
+    old.write_bytes(b"misterp-fit\n" + b"\x80\x04\x95 anything a pickle could hold")
+    err = bad(capsys, "poststratify", "--fit", old, "--frame", CCES / "poststrat_df.csv", "--count", "n")
+    assert "format version 1, a pickle" in err and "Fit the model again" in err
+
+
+@pytest.mark.parametrize("command", ["demo", "fit", "poststratify"])
+def test_every_subcommand_takes_no_progress(command):
+    from misterp.apps.cli import _parser
+
+    required = {"fit": ["--survey", "s", "--frame", "f", "--formula", "y ~ 1", "--count", "n"],
+                "poststratify": ["--fit", "m", "--frame", "f", "--count", "n"], "demo": []}
+    assert _parser().parse_args([command, *required[command], "--no-progress"]).no_progress

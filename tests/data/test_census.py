@@ -95,3 +95,18 @@ def test_margins_errors():
         frame_from_margins(seed, {"a": {"x": 1.0, "y": 9.0}, "b": {"u": 5.0, "v": 5.0}}, max_iter=200)
     with pytest.raises(MisterpInputError, match="categories \\['y'\\]"):
         frame_from_margins(seed, {"a": {"x": 3.0}})
+
+
+def test_yaml_rule_can_name_a_column(tmp_path):
+    """`state: ST` works from YAML as it does from a dict (the rules have their own loader)."""
+    rules = tmp_path / "cells.yaml"
+    rules.write_text("ST: ST\nage:\n  column: AGEP\n  bins: [0, 18]\n  labels: [child, adult]\n")
+    people = pums(500)
+    from_yaml = frame_from_microdata(people, rules)
+    from_dict = frame_from_microdata(people, {"ST": "ST", "age": {"column": "AGEP", "bins": [0, 18],
+                                                                  "labels": ["child", "adult"]}})
+    pd.testing.assert_frame_equal(from_yaml.data, from_dict.data)
+    assert sorted(from_yaml.data["ST"].unique()) == [1, 2, 4]
+    (tmp_path / "bad.yaml").write_text("state: [1, 2]\n")
+    with pytest.raises(MisterpInputError, match="rule for cell variable 'state'"):
+        frame_from_microdata(people, tmp_path / "bad.yaml")

@@ -139,3 +139,27 @@ def test_preconditioned_refit_reaches_the_same_optimum(cces_all):
     pre, _, info = optimize(prob, start0, u0, hessian=H)
     np.testing.assert_allclose(pre, plain, atol=1e-6)
     np.testing.assert_allclose(pre, start, atol=1e-6)
+
+
+def test_a_fit_that_did_not_converge_is_told(article_fit, monkeypatch):
+    """A library user hears of it: a MisterpWarning when fitting, and the same text in problems()."""
+    import misterp.engines.laplace as laplace
+    from misterp import MisterpWarning
+
+    real = laplace.optimize
+
+    def stopped_early(*args, **kwargs):
+        params, state, info = real(*args, **kwargs)
+        return params, state, {**info, "converged": False, "message": "ABNORMAL_TERMINATION_IN_LNSRCH"}
+
+    monkeypatch.setattr(laplace, "optimize", stopped_early)
+    with pytest.warns(MisterpWarning, match="the optimizer did not converge \\(ABNORMAL"):
+        fit = LaplaceEngine().fit(article_fit.cells)
+    assert fit.problems()[0].startswith("the optimizer did not converge")
+    assert article_fit.problems() == []
+    assert "1 problem(s)" in repr(fit) and "warning: the optimizer" in fit.summary()
+
+
+def test_singular_threshold_is_the_engines(article_fit):
+    loose = LaplaceEngine(singular_tol=1.0).fit(article_fit.cells)  # theta = 0.71 < 1: singular by this rule
+    assert loose.singular and loose.singular_terms() == ["class"] and not article_fit.singular

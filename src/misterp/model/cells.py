@@ -27,7 +27,7 @@ from ..data.survey import Survey
 from ..data.tables import require_columns
 from ..errors import MisterpInputError
 from .design import Design, Levels
-from .family import BINOMIAL, Family
+from .family import DEFAULT_FAMILY, Family
 from .formula import Formula, parse_formula
 
 
@@ -58,7 +58,7 @@ class Cells:
     X: np.ndarray
     groups: np.ndarray
     offset: np.ndarray
-    family: Family = BINOMIAL
+    family: Family = DEFAULT_FAMILY
     row_constant: float = 0.0
 
     @classmethod
@@ -86,7 +86,7 @@ def as_formula(formula) -> Formula:
     return formula if isinstance(formula, Formula) else parse_formula(formula)
 
 
-def collapse(survey: Survey, formula, family: Family = BINOMIAL) -> Cells:
+def collapse(survey: Survey, formula, family: Family = DEFAULT_FAMILY) -> Cells:
     """Collapse ``survey`` into cells of the formula's predictors.
 
     The survey must already be complete in the formula's columns (see
@@ -122,7 +122,7 @@ def check_frame(cells: Cells, frame: Frame) -> None:
 
 
 def prepare(survey: Survey, frame: Frame | None, formula, drop_missing: bool = False,
-            family: Family = BINOMIAL) -> tuple[Cells, list[str]]:
+            family: Family = DEFAULT_FAMILY) -> tuple[Cells, list[str]]:
     """Validate survey and frame against the formula, then collapse.
 
     Returns the cells and a list of notes for the user (such as rows dropped).

@@ -218,6 +218,7 @@ def log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 BINOMIAL = Binomial()
+DEFAULT_FAMILY = BINOMIAL  # yes/no survey answers: what MRP models first
 FAMILIES = {BINOMIAL.name: BINOMIAL}
 
 

@@ -1,0 +1,100 @@
+"""The Family seam: the outcome's distribution and link live in model/family.py only."""
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from misterp.model.family import BINOMIAL, RowOutcome, family_named
+
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "misterp"
+FAMILY_MODULE = PACKAGE / "model" / "family.py"
+# names of outcome distributions and links, and the functions that compute them
+FORBIDDEN = {"binomial", "bernoulli", "poisson", "gaussian", "logit", "logistic", "probit", "cloglog", "expit",
+             "logaddexp", "log_choose", "gammaln"}
+# the binomial family's statistics: other modules ask the family, never name them
+STAT_NAMES = {"successes", "trials"}
+
+
+def _names(tree: ast.AST):
+    """Identifiers and string constants of a module, with their line numbers (docstrings excluded)."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            yield node.id, node.lineno, "name"
+        elif isinstance(node, ast.Attribute):
+            yield node.attr, node.lineno, "name"
+        elif isinstance(node, ast.alias):
+            yield node.name.split(".")[-1], node.lineno, "name"
+            if node.asname:
+                yield node.asname, node.lineno, "name"
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            yield node.name, node.lineno, "name"
+        elif isinstance(node, ast.arg):
+            yield node.arg, node.lineno, "name"
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.value, node.lineno, "string"
+
+
+def offences(path: Path) -> list[str]:
+    found = []
+    for name, line, kind in _names(ast.parse(path.read_text())):
+        words = {w.lower() for w in name.replace(".", "_").split("_") if w}
+        if kind == "name" and (name.lower() in FORBIDDEN or words & FORBIDDEN):
+            found.append(f"{path.relative_to(PACKAGE)}:{line}: {name}")
+        if kind == "string" and name in STAT_NAMES:
+            found.append(f"{path.relative_to(PACKAGE)}:{line}: {name!r}")
+    return found
+
+
+def test_no_module_outside_the_families_names_a_distribution_or_link():
+    # sim/ draws known populations' answers from a stated distribution: that is its job
+    modules = [p for p in PACKAGE.rglob("*.py") if p != FAMILY_MODULE and "sim" not in p.relative_to(PACKAGE).parts]
+    assert len(modules) > 20
+    assert [o for p in modules for o in offences(p)] == []
+
+
+def test_the_check_can_fail():
+    # the family module itself names them, and so does the article's simulation
+    assert any("expit" in o for o in offences(FAMILY_MODULE))
+    assert any("'successes'" in o for o in offences(FAMILY_MODULE))
+    assert any("binomial" in o for o in offences(PACKAGE / "sim" / "simulate.py"))
+
+
+def test_binomial_family_pieces_agree():
+    rng = np.random.default_rng(0)
+    stats = {"successes": rng.integers(0, 5, 30).astype(float), "trials": np.full(30, 5.0)}
+    eta = rng.normal(size=30)
+    mu, w, r, dw = BINOMIAL.working(stats, eta)
+    h = 1e-6
+    # the score is the residual, and the working weight its derivative
+    np.testing.assert_allclose((BINOMIAL.loglik(stats, eta + h) - BINOMIAL.loglik(stats, eta - h)) / (2 * h), r,
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(BINOMIAL.mean_deriv(eta) * stats["trials"], w, rtol=1e-12)
+    np.testing.assert_allclose(BINOMIAL.loglik(stats, eta, constant=False) + BINOMIAL.log_constant(stats),
+                               BINOMIAL.loglik(stats, eta), rtol=1e-12)
+    sim = BINOMIAL.simulate(stats, np.tile(mu, (4, 1)), rng)
+    assert sim[BINOMIAL.response].shape == (4, 30) and np.all(sim[BINOMIAL.response] <= stats["trials"])
+
+
+def test_rows_given_as_cells_keep_their_constant():
+    import pandas as pd
+
+    from misterp.model.formula import parse_formula
+
+    data = pd.DataFrame({"s": [1, 3], "n": [2, 4], "g": ["a", "b"]})
+    rows = BINOMIAL.rows(data, parse_formula("cbind(s, n - s) ~ (1|g)"))
+    assert isinstance(rows, RowOutcome) and rows.count.tolist() == [2.0, 4.0]
+    assert rows.constant == pytest.approx(np.log(2) + np.log(4))
+
+
+def test_unknown_family_is_named():
+    from misterp import MisterpInputError
+
+    assert family_named("binomial") is BINOMIAL
+    with pytest.raises(MisterpInputError, match="Unknown family 'poisson'"):
+        family_named("poisson")
