@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from misterp import Frame, LaplaceEngine, Survey, poststratify, prepare
+from misterp import Frame, LaplaceEngine, Survey, cell_draws, poststratify, prepare, read_frame, read_survey
 from misterp.engines.bayes import BayesEngine, Priors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,9 +72,9 @@ def run(label, cells, task=None, **settings):
 
 def agreement_with_laplace(fit, cells, frame):
     """Largest difference between the engines' state estimates."""
-    ours = poststratify(fit.cell_draws(frame), frame, by="state", interval="quantile").table["estimate"]
+    ours = poststratify(cell_draws(fit, frame), frame, by="state", interval="quantile").table["estimate"]
     laplace = LaplaceEngine().fit(cells)
-    theirs = poststratify(laplace.cell_draws(frame, seed=1), frame, by="state").table["estimate"]
+    theirs = poststratify(cell_draws(laplace, frame, seed=1), frame, by="state").table["estimate"]
     return float(np.abs(ours.to_numpy() - theirs.to_numpy()).max())
 
 
@@ -106,7 +106,7 @@ def article(cli_repeats=3):
 def cces(args):
     data = pd.read_csv(CCES / "cces_all_clean.csv")
     sample = data.iloc[pd.read_csv(ROOT / "tests/fixtures/cces_sample5000_rows.csv")["row"].to_numpy() - 1]
-    frame = Frame(CCES / "poststrat_df.csv", "n")
+    frame = read_frame(CCES / "poststrat_df.csv", "n")
     cells, _ = prepare(Survey(sample, "abortion"), frame, SEVEN)
     fit = run("seven-term, 5,000 rows, defaults", cells, "seven_5000")
     gap = agreement_with_laplace(fit, cells, frame)
@@ -121,17 +121,17 @@ def cces(args):
               f"{agreement_with_laplace(fit, cells_all, frame):.4f}")
     if args.case_study:
         states = pd.read_csv(CCES / "statelevel_predictors.csv")
-        case_frame = Frame(CCES / "poststrat_df.csv", "n", join=states)
+        case_frame = read_frame(CCES / "poststrat_df.csv", "n", join=states)
         case = dict(priors=Priors(coef_scale=1.0, sd_scale=0.5), adapt_delta=0.99)
-        cells_case, _ = prepare(Survey(sample, "abortion", join=states), case_frame, CASE_STUDY)
+        cells_case, _ = prepare(read_survey(sample, "abortion", join=states), case_frame, CASE_STUDY)
         run("case study, 5,000 rows, adapt_delta 0.99", cells_case, "case_5000", **case)
         if args.all_rows:
-            cells_case, _ = prepare(Survey(data, "abortion", join=states), case_frame, CASE_STUDY)
+            cells_case, _ = prepare(read_survey(data, "abortion", join=states), case_frame, CASE_STUDY)
             run("case study, all rows, adapt_delta 0.99", cells_case, **case)
 
 
 def memory(fit, frame):
-    draws = fit.cell_draws(frame)
+    draws = cell_draws(fit, frame)
     tracemalloc.start()
     start = time.perf_counter()
     for by in (None, "state", ["state", "eth"]):

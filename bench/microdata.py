@@ -32,7 +32,7 @@ RULES = {
 
 CHILD = """
 import json, resource, sys, time
-from misterp.census import frame_from_microdata
+from misterp.data.census import frame_from_microdata
 rules = json.loads(sys.argv[2])
 rules["state"]["map"] = {int(k): v for k, v in rules["state"]["map"].items()}
 rules["male"]["map"] = {int(k): v for k, v in rules["male"]["map"].items()}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpyro.infer import MCMC, NUTS
 
-from misterp import Frame, LaplaceEngine, Survey, poststratify, prepare
+from misterp import LaplaceEngine, Survey, cell_draws, poststratify, prepare, read_frame
 from misterp.engines.bayes import BayesEngine, BayesFit, Priors, _model_data
 from misterp.engines.deviance import Problem, gradient, pirls
 
@@ -29,7 +29,7 @@ SEVEN = ("abortion ~ male + (1|state) + (1|eth) + (1|educ) + (1|age) + (1|educ:a
          "+ (1|male:eth)")
 cces = pd.read_csv(CCES / "cces_all_clean.csv")
 rows = pd.read_csv(ROOT / "tests/fixtures/cces_sample5000_rows.csv")["row"].to_numpy() - 1
-frame = Frame(CCES / "poststrat_df.csv", "n")
+frame = read_frame(CCES / "poststrat_df.csv", "n")
 cells, _ = prepare(Survey(cces.iloc[rows], "abortion"), frame, SEVEN)
 pri = Priors()
 d = _model_data(cells, pri)
@@ -126,8 +126,8 @@ with warnings.catch_warnings():
     start = time.perf_counter()
     full = BayesEngine(seed=1, progress=False).fit(cells)
     print(f"full NUTS (whitened): {time.perf_counter() - start:.1f} s")
-ours = poststratify(nested.cell_draws(frame), frame, by="state").table
-exact = poststratify(full.cell_draws(frame), frame, by="state").table
+ours = poststratify(cell_draws(nested, frame), frame, by="state").table
+exact = poststratify(cell_draws(full, frame), frame, by="state").table
 off = (ours["sd"] / exact["sd"] - 1).abs()
 print(f"states: largest estimate difference {np.abs(ours.estimate - exact.estimate).max():.4f} (bar 0.005); "
       f"sd ratio off by median {off.median():.3f}, largest {off.max():.3f} (bar 0.10)")

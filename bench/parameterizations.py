@@ -28,7 +28,7 @@ import numpyro.distributions as dist
 import pandas as pd
 from numpyro.infer import MCMC, NUTS
 
-from misterp import Frame, LaplaceEngine, Survey, prepare
+from misterp import LaplaceEngine, Survey, prepare, read_frame
 from misterp.engines.bayes import Priors, _model_data
 from misterp.engines.diagnostics import summarize
 
@@ -56,7 +56,7 @@ def main():
 
     data = pd.read_csv(CCES / "cces_all_clean.csv")
     rows = pd.read_csv(ROOT / "tests/fixtures/cces_sample5000_rows.csv")["row"].to_numpy() - 1
-    cells, _ = prepare(Survey(data.iloc[rows], "abortion"), Frame(CCES / "poststrat_df.csv", "n"), SEVEN)
+    cells, _ = prepare(Survey(data.iloc[rows], "abortion"), read_frame(CCES / "poststrat_df.csv", "n"), SEVEN)
     d = _model_data(cells, Priors())
     sizes = list(cells.design.n_levels)
     starts = np.concatenate([[0], np.cumsum(sizes)])
@@ -65,7 +65,7 @@ def main():
     laplace = LaplaceEngine().fit(cells)
     eta = d["offset"] + cells.X @ laplace.beta + laplace.b[cols].sum(0)
     p = 1 / (1 + np.exp(-eta))
-    weight = d["trials"] * p * (1 - p)
+    weight = d["stats"]["trials"] * p * (1 - p)
     information = [np.median(np.bincount(cols[k] - starts[k], weights=weight, minlength=J)) * laplace.theta[k] ** 2
                    for k, J in enumerate(sizes)]
     centred = [args.kind == "hybrid" and info > args.cut for info in information]
@@ -73,7 +73,7 @@ def main():
 
     bases = [jnp.asarray(sum_to_zero_basis(J)) for J in sizes]
     Xc, offset = jnp.asarray(d["Xc"]), jnp.asarray(d["offset"])
-    y, n, cols_j = jnp.asarray(d["successes"]), jnp.asarray(d["trials"]), jnp.asarray(cols)
+    y, n, cols_j = jnp.asarray(d["stats"]["successes"]), jnp.asarray(d["stats"]["trials"]), jnp.asarray(cols)
 
     def model():
         beta = numpyro.sample("beta", dist.Normal(0.0, jnp.asarray(d["coef_scale"])))

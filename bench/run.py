@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from misterp import Frame, LaplaceEngine, Survey, poststratify, prepare
+from misterp import Frame, LaplaceEngine, Survey, prepare, read_frame
 from misterp.engines.bootstrap import bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     cces = pd.read_csv(SHARED / "data/cces/cces_all_clean.csv")
-    frame = Frame(SHARED / "data/cces/poststrat_df.csv", "n")
+    frame = read_frame(SHARED / "data/cces/poststrat_df.csv", "n")
     rows = pd.read_csv(ROOT / "tests/fixtures/cces_sample5000_rows.csv")["row"].to_numpy() - 1
     sample = cces.iloc[rows].reset_index(drop=True)
     article = pd.read_csv(SHARED / "reference/seed_survey.csv")

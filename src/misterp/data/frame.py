@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..errors import MisterpInputError
 from .join import as_tables, join_table
-from .tables import describe_rows, read_table, require_columns
+from .tables import describe_rows, read_table, require_columns, require_rows
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,8 @@ class Frame:
 
     def __post_init__(self):
         data = self.data
-        if not isinstance(data, pd.DataFrame):
-            raise MisterpInputError(
-                f"Frame takes a DataFrame, not {type(data).__name__}; read a CSV or Parquet file with "
-                "misterp.read_frame(path, count).")
-        if len(data) == 0:
-            raise MisterpInputError("The frame has no rows. Give a table with one row per population cell.")
+        require_rows(data, "Frame", "misterp.read_frame(path, count)",
+                     "The frame has no rows. Give a table with one row per population cell.")
         require_columns(data, [self.count], "frame", "Name the frame's population-count column (--count).")
         n = pd.to_numeric(data[self.count], errors="coerce").to_numpy(dtype=float)
         bad = ~np.isfinite(n) | (n < 0)

@@ -22,7 +22,7 @@ import pandas as pd
 from ..errors import MisterpInputError
 from .harmonise import recode as recode_columns
 from .join import as_tables, join_table
-from .tables import describe_rows, missing_rows, read_table, require_columns
+from .tables import describe_rows, missing_rows, read_table, require_columns, require_rows
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,8 @@ class Survey:
 
     def __post_init__(self):
         data = self.data
-        if not isinstance(data, pd.DataFrame):
-            raise MisterpInputError(
-                f"Survey takes a DataFrame, not {type(data).__name__}; read a CSV or Parquet file with "
-                "misterp.read_survey(path, outcome).")
-        if len(data) == 0:
-            raise MisterpInputError(
-                "The survey has no rows. Give a survey table with at least one respondent."
-            )
+        require_rows(data, "Survey", "misterp.read_survey(path, outcome)",
+                     "The survey has no rows. Give a survey table with at least one respondent.")
         require_columns(data, [self.outcome], "survey", "Name the survey's outcome column.")
         if self.weights is not None:
             require_columns(data, [self.weights], "survey", "Name the survey's weight column.")

@@ -34,6 +34,16 @@ def read_table(source, what: str) -> pd.DataFrame:
         ) from None
 
 
+def require_rows(data, what: str, reader: str, empty: str) -> None:
+    """Raise unless ``data`` is a DataFrame with rows; ``what`` is the class, ``reader`` the
+    call that reads files, ``empty`` the message for a table without rows."""
+    if not isinstance(data, pd.DataFrame):
+        raise MisterpInputError(
+            f"{what} takes a DataFrame, not {type(data).__name__}; read a CSV or Parquet file with {reader}.")
+    if len(data) == 0:
+        raise MisterpInputError(empty)
+
+
 def require_columns(df: pd.DataFrame, columns, what: str, hint: str = "") -> None:
     """Raise unless every name in ``columns`` is a column of ``df``."""
     missing = [c for c in columns if c not in df.columns]
