@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from misterp import Frame, LaplaceEngine, Survey, cell_draws, poststratify, prepare, read_frame, read_survey
+from misterp import (Frame, LaplaceEngine, MisterpWarning, Survey, cell_draws, poststratify, prepare, read_frame,
+                     read_survey)
 from misterp.engines.bayes import BayesEngine, Priors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +153,7 @@ def main():
     parser.add_argument("--rstanarm", action="store_true", help="time rstanarm first (needs R with rstanarm; long)")
     parser.add_argument("--article-only", action="store_true", help="only the article model")
     args = parser.parse_args()
+    warnings.simplefilter("ignore", MisterpWarning)  # the Laplace comparisons' singular terms are known
     if args.rstanarm:
         if not shutil.which("Rscript"):
             sys.exit("--rstanarm needs Rscript on the PATH (apt-get install r-base-core r-cran-rstanarm)")

@@ -78,7 +78,11 @@ class BayesEngine:
     seed: int = 0
     progress: bool = True
     prior_only: bool = False  # rstanarm's prior_PD: sample the priors, ignore the outcome
-    float64: bool = True  # float32: 1.4x faster non-centred, no faster whitened (bench/RESULTS.md)
+    # float32 rounds the log density by about 1e-7 of its size (1e-3 on all 59,810 CCES
+    # rows), far below the energy errors NUTS tolerates, but it paid only non-centred
+    # (1.4x); whitened coordinates factor P(sigma), badly conditioned when a sd nears 0.
+    # The precision is JAX's process-wide x64 setting (engines/jax_config.py).
+    float64: bool = True
     # "auto": on the CPU, each chain on its own XLA host device ("parallel"), so
     # a chain never waits for another's longer trajectory (3x faster than
     # "vectorized" on the CCES model, bench/RESULTS.md), or "sequential" when JAX
