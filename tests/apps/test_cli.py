@@ -210,3 +210,22 @@ def test_every_subcommand_takes_no_progress(command):
     required = {"fit": ["--survey", "s", "--frame", "f", "--formula", "y ~ 1", "--count", "n"],
                 "poststratify": ["--fit", "m", "--frame", "f", "--count", "n"], "demo": []}
     assert _parser().parse_args([command, *required[command], "--no-progress"]).no_progress
+
+
+def test_saved_bayes_fit_reproduces_its_table_with_unseen_levels(files, capsys):
+    """The unseen level's posterior draws come from the fit's own seed, at fit time and after loading."""
+    tmp, survey, _ = files
+    frame = tmp / "frame7.csv"
+    pd.DataFrame({"class": [1, 2, 3, 4, 5, 6], "N": [4000, 4000, 4000, 4000, 7000, 900]}).to_csv(frame, index=False)
+    fit_file, first, second = tmp / "bayes.fit", tmp / "a.csv", tmp / "b.csv"
+    code, _, err = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)",
+                       "--count", "N", "--engine", "bayes", "--chains", "2", "--warmup", "200", "--draws", "200",
+                       "--seed", "3", "--parameterization", "noncentred", "--by", "class", "--save-fit", fit_file,
+                       "--out", first)
+    assert code == 0, err
+    code, _, err = run(capsys, "poststratify", "--fit", fit_file, "--frame", frame, "--count", "N", "--by", "class",
+                       "--out", second)
+    assert code == 0, err
+    a, b = pd.read_csv(first), pd.read_csv(second)
+    pd.testing.assert_frame_equal(a[b.columns], b, check_exact=True)
+    assert b["sd"].iloc[-1] > 2 * b["sd"].iloc[0]  # class 6: the population level plus a new effect

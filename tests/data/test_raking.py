@@ -46,7 +46,7 @@ def test_comparison_columns(sample, cces_frame, cces_all):
     cells, _ = prepare(sample, cces_frame, formula)
     assert margin_columns(cells.design, cces_frame) == ["state", "age", "educ", "eth", "male"]
     est = poststratify(cell_draws(LaplaceEngine().fit(cells), cces_frame, n_draws=50, seed=1), cces_frame, by="state")
-    est, notes = add_comparisons(est, sample, cces_frame, cells.design, cells.family)
+    est, notes = add_comparisons(est, sample, cces_frame, cells.design)
     t = est.table.set_index("state")
     ca = sample.data[sample.data["state"] == "CA"]["abortion"]
     assert t.loc["CA", "raw_mean"] == pytest.approx(ca.mean()) and t.loc["CA", "raw_n"] == len(ca)
@@ -61,7 +61,7 @@ def test_weighted_mean_with_design_weights():
     survey = Survey(data, "y", weights="w")
     cells, _ = prepare(survey, frame, "y ~ (1|g)")
     est = poststratify(cell_draws(LaplaceEngine().fit(cells), frame, n_draws=20, seed=1), frame, by="g")
-    est, _ = add_comparisons(est, survey, frame, cells.design, cells.family)
+    est, _ = add_comparisons(est, survey, frame, cells.design)
     assert est.table["weighted_mean"].tolist() == [0.75, 0.5]
     assert est.table["raw_mean"].tolist() == [0.5, 0.5]
 
@@ -86,8 +86,8 @@ def test_cells_input_rakes_like_its_respondents(by, article_survey, article_fram
     b, _ = prepare(grouped, article_frame, "cbind(s, n - s) ~ (1|class)")
     est = poststratify(cell_draws(LaplaceEngine().fit(a), article_frame, n_draws=20, seed=1), article_frame,
                        by=by)
-    from_rows, _ = add_comparisons(est, rows, article_frame, a.design, a.family)
-    from_cells, _ = add_comparisons(est, grouped, article_frame, b.design, b.family)
+    from_rows, _ = add_comparisons(est, rows, article_frame, a.design)
+    from_cells, _ = add_comparisons(est, grouped, article_frame, b.design)
     cols = ["raw_mean", "raw_n", "raked_mean"]
     pd.testing.assert_frame_equal(from_rows.table[cols], from_cells.table[cols], check_exact=False, rtol=1e-10)
     if by is None:  # overall, raking to the class margin is simple poststratification

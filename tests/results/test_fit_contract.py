@@ -83,3 +83,40 @@ def test_save_load_and_poststratify_again_bit_for_bit(fits, engine, tmp_path):
     assert loaded.problems() == fit.problems()
     assert loaded.design.fixed_names == fit.design.fixed_names
     assert loaded.design.group_names == fit.design.group_names
+
+
+def test_a_posterior_repeats_its_predictions_without_a_seed(fits):
+    """The seed rule: a fit from a seeded sampler gives cell_draws its seed (sampler's + 1)."""
+    frame = frame_for("bayes")
+    first, second = (all_draws(cell_draws(fits["bayes"], frame)) for _ in range(2))
+    np.testing.assert_array_equal(first, second)
+    assert fits["bayes"].draw_seed == fits["bayes"].engine.seed + 1 and fits["laplace"].draw_seed is None
+
+
+def test_category_columns_of_numbers_or_text_are_saved(tmp_path, article_survey, article_frame):
+    data = article_survey.assign(klass=pd.Categorical(article_survey["class"]),
+                                 letter=pd.Categorical(article_survey["class"].map(dict(zip(range(1, 6), "abcde")))))
+    frame = Frame(article_frame.data.assign(klass=article_frame.data["class"],
+                                            letter=article_frame.data["class"].map(dict(zip(range(1, 6), "abcde")))),
+                  "N")
+    fit = LaplaceEngine().fit(prepare(Survey(data, "response"), frame, "response ~ (1|klass) + (1|letter)")[0])
+    save_fit(fit, tmp_path / "c.fit")
+    loaded = load_fit(tmp_path / "c.fit")
+    pd.testing.assert_frame_equal(loaded.cells.table, fit.cells.table)
+    np.testing.assert_array_equal(cell_draws(loaded, frame, seed=1).point, cell_draws(fit, frame, seed=1).point)
+
+
+def test_damaged_or_unwritable_files_are_named(fits, tmp_path):
+    from misterp import MisterpInputError
+
+    path = tmp_path / "m.fit"
+    save_fit(fits["laplace"], path)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["fit.cov"] = arrays["fit.cov"][:3, :3]
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(MisterpInputError, match="is damaged"):
+        load_fit(path)
+    with pytest.raises(MisterpInputError, match="Cannot write the fit file"):
+        save_fit(fits["glm"], tmp_path / "no" / "such" / "folder.fit")

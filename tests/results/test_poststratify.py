@@ -4,7 +4,6 @@ import pytest
 
 from misterp import CellDraws, Frame, Survey, poststratify, prepare
 from misterp.model.cells import cell_proportions
-from misterp.model.family import BINOMIAL
 from misterp.results.draws import LinearDraws
 
 
@@ -30,7 +29,7 @@ def test_chunked_draws_equal_unchunked():
     rng = np.random.default_rng(0)
     frame = Frame(pd.DataFrame({"g": np.repeat(["a", "b", "c"], 20), "k": np.tile(np.arange(20), 3),
                                 "N": rng.integers(0, 50, 60)}), "N")
-    draws = LinearDraws(rng.normal(size=(300, 4)), rng.normal(size=(60, 4)), np.zeros(60), BINOMIAL)
+    draws = LinearDraws(rng.normal(size=(300, 4)), rng.normal(size=(60, 4)), np.zeros(60))
     cells = CellDraws(point=rng.uniform(size=60), draws=draws, method="test")
     small = poststratify(cells, frame, by="g", chunk_size=7)
     whole = poststratify(cells, frame, by="g", chunk_size=10_000)
@@ -51,7 +50,7 @@ def test_posterior_sized_draws_stay_chunked(cces_frame):
     matrix[:, 0] = 1.0
     matrix[:, 1] = cces_frame.data["male"].to_numpy()
     matrix[:, 2] = (cces_frame.data["eth"] == "White").to_numpy()
-    draws = LinearDraws(rng.normal(0, 0.3, size=(4000, 3)), matrix, np.zeros(n_cells), BINOMIAL)
+    draws = LinearDraws(rng.normal(0, 0.3, size=(4000, 3)), matrix, np.zeros(n_cells))
     chunks = sum(1 for _ in draws.chunks(256))
     assert chunks > 1
     cells = CellDraws(point=np.full(n_cells, 0.5), draws=draws, method="posterior")

@@ -108,10 +108,11 @@ def _fit(args) -> int:
     if args.save_fit:
         save_fit(model, args.save_fit)
         notes.append(f"saved the fit to {args.save_fit}")
-    # a Bayesian run is reproducible without --seed (seed 0), its sampler and its draws alike
-    seed = 0 if args.seed is None and args.engine == "bayes" else args.seed
+    # a fit whose engine was seeded with --seed (the sampler) derives its draws' seed from it
+    seed = args.seed if model.draw_seed is None else None
     estimate = poststratify(cell_draws(model, frame, seed=seed), frame, by=args.by)
-    estimate, compare_notes = add_comparisons(estimate, survey, frame, cells.design, cells.family, args.drop_missing)
+    estimate, compare_notes = add_comparisons(estimate, survey, frame, cells.design, args.drop_missing,
+                                              family=cells.family)
     notes += compare_notes
     cover = coverage(cells.table, frame, formula.predictors)
     notes.append(f"{cells.n_respondents} respondents in {cells.n_cells} cells; frame of "
@@ -161,7 +162,11 @@ def _report(estimate, notes: list[str], out: str | None) -> None:
     for note in notes:
         print(f"misterp: {note}", file=sys.stderr)
     if out:
-        estimate.table.to_csv(out, index=False)
+        try:
+            estimate.table.to_csv(out, index=False)
+        except OSError as e:
+            raise MisterpInputError(f"Cannot write the table to {out!r}: {e.strerror}. Check that its folder "
+                                    "exists and is writable.") from None
         print(f"misterp: wrote {len(estimate.table)} row(s) to {out}", file=sys.stderr)
     else:
         print(estimate.table.to_string(index=False))
@@ -177,8 +182,7 @@ def _poststratify(args) -> int:
     model = load_fit(args.fit)
     frame = read_frame(args.frame, args.count, join=args.join)
     check_frame(model.cells, frame)
-    seed = 0 if args.seed is None and model.kind == "bayes" else args.seed  # as at fit time
-    _report(poststratify(cell_draws(model, frame, seed=seed), frame, by=args.by), [], args.out)
+    _report(poststratify(cell_draws(model, frame, seed=args.seed), frame, by=args.by), [], args.out)
     return 0
 
 

@@ -204,7 +204,7 @@ def run_states_example(seed: int = 1, n: int = 1200) -> dict:
         warnings.simplefilter("ignore", MisterpWarning)
         fit = LaplaceEngine().fit(cells)
     estimate = poststratify(CellDraws(point=fit.predict(sim.frame.data)), sim.frame, by="state")
-    estimate, _ = add_comparisons(estimate, survey, sim.frame, cells.design, cells.family)
+    estimate, _ = add_comparisons(estimate, survey, sim.frame, cells.design, family=cells.family)
     table = estimate.table
     data = sim.frame.data
     table["truth"] = (data["truth"] * data["N"]).groupby(data["state"]).sum().to_numpy() / table["population"]

@@ -299,6 +299,11 @@ class BayesFit(Fit):
                              "sd": np.median(self._sigma(), axis=0)})
 
     # -- the Fit protocol --------------------------------------------------------
+    @property
+    def draw_seed(self) -> int:
+        """The sampler's seed + 1: the unseen levels' draws repeat, on a stream of their own."""
+        return self.engine.seed + 1
+
     def point_coef(self) -> np.ndarray:
         """Posterior means of the coefficients (the cell predictions themselves average the draws')."""
         return np.concatenate([self.coef_draws(), self.b_draws()], axis=1).mean(axis=0)

@@ -153,7 +153,7 @@ def _refit_block(fit: MixedFit, response: np.ndarray, statistic, hessian: np.nda
             st = pirls(one, params[i:i + 1], u[i:i + 1])
             sim = cells.with_stats({**cells.stats, cells.family.response: response[i]})
             refit = MixedFit(sim, params[i, :T], params[i, T:], u[i], float(st.objective[0]), {"converged": True},
-                             joint_covariance(one, st), fit.singular_tol)
+                             joint_covariance(one, st), singular_tol=fit.singular_tol)
             stats[i] = np.atleast_1d(np.asarray(statistic(refit), dtype=float))
     b = params[:, :T][:, prob.term_of_level] * u
     coef = np.hstack([params[:, T:], b])

@@ -77,6 +77,12 @@ class Fit:
     cells: Cells
 
     @property
+    def draw_seed(self) -> int | None:
+        """The seed of ``cell_draws`` when none is given: None (fresh entropy) for fits made
+        without one; a fit from a seeded sampler gives one, so its predictions repeat."""
+        return None
+
+    @property
     def design(self):
         return self.cells.design
 

@@ -69,5 +69,6 @@ def ensure_jax(float64: bool, chains: int) -> None:
             f"JAX runs this process in {have} (jax_enable_x64 is process-wide, set at the first Bayesian fit "
             f"or by you), and this fit asks for {want} (float64={float64}). misterp does not change JAX's "
             f"settings once made: run this fit in a new process, or set jax_enable_x64 yourself before any "
-            "fit (with MISTERP_CONFIGURE_JAX=0 or leave_jax_alone())."
+            "fit (with MISTERP_CONFIGURE_JAX=0 or leave_jax_alone()); from the command line, "
+            f"JAX_ENABLE_X64={int(float64)} in the environment does it."
         )

@@ -18,7 +18,7 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -93,7 +93,7 @@ class MixedFit(Fit):
     objective: float
     info: dict
     cov: np.ndarray
-    singular_tol: float = SINGULAR_TOL
+    singular_tol: float = field(default=SINGULAR_TOL, kw_only=True)
 
     kind = "laplace"
     method = "normal-approx"
@@ -197,7 +197,7 @@ class MixedFit(Fit):
     @classmethod
     def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "MixedFit":
         return cls(cells, arrays["theta"], arrays["beta"], arrays["u"], meta["objective"], meta["info"],
-                   arrays["cov"], meta["singular_tol"])
+                   arrays["cov"], singular_tol=meta["singular_tol"])
 
     def summary(self) -> str:
         """A short lme4-style printout."""

@@ -3,7 +3,7 @@ mean, and the raking estimate (survey weights raked to the frame's margins).
 
 Example
 -------
->>> est = add_comparisons(estimate, survey, frame, cells.design, cells.family)   # doctest: +SKIP
+>>> est = add_comparisons(estimate, survey, frame, cells.design, family=cells.family)   # doctest: +SKIP
 >>> est.table[["state", "estimate", "raw_mean", "raw_n", "raked_mean"]]   # doctest: +SKIP
 """
 
@@ -19,7 +19,7 @@ from ..data.raking import rake
 from ..data.survey import Survey
 from ..errors import MisterpInputError
 from ..model.design import Design
-from ..model.family import Family
+from ..model.family import DEFAULT_FAMILY, Family
 from .estimate import Estimate
 
 
@@ -73,8 +73,8 @@ def raking_weights(survey: Survey, frame: Frame, margins: list[str], tol: float 
     return rake(base, codes, targets, tol=tol, names=margins), notes
 
 
-def add_comparisons(estimate: Estimate, survey: Survey, frame: Frame, design: Design, family: Family,
-                    drop_missing: bool = False) -> tuple[Estimate, list[str]]:
+def add_comparisons(estimate: Estimate, survey: Survey, frame: Frame, design: Design, drop_missing: bool = False,
+                    *, family: Family = DEFAULT_FAMILY) -> tuple[Estimate, list[str]]:
     """``estimate`` with, per group, ``raw_mean``, ``raw_n``, ``weighted_mean`` (with design
     weights) and ``raked_mean``; and notes on what could not be computed.
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..data.frame import Frame
 from ..engines.fit import Fit
-from ..model.family import Family
+from ..model.family import DEFAULT_FAMILY, Family
 
 CHUNK = 256  # draws turned into cell predictions at a time
 
@@ -51,7 +51,7 @@ class LinearDraws:
     coef: np.ndarray
     matrix: object
     offset: np.ndarray
-    family: Family
+    family: Family = DEFAULT_FAMILY
 
     @property
     def n_draws(self) -> int:
@@ -78,25 +78,25 @@ class CellDraws:
         Simulation, posterior or bootstrap draws.
     method : str
         How ``draws`` were made; the interval's label starts with it.
-    interval : str, optional
-        The interval these predictions call for ("draws", "quantile",
-        "delta"); by default "draws" when there are draws, else "delta" when
-        the delta pieces are there, else "none".
     se : (n_cells,) array, optional
         Response-scale standard errors of ``point`` (``predict(se.fit = TRUE)``).
     delta : (jacobian (n_cells, k), cov (k, k)), optional
         For the delta-method sd of a poststratified mean.
     unseen : dict
         Grouping term -> levels in the frame that the survey never saw.
+    interval : str, optional
+        The interval these predictions call for ("draws", "quantile",
+        "delta"); by default "draws" when there are draws, else "delta" when
+        the delta pieces are there, else "none".
     """
 
     point: np.ndarray
     draws: LinearDraws | None = None
     method: str = "none"
-    interval: str | None = None
     se: np.ndarray | None = None
     delta: tuple | None = None
     unseen: dict = field(default_factory=dict)
+    interval: str | None = None
 
     @property
     def default_interval(self) -> str:
@@ -118,7 +118,9 @@ def cell_draws(fit: Fit, frame: Frame, *, n_draws: int | None = None, seed=None)
         draws for laplace, every refit, every posterior draw, none for glm).
     seed : int or numpy Generator, optional
         Seeds the normal-approximation draws and the new effects of unseen
-        levels; None draws fresh entropy, as numpy does.
+        levels. By default the fit's ``draw_seed``: a Bayesian fit's sampler
+        seed + 1, so its predictions repeat; otherwise fresh entropy, as
+        numpy gives.
 
     Returns
     -------
@@ -130,8 +132,10 @@ def cell_draws(fit: Fit, frame: Frame, *, n_draws: int | None = None, seed=None)
     design, family = fit.design, fit.family
     matrix, extra_term, unseen = design.linear_map(frame.data, unseen=fit.unseen)
     offset = design.offset(frame.data)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(fit.draw_seed if seed is None else seed)
     params = fit.parameter_draws(n_draws, rng)
+    if fit.point == "mean" and (params is None or len(params.coef) == 0):
+        raise ValueError("this fit's point prediction is the mean of its draws; ask for at least one draw")
     draws = None
     if params is not None:
         new = params.sd[:, extra_term] * rng.standard_normal((len(params.coef), len(extra_term)))

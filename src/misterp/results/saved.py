@@ -55,8 +55,12 @@ def save_fit(fit: Fit, path) -> None:
             "stats": list(cells.stats), "fit": fit_meta}
     arrays.update({f"cells.stats.{k}": np.asarray(v) for k, v in cells.stats.items()})
     arrays.update({f"fit.{k}": np.asarray(v) for k, v in fit_arrays.items()})
-    with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a path
-        np.savez(f, meta=np.array(json.dumps(meta, default=_plain)), **arrays)
+    try:
+        with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a path
+            np.savez(f, meta=np.array(json.dumps(meta, default=_plain)), **arrays)
+    except OSError as e:
+        raise MisterpInputError(f"Cannot write the fit file {str(path)!r}: {e.strerror}. Check that its folder "
+                                "exists and is writable.") from None
 
 
 def load_fit(path) -> Fit:
@@ -92,10 +96,24 @@ def load_fit(path) -> Fit:
         stats = {k: arrays[f"cells.stats.{k}"] for k in meta["stats"]}
         cells = Cells.build(parse_formula(meta["formula"]), table, stats, family, meta["row_constant"])
         fit_arrays = {k[len("fit."):]: v for k, v in arrays.items() if k.startswith("fit.")}
-        return KINDS[meta["kind"]].from_saved_state(cells, meta["fit"], fit_arrays)
-    except (KeyError, TypeError, ValueError) as e:
+        fit = KINDS[meta["kind"]].from_saved_state(cells, meta["fit"], fit_arrays)
+        _check_shapes(fit)
+        return fit
+    except (KeyError, TypeError, ValueError, IndexError, np.linalg.LinAlgError) as e:
         raise MisterpInputError(f"The fit file {str(path)!r} is damaged ({type(e).__name__}: {e}); "
                                 "fit the model again.") from None
+
+
+def _check_shapes(fit: Fit) -> None:
+    """Raise ValueError unless the fit's arrays fit its design (a damaged file can hold any shapes)."""
+    design = fit.design
+    k = len(design.fixed_names) + int(design.n_levels.sum())
+    draws = fit.parameter_draws(2, np.random.default_rng(0))
+    cov = fit.coef_cov()
+    shapes = [fit.point_coef().shape == (k,), cov is None or cov.shape == (k, k),
+              draws is None or (draws.coef.shape[1:] == (k,) and draws.sd.shape[1:] == (len(design.n_levels),))]
+    if not all(shapes):
+        raise ValueError(f"its arrays do not match the model's {k} coefficients")
 
 
 def _table_arrays(table: pd.DataFrame) -> tuple[list[dict], dict]:
@@ -105,27 +123,29 @@ def _table_arrays(table: pd.DataFrame) -> tuple[list[dict], dict]:
         column = table[name]
         key = f"cells.table.{i}"
         if isinstance(column.dtype, pd.CategoricalDtype):
-            categories = column.cat.categories
-            _require_text(name, categories)
-            specs.append({"name": name, "kind": "category", "categories": [str(c) for c in categories],
-                          "ordered": bool(column.cat.ordered)})
+            categories = pd.Series(column.cat.categories)
+            specs.append({"name": name, "kind": "category", "ordered": bool(column.cat.ordered)})
             arrays[key] = column.cat.codes.to_numpy()
+            arrays[f"{key}.categories"] = _plain_array(name, categories)
         elif pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
             specs.append({"name": name, "kind": "array"})
             arrays[key] = column.to_numpy()
         else:
-            _require_text(name, column)
             specs.append({"name": name, "kind": "text", "dtype": str(column.dtype)})
-            arrays[key] = column.to_numpy().astype(str)
+            arrays[key] = _plain_array(name, column)
     return specs, arrays
 
 
-def _require_text(name, values) -> None:
-    if not all(isinstance(v, str) for v in values):
-        kinds = sorted({type(v).__name__ for v in values})
-        raise MisterpInputError(
-            f"Column {name!r} mixes value types {kinds}, which a saved fit cannot store faithfully. "
-            f"Make it one type (for example data[{name!r}].astype(str)) and fit again.")
+def _plain_array(name, values: pd.Series) -> np.ndarray:
+    """Numbers as they are, text as text; anything else cannot be stored without pickling."""
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return values.to_numpy()
+    if all(isinstance(v, str) for v in values):
+        return values.to_numpy().astype(str)
+    kinds = sorted({type(v).__name__ for v in values})
+    raise MisterpInputError(
+        f"Column {name!r} holds values of type {', '.join(kinds)}, which a saved fit stores only as numbers "
+        f"or text. Convert it before fitting (for example data[{name!r}].astype(str)).")
 
 
 def _table_from_arrays(specs: list[dict], arrays: dict) -> pd.DataFrame:
@@ -133,7 +153,9 @@ def _table_from_arrays(specs: list[dict], arrays: dict) -> pd.DataFrame:
     for i, spec in enumerate(specs):
         values = arrays[f"cells.table.{i}"]
         if spec["kind"] == "category":
-            columns[spec["name"]] = pd.Categorical.from_codes(values, spec["categories"], ordered=spec["ordered"])
+            categories = arrays[f"cells.table.{i}.categories"]
+            categories = categories.astype(object) if categories.dtype.kind == "U" else categories
+            columns[spec["name"]] = pd.Categorical.from_codes(values, categories, ordered=spec["ordered"])
         elif spec["kind"] == "text":
             columns[spec["name"]] = pd.Series(values, dtype=object).astype(spec["dtype"])
         else:
