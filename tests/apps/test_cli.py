@@ -229,3 +229,27 @@ def test_saved_bayes_fit_reproduces_its_table_with_unseen_levels(files, capsys):
     a, b = pd.read_csv(first), pd.read_csv(second)
     pd.testing.assert_frame_equal(a[b.columns], b, check_exact=True)
     assert b["sd"].iloc[-1] > 2 * b["sd"].iloc[0]  # class 6: the population level plus a new effect
+
+
+def test_poisson_counts_with_an_exposure(tmp_path, capsys):
+    """--family poisson --exposure years: lme4's fit; a frame carrying each cell's exposure gives the rate."""
+    from conftest import FIXTURES
+
+    ref = pd.read_csv(FIXTURES / "poisson_glmer_scalars.csv").set_index("name")["value"]
+    frame = pd.read_csv(FIXTURES / "poisson_frame.csv")
+    per_person, with_exposure = tmp_path / "f1.csv", tmp_path / "f2.csv"
+    frame.drop(columns=["years", "person_years"]).to_csv(per_person, index=False)
+    frame.drop(columns="years").rename(columns={"person_years": "years"}).to_csv(with_exposure, index=False)
+    common = ["fit", "--survey", FIXTURES / "poisson_survey.csv", "--count", "N", "--family", "poisson",
+              "--exposure", "years", "--formula", "visits ~ male + (1|state) + (1|age)", "--seed", "1"]
+    code, out, err = run(capsys, *common, "--frame", per_person)
+    assert code == 0, err
+    assert abs(float(out.splitlines()[1].split()[0]) - ref["overall"]) < 1e-4
+    code, out, err = run(capsys, *common, "--frame", with_exposure, "--save-fit", tmp_path / "p.fit")
+    assert code == 0 and "weighted by the frame's exposure 'years'" in err
+    assert abs(float(out.splitlines()[1].split()[0]) - ref["rate"]) < 1e-4
+    code, out, err = run(capsys, "poststratify", "--fit", tmp_path / "p.fit", "--frame", with_exposure, "--count", "N",
+                         "--exposure", "years")
+    assert code == 0 and abs(float(out.splitlines()[1].split()[0]) - ref["rate"]) < 1e-4
+    err = bad(capsys, *common[:-6], "--family", "binomial", "--formula", "visits ~ (1|state)", "--frame", per_person)
+    assert "use --family poisson" in err or "goes with a count outcome" in err

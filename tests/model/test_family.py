@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.special import gammaln
 
 from misterp.model.family import BINOMIAL, RowOutcome, family_named
 
@@ -81,6 +82,30 @@ def test_binomial_family_pieces_agree():
     assert sim[BINOMIAL.response].shape == (4, 30) and np.all(sim[BINOMIAL.response] <= stats["trials"])
 
 
+def test_poisson_family_pieces_agree():
+    from misterp.model.family import POISSON
+
+    rng = np.random.default_rng(1)
+    stats = {"count": rng.poisson(3.0, 40).astype(float), "exposure": rng.uniform(0.5, 2.0, 40),
+             "respondents": np.ones(40)}
+    eta = rng.normal(0.5, 0.3, 40)
+    mu, w, r, dw = POISSON.working(stats, eta)
+    h = 1e-6
+    np.testing.assert_allclose((POISSON.loglik(stats, eta + h) - POISSON.loglik(stats, eta - h)) / (2 * h), r,
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(w, stats["exposure"] * POISSON.mean(eta))
+    np.testing.assert_allclose(dw, w)
+    # the cell kernel plus the rows' constant is the rows' Poisson log-likelihood
+    from scipy.stats import poisson
+
+    rows = RowOutcome(stats["count"], np.ones(40), float(np.sum(stats["count"] * np.log(stats["exposure"])
+                                                                - gammaln(stats["count"] + 1))))
+    total = POISSON.loglik(stats, eta).sum() + rows.constant
+    assert total == pytest.approx(poisson.logpmf(stats["count"], stats["exposure"] * np.exp(eta)).sum(), rel=1e-12)
+    sim = POISSON.simulate(stats, np.tile(mu, (3, 1)), rng)
+    assert sim["count"].shape == (3, 40) and np.all(sim["count"] == np.round(sim["count"]))
+
+
 def test_rows_given_as_cells_keep_their_constant():
     import pandas as pd
 
@@ -96,5 +121,5 @@ def test_unknown_family_is_named():
     from misterp import MisterpInputError
 
     assert family_named("binomial") is BINOMIAL
-    with pytest.raises(MisterpInputError, match="Unknown family 'poisson'"):
-        family_named("poisson")
+    with pytest.raises(MisterpInputError, match="Unknown family 'negbin'"):
+        family_named("negbin")

@@ -51,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--trials", metavar="COL",
                      help="survey given as cells: COL holds each row's respondents and the outcome its successes")
     fit.add_argument("--weights", metavar="COL", help="survey design weights (for the weighted comparison)")
+    fit.add_argument("--family", choices=["binomial", "poisson"], default="binomial",
+                     help="the outcome's family: binomial (0/1 answers, logit) or poisson (counts, log)")
+    fit.add_argument("--exposure", metavar="COL",
+                     help="poisson: each survey row's exposure (time observed); when the frame has COL too, "
+                          "cells are weighted by it and the estimate is a rate per unit of exposure")
     fit.add_argument("--engine", choices=["glm", "laplace", "bayes"], default="laplace")
     bayes = fit.add_argument_group("bayes engine (rstanarm's stan_glmer defaults)")
     bayes.add_argument("--chains", type=int, default=4)
@@ -81,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument("--join", action="append", default=[], metavar="FILE",
                       help="group-level predictors joined onto the frame; repeatable")
     post.add_argument("--out", help="write the estimate table to this CSV file")
+    post.add_argument("--exposure", metavar="COL",
+                      help="weight cells by the frame's exposure column COL: a count model's estimate becomes a rate")
     post.add_argument("--seed", type=int, default=None,
                       help="seed of the normal-approximation draws and of unseen levels' draws")
     post.add_argument("--no-progress", action="store_true",
@@ -93,6 +100,7 @@ def _fit(args) -> int:
     from ..data.frame import read_frame
     from ..data.survey import read_survey
     from ..model.cells import prepare
+    from ..model.family import family_named
     from ..model.formula import parse_formula
     from ..results.compare import add_comparisons
     from ..results.draws import cell_draws
@@ -101,16 +109,19 @@ def _fit(args) -> int:
 
     formula = parse_formula(args.formula)
     survey = read_survey(args.survey, formula.response, weights=args.weights, join=args.join, trials=args.trials,
-                         recode=args.map)
+                         exposure=args.exposure, recode=args.map)
     frame = read_frame(args.frame, args.count, join=args.join)
-    cells, notes = prepare(survey, frame, formula, drop_missing=args.drop_missing)
+    cells, notes = prepare(survey, frame, formula, drop_missing=args.drop_missing, family=family_named(args.family))
     model = _fit_model(args, cells, notes)
     if args.save_fit:
         save_fit(model, args.save_fit)
         notes.append(f"saved the fit to {args.save_fit}")
     # a fit whose engine was seeded with --seed (the sampler) derives its draws' seed from it
     seed = args.seed if model.draw_seed is None else None
-    estimate = poststratify(cell_draws(model, frame, seed=seed), frame, by=args.by)
+    weight = args.exposure if args.exposure and args.exposure in frame.data.columns else None
+    if weight:
+        notes.append(f"cells weighted by the frame's exposure {weight!r}: the estimate is a rate per unit of it")
+    estimate = poststratify(cell_draws(model, frame, seed=seed), frame, by=args.by, weight=weight)
     estimate, compare_notes = add_comparisons(estimate, survey, frame, cells.design, args.drop_missing,
                                               family=cells.family)
     notes += compare_notes
@@ -182,7 +193,8 @@ def _poststratify(args) -> int:
     model = load_fit(args.fit)
     frame = read_frame(args.frame, args.count, join=args.join)
     check_frame(model.cells, frame)
-    _report(poststratify(cell_draws(model, frame, seed=args.seed), frame, by=args.by), [], args.out)
+    estimate = poststratify(cell_draws(model, frame, seed=args.seed), frame, by=args.by, weight=args.exposure)
+    _report(estimate, [], args.out)
     return 0
 
 

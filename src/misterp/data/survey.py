@@ -41,12 +41,15 @@ class Survey:
     trials : str, optional
         For a survey given as cells: the column of respondents per row
         (lme4's ``cbind(successes, trials - successes)``).
+    exposure : str, optional
+        For a count outcome: the time each row was observed (its person-time).
     """
 
     data: pd.DataFrame
     outcome: str
     weights: str | None = None
     trials: str | None = None
+    exposure: str | None = None
 
     def __post_init__(self):
         data = self.data
@@ -71,7 +74,7 @@ class Survey:
         error naming the rows (1-based, as in the file after its header).
         """
         cols = [c for c in columns if c in self.data.columns]
-        cols += [c for c in (self.weights, self.trials) if c and c not in cols]
+        cols += [c for c in (self.weights, self.trials, self.exposure) if c and c not in cols]
         rows = missing_rows(self.data, cols)
         if len(rows) == 0:
             return self, 0
@@ -93,13 +96,13 @@ class Survey:
 
 
 def read_survey(source, outcome: str, *, weights: str | None = None, trials: str | None = None,
-                join=(), recode=None) -> Survey:
+                exposure: str | None = None, join=(), recode=None) -> Survey:
     """A :class:`Survey` from a CSV or Parquet path (or a DataFrame, copied).
 
     Parameters
     ----------
     source : path or DataFrame
-    outcome, weights, trials : str
+    outcome, weights, trials, exposure : str
         As in :class:`Survey`.
     join : table or list of tables, optional
         Group-level predictors joined on by their shared key columns
@@ -113,4 +116,4 @@ def read_survey(source, outcome: str, *, weights: str | None = None, trials: str
         data = recode_columns(data, recode)
     for table in as_tables(join):
         data = join_table(data, table, "survey")
-    return Survey(data, outcome, weights, trials)
+    return Survey(data, outcome, weights, trials, exposure)

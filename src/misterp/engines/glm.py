@@ -38,7 +38,8 @@ class GlmEngine:
             )
         beta, cov, converged = irls(cells.X, cells.stats, cells.offset, cells.family, self.tol, self.max_iter)
         eta = cells.offset + cells.X @ beta
-        loglik = float(cells.family.loglik(cells.stats, eta).sum())
+        # R's logLik on the input rows: the cells' kernel plus the rows' constant
+        loglik = float(cells.family.loglik(cells.stats, eta, constant=False).sum()) + cells.row_constant
         fit = GlmFit(cells, beta, cov, loglik, converged)
         fit.warn_problems()
         return fit

@@ -100,7 +100,7 @@ def collapse(survey: Survey, formula, family: Family = DEFAULT_FAMILY) -> Cells:
         )
     data = survey.data
     require_columns(data, formula.columns, "survey")
-    rows = family.rows(data, formula, survey.trials)
+    rows = family.rows(data, formula, trials=survey.trials, exposure=survey.exposure)
     predictors = formula.predictors
     if predictors:
         levels, codes = Levels.learn(data, predictors)

@@ -29,6 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..data.checks import unseen_fixed_level
+from ..data.tables import describe_rows
 from ..errors import MisterpInputError
 from .formula import Formula
 
@@ -248,10 +249,18 @@ class Design:
         return sp.hstack([sp.csr_matrix(X), Z]).tocsr(), np.asarray(extra_term, dtype=int), labels
 
     def offset(self, data: pd.DataFrame) -> np.ndarray:
-        """The offset column, or zeros; shape (n_rows,)."""
-        if self.formula.offset is None:
+        """The offset column (its log for ``offset(log(col))``), or zeros; shape (n_rows,)."""
+        col = self.formula.offset
+        if col is None:
             return np.zeros(len(data))
-        return pd.to_numeric(data[self.formula.offset]).to_numpy(float)
+        values = pd.to_numeric(data[col], errors="coerce").to_numpy(float)
+        bad = ~np.isfinite(values) | ((values <= 0) if self.formula.offset_log else False)
+        if bad.any():
+            need = "positive numbers (an exposure, under log())" if self.formula.offset_log else "finite numbers"
+            raise MisterpInputError(
+                f"The offset column {col!r} must hold {need}, but rows {describe_rows(np.flatnonzero(bad) + 1)} "
+                f"hold {sorted(set(data[col][bad].astype(str)))[:5]}. Fix those values or drop those rows.")
+        return np.log(values) if self.formula.offset_log else values
 
 
 def _term_names(term, categorical, full_first: bool) -> list[str]:

@@ -5,8 +5,8 @@ through the :class:`Family` protocol: how respondent rows become cell
 statistics, the mean function, IRLS/PIRLS working weights and residuals,
 the log-likelihood, simulation and the NumPyro likelihood. A gaussian family
 (cell statistics n, sum y, sum y^2) or a multinomial one is a new class here,
-not an edit of every engine. The binomial-logit family is the one MRP needs
-first.
+not an edit of every engine. Two families are here: binomial (logit) for
+yes/no answers, and poisson (log) for counts with an exposure.
 
 Example
 -------
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, gammaln
 
-from ..data.tables import require_columns
+from ..data.tables import describe_rows, require_columns
 from ..errors import MisterpInputError
 from .formula import Formula
 
@@ -42,12 +42,29 @@ class RowOutcome(NamedTuple):
         Respondents behind the row (1 for a respondent).
     constant : float
         The likelihood's constant over the input rows that the cells do not
-        carry (binomial: sum of log C(n_i, s_i)); lme4's logLik includes it.
+        carry (binomial: sum of log C(n_i, s_i); poisson: sum of
+        y_i log e_i - log y_i!); lme4's logLik includes it.
+    exposure : (n_rows,) array, optional
+        The row's exposure summed into its cell (a count family's
+        person-time); by default its respondents.
+    per_unit : (n_rows,) array, optional
+        What the row's raw mean is per: its exposure, also when an
+        ``offset(log(e))`` carries it into the model instead.
     """
 
     total: np.ndarray
     count: np.ndarray
     constant: float
+    exposure: np.ndarray | None = None
+    per_unit: np.ndarray | None = None
+
+    @property
+    def denominator(self) -> np.ndarray:
+        """What a raw mean divides by: the row's exposure, else its respondents."""
+        for values in (self.per_unit, self.exposure):
+            if values is not None:
+                return values
+        return self.count
 
 
 class Family(Protocol):
@@ -58,7 +75,8 @@ class Family(Protocol):
     stats: tuple[str, ...]
     response: str  # the statistic a simulation redraws; the others stay fixed
 
-    def rows(self, data: pd.DataFrame, formula: Formula, trials: str | None = None) -> RowOutcome: ...
+    def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
+             exposure: str | None = None) -> RowOutcome: ...
     def cell_stats(self, rows: RowOutcome, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]: ...
     def check_cell_stats(self, stats: dict, response: str) -> None: ...
     def count(self, stats: dict) -> np.ndarray: ...
@@ -86,9 +104,14 @@ class Binomial:
     response: str = "successes"
 
     # -- respondents -> cells ------------------------------------------------
-    def rows(self, data: pd.DataFrame, formula: Formula, trials: str | None = None) -> RowOutcome:
+    def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
+             exposure: str | None = None) -> RowOutcome:
         """Successes and trials of each row: 0/1 answers, ``cbind(s, n - s)``,
         ``cbind(s, f)``, or successes with a trials column (``--trials``)."""
+        if exposure:
+            raise MisterpInputError(
+                f"An exposure column ({exposure!r}) goes with a count outcome; fit counts with --family poisson "
+                "(family=POISSON in Python), or drop --exposure.")
         y = data[formula.response]
         if formula.failures:
             failures = pd.to_numeric(data[formula.failures], errors="coerce").to_numpy(float)
@@ -112,7 +135,7 @@ class Binomial:
             raise MisterpInputError(
                 f"Outcome column {column!r} must hold only 0 and 1, but it has "
                 f"{int(bad.sum())} other value(s), such as {values}. Recode it to 0/1 "
-                "(for example yes -> 1, no -> 0) before fitting."
+                "(for example yes -> 1, no -> 0) before fitting; for a count outcome, use --family poisson."
             )
 
     @staticmethod
@@ -212,14 +235,144 @@ class Binomial:
                        obs=jnp.asarray(stats["successes"]))
 
 
+@dataclass(frozen=True)
+class Poisson:
+    """Poisson counts with the log link, and an exposure.
+
+    A cell's statistics are ``count`` (the outcome summed over its
+    respondents), ``exposure`` (their summed exposure: person-time, or one
+    per respondent) and ``respondents``. Its mean ``exp(eta)`` is the
+    expected count per unit of exposure; ``offset(log(e))`` in the formula
+    puts a per-row exposure into eta instead, as lme4 does.
+    """
+
+    name: str = "poisson"
+    link: str = "log"
+    stats: tuple[str, ...] = ("count", "exposure", "respondents")
+    response: str = "count"
+
+    # -- respondents -> cells ------------------------------------------------
+    def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
+             exposure: str | None = None) -> RowOutcome:
+        """Counts of each row, with the exposure column's values (ones without one)."""
+        if formula.trials or formula.failures or trials:
+            raise MisterpInputError(
+                "cbind(successes, failures) and --trials describe binomial cells; a count outcome takes one "
+                "column of counts, with --exposure or offset(log(e)) for the time each row was observed.")
+        y = _numbers(data, formula.response)
+        bad = ~(np.isfinite(y) & (y >= 0) & (y == np.round(y)))
+        if bad.any():
+            raise MisterpInputError(
+                f"Outcome column {formula.response!r} must hold counts (whole numbers >= 0) for --family poisson, "
+                f"but rows {describe_rows(np.flatnonzero(bad) + 1)} hold "
+                f"{sorted(set(data[formula.response][bad].astype(str)))[:5]}. Fix those rows.")
+        e = np.ones(len(y))
+        if exposure:
+            require_columns(data, [exposure], "survey", "Name the survey's exposure column (--exposure).")
+            e = _numbers(data, exposure)
+            bad = ~(np.isfinite(e) & (e > 0))
+            if bad.any():
+                raise MisterpInputError(
+                    f"Exposure column {exposure!r} must hold positive numbers (the time each row was observed), "
+                    f"but rows {describe_rows(np.flatnonzero(bad) + 1)} hold "
+                    f"{sorted(set(data[exposure][bad].astype(str)))[:5]}. Fix or drop those rows.")
+        constant = float(np.sum(y * np.log(e)) - np.sum(gammaln(y + 1.0)))
+        per_unit = _numbers(data, formula.offset) if formula.offset_log and not exposure else None
+        return RowOutcome(y, np.ones(len(y)), constant, exposure=e, per_unit=per_unit)
+
+    def cell_stats(self, rows: RowOutcome, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]:
+        """Rows summed by ``cell`` index (n_rows,) into (n_cells,) arrays."""
+        return {"count": np.bincount(cell, weights=rows.total, minlength=n_cells),
+                "exposure": np.bincount(cell, weights=rows.exposure, minlength=n_cells),
+                "respondents": np.bincount(cell, weights=rows.count, minlength=n_cells)}
+
+    def check_cell_stats(self, stats: dict, response: str) -> None:
+        """Raise when every count is 0: nothing to model."""
+        if stats["count"].sum() == 0:
+            raise MisterpInputError(
+                f"The outcome {response!r} is 0 for every one of the {int(stats['respondents'].sum())} respondents, "
+                "so there is nothing to model. Check the outcome column, or the rows selected.")
+
+    @staticmethod
+    def count(stats: dict) -> np.ndarray:
+        """Respondents per cell, (n_cells,)."""
+        return stats["respondents"]
+
+    @staticmethod
+    def observed_mean(stats: dict) -> np.ndarray:
+        """Each cell's raw rate: counts per unit of exposure, (n_cells,)."""
+        return stats["count"] / stats["exposure"]
+
+    # -- link --------------------------------------------------------------
+    @staticmethod
+    def mean(eta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Inverse link: the expected count per unit of exposure (in place with ``out``)."""
+        return np.exp(eta, out=out) if out is not None else np.exp(eta)
+
+    @staticmethod
+    def mean_deriv(eta: np.ndarray) -> np.ndarray:
+        """d mu / d eta = mu."""
+        return np.exp(eta)
+
+    @staticmethod
+    def initial_eta(stats: dict) -> np.ndarray:
+        """R's poisson ``mustart`` (y + 0.1) on the link scale, per unit of exposure."""
+        return np.log((stats["count"] + 0.1) / stats["exposure"])
+
+    # -- likelihood ----------------------------------------------------------
+    @staticmethod
+    def loglik(stats: dict, eta: np.ndarray, constant: bool = True) -> np.ndarray:
+        """Cell log-likelihoods: count * eta - exposure * exp(eta), shape of ``eta``.
+
+        The rest of the row likelihood (sum of y log e - log y!) is not a
+        function of the cell statistics; it is the rows' constant.
+        """
+        return stats["count"] * eta - stats["exposure"] * np.exp(eta)
+
+    @staticmethod
+    def log_constant(stats: dict) -> np.ndarray:
+        """Zero: a count family's constant lives with the rows (``RowOutcome.constant``)."""
+        return np.zeros(np.shape(stats["count"]))
+
+    @staticmethod
+    def working(stats: dict, eta: np.ndarray):
+        """IRLS pieces: (mu, weights m, residual count - m, dW/deta = m), m = exposure * exp(eta)."""
+        mu = np.exp(eta)
+        m = stats["exposure"] * mu
+        return mu, m, stats["count"] - m, m
+
+    @staticmethod
+    def simulate(stats: dict, mu: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """New counts at rates ``mu`` (..., n_cells): a sum of Poisson rows is Poisson."""
+        shape = np.shape(mu)
+        return {"count": rng.poisson(stats["exposure"] * mu).astype(float),
+                "exposure": np.broadcast_to(stats["exposure"], shape),
+                "respondents": np.broadcast_to(stats["respondents"], shape)}
+
+    @staticmethod
+    def numpyro_likelihood(stats: dict, eta) -> None:
+        """The observed site ``y`` of a NumPyro model at linear predictor ``eta`` (n_cells,)."""
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as dist
+
+        rate = jnp.exp(eta + jnp.log(jnp.asarray(stats["exposure"])))
+        numpyro.sample("y", dist.Poisson(rate), obs=jnp.asarray(stats["count"]))
+
+
+def _numbers(data: pd.DataFrame, column: str) -> np.ndarray:
+    return pd.to_numeric(data[column], errors="coerce").to_numpy(float)
+
+
 def log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
     """log C(n, k), elementwise."""
     return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
 
 
 BINOMIAL = Binomial()
+POISSON = Poisson()
 DEFAULT_FAMILY = BINOMIAL  # yes/no survey answers: what MRP models first
-FAMILIES = {BINOMIAL.name: BINOMIAL}
+FAMILIES = {f.name: f for f in (BINOMIAL, POISSON)}
 
 
 def family_named(name: str) -> Family:

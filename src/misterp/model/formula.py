@@ -1,6 +1,7 @@
 """lme4 formula syntax -> fixed terms and grouping terms.
 
 Supported: ``y ~ 1 + x + factor(z) + a:b + a*b + offset(o) + (1|g) + (1|a:b) + (1|a/b)``,
+``offset(log(e))`` for an exposure,
 and ``- 1`` or ``0`` to drop the intercept. Terms with random slopes, such as
 ``(1 + x|g)``, are rejected with a clear message until they are supported; the
 grouping term keeps a tuple of effects so they can come without a redesign.
@@ -67,6 +68,7 @@ class Formula:
     offset: str | None = None
     trials: str | None = None
     failures: str | None = None
+    offset_log: bool = False  # offset(log(col)): the offset is the log of the column
 
     @property
     def outcome_columns(self) -> list[str]:
@@ -148,7 +150,7 @@ def _fixed_factor(text: str, piece: str) -> tuple[str, bool]:
     if m:
         return m.group(1), True
     if "(" in piece:
-        raise _fail(text, f"the term {piece!r} is not supported (use a column, factor(col) or offset(col))")
+        raise _fail(text, f"the term {piece!r} is not supported (use a column, factor(col), offset(col) or offset(log(col)))")
     return _check_name(text, piece), False
 
 
@@ -166,7 +168,7 @@ def parse_formula(text: str) -> Formula:
         pieces = _split_top(rhs, "+-")
     except ValueError as e:
         raise _fail(text, str(e)) from None
-    intercept, fixed, groups, offset = True, [], [], None
+    intercept, fixed, groups, offset, offset_log = True, [], [], None, False
     for position, (sign, piece) in enumerate(pieces):
         if not piece:
             if position == 0 and len(pieces) > 1 and pieces[1][0] == "-":
@@ -180,11 +182,11 @@ def parse_formula(text: str) -> Formula:
         if piece.startswith("(") and piece.endswith(")"):
             groups += _group_terms(text, piece[1:-1].strip())
             continue
-        m = re.fullmatch(rf"offset\(\s*({_NAME})\s*\)", piece)
-        if m:
+        m = re.fullmatch(rf"offset\(\s*(log\(\s*)?({_NAME})\s*(\)\s*)?\)", piece)
+        if m and bool(m.group(1)) == bool(m.group(3)):
             if offset is not None:
                 raise _fail(text, "only one offset() term is allowed")
-            offset = m.group(1)
+            offset, offset_log = m.group(2), bool(m.group(1))
             continue
         if "*" in piece:  # a*b means a + b + a:b
             factors = [_fixed_factor(text, p.strip()) for p in piece.split("*")]
@@ -196,7 +198,8 @@ def parse_formula(text: str) -> Formula:
         fixed.append(FixedTerm(tuple(c for c, _ in factors), tuple(f for _, f in factors)))
     # a*b expansion can repeat terms; keep the first, and order by interaction size as R does
     fixed = sorted(dict.fromkeys(fixed), key=lambda t: len(t.columns))
-    return Formula(text, response, intercept, tuple(fixed), tuple(dict.fromkeys(groups)), offset, trials, failures)
+    return Formula(text, response, intercept, tuple(fixed), tuple(dict.fromkeys(groups)), offset, trials, failures,
+                   offset_log)
 
 
 def _response(text: str, lhs: str) -> tuple[str, str | None, str | None]:

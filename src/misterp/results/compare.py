@@ -78,13 +78,14 @@ def add_comparisons(estimate: Estimate, survey: Survey, frame: Frame, design: De
     """``estimate`` with, per group, ``raw_mean``, ``raw_n``, ``weighted_mean`` (with design
     weights) and ``raked_mean``; and notes on what could not be computed.
 
-    Means are the outcome's totals over its respondents, as the ``family``
-    reads the survey's rows (a row given as cells stands for its respondents).
+    Means are the outcome's totals over its respondents (or their exposure,
+    for a count family), as the ``family`` reads the survey's rows (a row
+    given as cells stands for its respondents).
     """
     survey, _ = survey.complete(design.formula.columns, drop_missing)
     data = survey.data
-    rows = family.rows(data, design.formula, survey.trials)
-    totals, counts = rows.total, rows.count
+    rows = family.rows(data, design.formula, trials=survey.trials, exposure=survey.exposure)
+    totals, counts, denominators = rows.total, rows.count, rows.denominator
     by, table, notes = estimate.by, estimate.table.copy(), []
     if all(c in data.columns for c in by):
         position = _group_of(data, table, by)
@@ -93,24 +94,26 @@ def add_comparisons(estimate: Estimate, survey: Survey, frame: Frame, design: De
         notes.append(f"the survey has no column(s) {[c for c in by if c not in data.columns]}: "
                      "no raw or raked comparisons by group")
 
-    def by_group(weights):
-        """Weighted outcome totals / weighted respondents per group, and the weighted respondents."""
+    def by_group(weights, values=totals):
+        """Weighted outcome totals / weighted denominators per group."""
         if position is None:
-            return np.full(len(table), np.nan), np.zeros(len(table))
+            return np.full(len(table), np.nan)
         ok = position >= 0
-        num = np.bincount(position[ok], weights=(weights * totals)[ok], minlength=len(table))
-        den = np.bincount(position[ok], weights=(weights * counts)[ok], minlength=len(table))
-        return np.divide(num, den, out=np.full(len(table), np.nan), where=den > 0), den
+        num = np.bincount(position[ok], weights=(weights * values)[ok], minlength=len(table))
+        den = np.bincount(position[ok], weights=(weights * denominators)[ok], minlength=len(table))
+        return np.divide(num, den, out=np.full(len(table), np.nan), where=den > 0)
 
-    table["raw_mean"], raw_n = by_group(np.ones(len(data)))
-    table["raw_n"] = raw_n.astype(int)
+    table["raw_mean"] = by_group(np.ones(len(data)))
+    respondents = np.zeros(len(table)) if position is None else np.bincount(
+        position[position >= 0], weights=counts[position >= 0], minlength=len(table))
+    table["raw_n"] = respondents.astype(int)
     if survey.weights:
-        table["weighted_mean"] = by_group(data[survey.weights].to_numpy(float))[0]
+        table["weighted_mean"] = by_group(data[survey.weights].to_numpy(float))
     margins = margin_columns(design, frame)
     try:
         raked, rake_notes = raking_weights(survey, frame, margins, respondents=counts)
         notes += rake_notes
-        table["raked_mean"] = by_group(raked / counts)[0]  # per respondent of each row
+        table["raked_mean"] = by_group(raked / counts)  # per respondent of each row
     except MisterpInputError as e:
         table["raked_mean"] = np.nan
         notes.append(f"no raking estimate: {e}")

@@ -23,18 +23,25 @@ import scipy.sparse as sp
 
 from ..data.frame import Frame
 from ..data.tables import require_columns
+from ..errors import MisterpInputError
 from .draws import CellDraws
 from .estimate import Estimate
 
 
-def group_matrix(frame: Frame, by) -> tuple[pd.DataFrame, sp.csr_matrix, np.ndarray]:
+def group_matrix(frame: Frame, by, weight: str | None = None) -> tuple[pd.DataFrame, sp.csr_matrix, np.ndarray]:
     """Population-weighted aggregation over ``by``.
 
     Returns the group key table (n_groups rows), a sparse (n_groups, n_cells)
-    matrix of weights N_c / N_g (rows of empty groups are zero), and the
-    group populations (n_groups,).
+    matrix of weights w_c / w_g (rows of empty groups are zero), and the
+    group populations (n_groups,). The weights w are the counts N, or the
+    frame's ``weight`` column (a cell's total exposure, for a rate).
     """
     counts = frame.counts
+    if weight is not None:
+        require_columns(frame.data, [weight], "frame", "Name the frame's column of cell weights (exposures).")
+        w = pd.to_numeric(frame.data[weight], errors="coerce").to_numpy(float)
+        if not np.all(np.isfinite(w) & (w >= 0)):
+            raise MisterpInputError(f"The frame's weight column {weight!r} must hold finite numbers >= 0; fix it.")
     if not by:
         codes = np.zeros(len(counts), dtype=np.int64)
         keys = pd.DataFrame(index=[0])
@@ -45,14 +52,16 @@ def group_matrix(frame: Frame, by) -> tuple[pd.DataFrame, sp.csr_matrix, np.ndar
         keys.columns = list(by)
     n_groups = len(keys)
     population = np.bincount(codes, weights=counts, minlength=n_groups)
-    safe = np.where(population > 0, population, 1.0)
-    weights = sp.csr_matrix((counts / safe[codes], (codes, np.arange(len(counts)))),
+    w = counts if weight is None else w
+    total = np.bincount(codes, weights=w, minlength=n_groups)
+    safe = np.where(total > 0, total, 1.0)
+    weights = sp.csr_matrix((w / safe[codes], (codes, np.arange(len(counts)))),
                             shape=(n_groups, len(counts)))
-    return keys.reset_index(drop=True), weights, population
+    return keys.reset_index(drop=True), weights, np.where(total > 0, population, 0.0)
 
 
 def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto",
-                 chunk_size: int = 256) -> Estimate:
+                 chunk_size: int = 256, weight: str | None = None) -> Estimate:
     """Weight cell predictions by frame counts, overall or ``by`` frame columns.
 
     Parameters
@@ -70,6 +79,10 @@ def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto"
         "cell-bounds" is the article's GLM interval: poststratify point -/+ 2 se.
     chunk_size : int
         Draws reduced at a time.
+    weight : str, optional
+        A frame column to weight cells by instead of their counts: each
+        cell's total exposure E_c turns a count model's estimate into the
+        rate sum(E mu) / sum(E). ``population`` still sums the counts.
 
     Returns
     -------
@@ -79,7 +92,7 @@ def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto"
         population 0 and a missing estimate.
     """
     by = [by] if isinstance(by, str) else list(by or [])
-    keys, weights, population = group_matrix(frame, by)
+    keys, weights, population = group_matrix(frame, by, weight)
     estimate = weights @ cells.point
     sd = np.full(len(keys), np.nan)
     lower = upper = sd
