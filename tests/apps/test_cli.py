@@ -253,3 +253,20 @@ def test_poisson_counts_with_an_exposure(tmp_path, capsys):
     assert code == 0 and abs(float(out.splitlines()[1].split()[0]) - ref["rate"]) < 1e-4
     err = bad(capsys, *common[:-6], "--family", "binomial", "--formula", "visits ~ (1|state)", "--frame", per_person)
     assert "use --family poisson" in err or "goes with a count outcome" in err
+
+
+def test_gaussian_outcome_reml_and_ml(tmp_path, capsys):
+    """--family gaussian is lmer (REML; --ml for maximum likelihood); --ml with another family is exit 2."""
+    from conftest import FIXTURES
+
+    common = ["fit", "--survey", FIXTURES / "gaussian_survey.csv", "--frame", FIXTURES / "gaussian_frame.csv",
+              "--count", "N", "--formula", "score ~ male + (1|state) + (1|age)", "--seed", "1"]
+    for flag, tag in (([], "reml"), (["--ml"], "ml")):
+        ref = pd.read_csv(FIXTURES / f"gaussian_lmer_{tag}_scalars.csv").set_index("name")["value"]
+        code, out, err = run(capsys, *common, "--family", "gaussian", *flag)
+        assert code == 0, err
+        assert float(out.splitlines()[1].split()[0]) == pytest.approx(ref["overall"], rel=1e-5)
+    err = bad(capsys, *common, "--family", "poisson", "--ml")
+    assert "--ml chooses maximum likelihood over REML" in err
+    err = bad(capsys, *common)
+    assert "for a continuous outcome, use --family gaussian" in err

@@ -11,11 +11,11 @@ from conftest import FIXTURES
 from misterp import (Frame, GlmEngine, LaplaceEngine, MisterpWarning, Survey, bootstrap, cell_draws, load_fit,
                      poststratify, prepare, save_fit)
 from misterp.engines.bayes import BayesEngine
-from misterp.model.family import BINOMIAL, POISSON
+from misterp.model.family import BINOMIAL, GAUSSIAN, POISSON
 
 LABELS = {"glm": "delta-method ±2sd", "laplace": "normal-approx ±2sd", "bootstrap": "bootstrap ±2sd",
           "bayes": "posterior central 95%"}
-CASES = [(engine, family) for family in ("binomial", "poisson") for engine in LABELS]
+CASES = [(engine, family) for family in ("binomial", "poisson", "gaussian") for engine in LABELS]
 
 
 def article_frame_with_unseen():
@@ -28,15 +28,19 @@ def models(article_survey, article_fit):
     """Per family: the fits of every engine, the frame (with unseen levels), the unseen term and a grouping."""
     counts = pd.read_csv(FIXTURES / "poisson_survey.csv")
     count_frame = Frame(pd.read_csv(FIXTURES / "poisson_frame.csv"), "N")
+    scores = pd.read_csv(FIXTURES / "gaussian_survey.csv")
+    score_frame = Frame(pd.read_csv(FIXTURES / "gaussian_frame.csv"), "N")
     specs = {
         "binomial": (Survey(article_survey, "response"), article_frame_with_unseen(), BINOMIAL,
                      "response ~ factor(class)", "response ~ (1|class)", "half", article_fit),
         "poisson": (Survey(counts, "visits"), count_frame, POISSON, "visits ~ male + factor(age) + offset(log(years))",
                     "visits ~ male + (1|state) + (1|age) + offset(log(years))", "age", None),
+        "gaussian": (Survey(scores, "score"), score_frame, GAUSSIAN, "score ~ male + factor(age)",
+                     "score ~ male + (1|state) + (1|age)", "age", None),
     }
     out = {}
     for family, (survey, frame, fam, glm_formula, mixed_formula, by, bayes) in specs.items():
-        glm_frame = frame if family == "poisson" else Frame(frame.data.iloc[:5], "N")
+        glm_frame = Frame(frame.data.iloc[:5], "N") if family == "binomial" else frame
         mixed = prepare(survey, frame, mixed_formula, family=fam)[0]
         laplace = LaplaceEngine().fit(mixed)
         if bayes is None:
@@ -101,8 +105,8 @@ def test_shapes_labels_and_unseen_levels(models, engine, family):
         np.testing.assert_allclose(draws.point[unseen], population_level(fit, frame.data.iloc[unseen]), rtol=1e-12)
     if engine == "laplace":  # a new N(0, sd^2) effect per unseen level and draw
         assert not np.allclose(sims[:, first], sims[:, twin])
-        link = np.log(sims / (1 - sims)) if family == "binomial" else np.log(sims)
-        sd = fit.theta[fit.design.group_names.index(term)]
+        link = {"binomial": lambda m: np.log(m / (1 - m)), "poisson": np.log, "gaussian": lambda m: m}[family](sims)
+        sd = fit.varcorr().set_index("term")["sd"][term]
         assert link[:, first].var() > link[:, seen].var() + 0.5 * sd ** 2
     if engine == "bootstrap":  # b = 0 in every refit
         np.testing.assert_array_equal(sims[:, first], sims[:, twin])

@@ -51,8 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--trials", metavar="COL",
                      help="survey given as cells: COL holds each row's respondents and the outcome its successes")
     fit.add_argument("--weights", metavar="COL", help="survey design weights (for the weighted comparison)")
-    fit.add_argument("--family", choices=["binomial", "poisson"], default="binomial",
-                     help="the outcome's family: binomial (0/1 answers, logit) or poisson (counts, log)")
+    fit.add_argument("--family", choices=["binomial", "poisson", "gaussian"], default="binomial",
+                     help="the outcome's family: binomial (0/1 answers, logit), poisson (counts, log) or gaussian "
+                          "(continuous, identity: lmer)")
+    fit.add_argument("--ml", action="store_true",
+                     help="gaussian with the laplace engine: maximum likelihood instead of lmer's default REML")
     fit.add_argument("--exposure", metavar="COL",
                      help="poisson: each survey row's exposure (time observed); when the frame has COL too, "
                           "cells are weighted by it and the estimate is a rate per unit of exposure")
@@ -107,6 +110,7 @@ def _fit(args) -> int:
     from ..results.poststratify import poststratify
     from ..results.saved import save_fit
 
+    _check_options(args)
     formula = parse_formula(args.formula)
     survey = read_survey(args.survey, formula.response, weights=args.weights, join=args.join, trials=args.trials,
                          exposure=args.exposure, recode=args.map)
@@ -133,6 +137,16 @@ def _fit(args) -> int:
     return 0
 
 
+def _check_options(args) -> None:
+    """Options that do not go together, named before any file is read."""
+    if args.bootstrap and args.engine != "laplace":
+        raise MisterpInputError("--bootstrap refits a multilevel Laplace fit; use it with --engine laplace.")
+    if args.ml and (args.family != "gaussian" or args.engine != "laplace"):
+        raise MisterpInputError(
+            f"--ml chooses maximum likelihood over REML for a linear mixed model (--family gaussian with the laplace "
+            f"engine); it does not apply to --family {args.family} with --engine {args.engine}. Drop --ml.")
+
+
 def _fit_model(args, cells, notes: list[str]):
     """Fit the chosen engine (the only place where an engine's name picks its class); its
     problems and any remedy become notes."""
@@ -140,8 +154,6 @@ def _fit_model(args, cells, notes: list[str]):
     from ..engines.glm import GlmEngine
     from ..engines.laplace import LaplaceEngine
 
-    if args.bootstrap and args.engine != "laplace":
-        raise MisterpInputError("--bootstrap refits a multilevel Laplace fit; use it with --engine laplace.")
     with warnings.catch_warnings():  # reported below as notes, once
         warnings.simplefilter("ignore", MisterpWarning)
         if args.engine == "bayes":
@@ -157,7 +169,7 @@ def _fit_model(args, cells, notes: list[str]):
         elif args.engine == "glm":
             model = GlmEngine().fit(cells)
         else:
-            model = LaplaceEngine().fit(cells)
+            model = LaplaceEngine(reml=not args.ml).fit(cells)
             if args.bootstrap:
                 model = bootstrap(model, nsim=args.bootstrap, use_u=True, seed=args.seed, workers=args.workers,
                                   progress=not args.no_progress)

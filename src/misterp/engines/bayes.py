@@ -180,6 +180,9 @@ def _model_data(cells: Cells, priors: Priors) -> dict:
     X = cells.X[:, [i for i, n in enumerate(names) if n != "(Intercept)"]]
     n = cells.family.count(cells.stats)
     total = n.sum()
+    # rstanarm centres a gaussian's intercept prior on mean(y) and scales every prior by sd(y)
+    scale = cells.family.outcome_scale(cells.stats)
+    y_mean, y_sd = scale if scale else (0.0, 1.0)
     xbar = (n @ X) / total if X.shape[1] else np.zeros(0)
     var = (n @ (X - xbar) ** 2) / max(total - 1, 1) if X.shape[1] else np.zeros(0)
     sd = np.sqrt(var)
@@ -188,26 +191,34 @@ def _model_data(cells: Cells, priors: Priors) -> dict:
     starts = np.concatenate([[0], np.cumsum(sizes)])
     return {
         "Xc": X - xbar, "xbar": xbar, "offset": cells.offset, "has_intercept": has_intercept,
-        "coef_scale": priors.coef_scale / sd, "intercept_scale": priors.intercept_scale,
+        "coef_scale": priors.coef_scale * y_sd / sd, "intercept_scale": priors.intercept_scale * y_sd,
+        "intercept_loc": y_mean, "aux_scale": y_sd if scale else None,
         "sd_scale": priors.sd_scale, "cols": cells.groups + starts[:-1, None],
         "term_of_level": np.repeat(np.arange(len(sizes)), sizes), "n_terms": len(sizes),
         "stats": cells.stats, "family": cells.family,
     }
 
 
-def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, sd_scale, cols, term_of_level,
-           n_terms, stats, family, prior_only=False, H=None, r=None):
-    """rstanarm's model; effects non-centred (b = sigma z), or whitened when H and r are given."""
+def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, intercept_loc, aux_scale, sd_scale, cols,
+           term_of_level, n_terms, stats, family, prior_only=False, H=None, r=None):
+    """rstanarm's model; effects non-centred (b = sigma z), or whitened when H and r are given.
+
+    A family with an outcome scale (gaussian) has a residual sd ``aux`` =
+    sd(y) * Exponential(1), and decov multiplies its group sds by it.
+    """
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
+    aux = 1.0
+    if aux_scale is not None:
+        aux = numpyro.deterministic("aux", aux_scale * numpyro.sample("aux_unscaled", dist.Exponential(1.0)))
     sigma = None
     if n_terms:
         tau = numpyro.sample("tau", dist.Gamma(jnp.ones(n_terms), 1.0))
-        sigma = numpyro.deterministic("sigma", sd_scale * tau)
+        sigma = numpyro.deterministic("sigma", sd_scale * tau * aux)
     if H is None:
-        alpha = numpyro.sample("alpha", dist.Normal(0.0, intercept_scale)) if has_intercept else 0.0
+        alpha = numpyro.sample("alpha", dist.Normal(intercept_loc, intercept_scale)) if has_intercept else 0.0
         beta = numpyro.sample("beta", dist.Normal(0.0, jnp.asarray(coef_scale))) if Xc.shape[1] else None
         if n_terms:
             z = numpyro.sample("z", dist.Normal(jnp.zeros(len(term_of_level)), 1.0))
@@ -215,15 +226,15 @@ def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, sd_scal
     else:
         from .whitening import whitened_effects
 
-        alpha, beta, b = whitened_effects(Xc.shape[1], has_intercept, coef_scale, intercept_scale, sigma,
-                                           term_of_level, H, r)
+        alpha, beta, b = whitened_effects(Xc.shape[1], has_intercept, coef_scale, intercept_scale, intercept_loc,
+                                           sigma, term_of_level, H, r)
     eta = jnp.asarray(offset) + alpha
     if Xc.shape[1]:
         eta = eta + jnp.asarray(Xc) @ beta
     if n_terms:
         eta = eta + b[jnp.asarray(cols)].sum(axis=0)
     if not prior_only:
-        family.numpyro_likelihood(stats, eta)
+        family.numpyro_likelihood(stats, eta, dispersion=aux ** 2)
 
 
 @dataclass(frozen=True, repr=False)
@@ -295,8 +306,13 @@ class BayesFit(Fit):
         return pd.Series(np.median(self.coef_draws(), axis=0), index=self.design.fixed_names)
 
     def varcorr(self) -> pd.DataFrame:
-        return pd.DataFrame({"term": self.design.group_names, "effect": "(Intercept)",
-                             "sd": np.median(self._sigma(), axis=0)})
+        """Posterior medians of the group sds (and of a gaussian's residual sd)."""
+        table = pd.DataFrame({"term": self.design.group_names, "effect": "(Intercept)",
+                              "sd": np.median(self._sigma(), axis=0)})
+        if "aux" in self.samples:
+            table = pd.concat([table, pd.DataFrame({"term": ["Residual"], "effect": [""],
+                                                    "sd": [np.median(self._flat("aux"))]})], ignore_index=True)
+        return table
 
     # -- the Fit protocol --------------------------------------------------------
     @property
@@ -329,7 +345,7 @@ class BayesFit(Fit):
 
     @cached_property
     def _diagnostics(self) -> pd.DataFrame:
-        return summarize({k: v for k, v in self.samples.items() if k != "sigma"})
+        return summarize({k: v for k, v in self.samples.items() if k not in ("sigma", "aux")})
 
     def diagnostics(self) -> pd.DataFrame:
         """R-hat, bulk and tail ESS per parameter (rank-normalised split R-hat, Vehtari et al. 2021)."""

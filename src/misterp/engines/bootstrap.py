@@ -6,8 +6,12 @@ therefore depends only on its own simulated data, so results are identical
 for any order and any number of workers.
 
     use_u=True : eta* = X beta^ + Z b^           (the article's choice)
-    use_u=False: eta* = X beta^ + Z Lambda(theta^) u*,  u* ~ N(0, I)
+    use_u=False: eta* = X beta^ + Z Lambda(theta^) u*,  u* ~ N(0, sigma^2 I)
     y* ~ the family's distribution at mean g^-1(eta*), per cell
+
+(sigma is a gaussian outcome's residual sd, 1 otherwise). A gaussian fit is
+refitted by lmer's profiled deviance from its theta; the others by the
+Laplace engine's batched Newton or preconditioned L-BFGS-B.
 
 The result is a :class:`BootstrapFit`: a Fit whose draws are the refits, so
 ``poststratify(cell_draws(boot, frame), frame)`` gives the article's
@@ -99,21 +103,51 @@ class BootstrapFit(Fit):
         return cls(original, arrays["params"], arrays["theta"], arrays.get("t"), meta["failed"], meta["use_u"])
 
 
-def _simulate(fit: MixedFit, prob: Problem, nsim: int, use_u: bool, rng: np.random.Generator) -> np.ndarray:
-    """Simulated responses (the family's response statistic), (nsim, n_cells);
-    ``prob`` is the original fit's problem."""
+def _simulate(fit: MixedFit, nsim: int, use_u: bool, rng: np.random.Generator) -> dict:
+    """Simulated cell statistics, each (nsim, n_cells)."""
     cells = fit.cells
     eta0 = cells.offset + cells.X @ fit.beta
     if use_u:
-        eta = np.broadcast_to(eta0 + prob.Z @ fit.b, (nsim, cells.n_cells))
-    else:
-        u = rng.standard_normal((nsim, prob.q))
-        eta = eta0 + prob.zmul(fit.lam * u)
+        eta = np.broadcast_to(eta0 + _zmul(cells, fit.b), (nsim, cells.n_cells))
+    else:  # u ~ N(0, sigma^2 I): sigma is 1 but for a gaussian outcome
+        u = rng.standard_normal((nsim, len(fit.u)))
+        eta = eta0 + _zmul(cells, fit.lam * fit.sigma * u)
     mu = cells.family.mean(eta)
-    return cells.family.simulate(cells.stats, mu, rng)[cells.family.response]
+    return cells.family.simulate(cells.stats, mu, rng, dispersion=fit.sigma ** 2)
 
 
-def _refit_block(fit: MixedFit, response: np.ndarray, statistic, hessian: np.ndarray):
+def _zmul(cells: Cells, b: np.ndarray) -> np.ndarray:
+    """Z b for effects b (q,) or (nsim, q): each cell's effects summed over the terms."""
+    starts = np.concatenate([[0], np.cumsum(cells.design.n_levels)])
+    return sum(b[..., starts[k] + codes] for k, codes in enumerate(cells.groups))
+
+
+def _refit_block(fit: MixedFit, block: dict, statistic, hessian: np.ndarray | None):
+    """Refit a block of simulated cell statistics, each (B, n_cells): as in :func:`_refit_laplace`,
+    or by lmer's own fit for a gaussian outcome."""
+    if fit.family.profiled:
+        return _refit_profiled(fit, block, statistic)
+    return _refit_laplace(fit, block[fit.family.response], statistic, hessian)
+
+
+def _refit_profiled(fit: MixedFit, block: dict, statistic):
+    """lmer refits from the original theta; returns as :func:`_refit_laplace` does."""
+    B = len(block[fit.family.response])
+    coef = np.full((B, len(fit.beta) + len(fit.u)), np.nan)
+    theta = np.full((B, len(fit.theta)), np.nan)
+    stats = [None] * B
+    for i in range(B):
+        try:
+            refit = fit.refit(fit.cells.with_stats({k: v[i] for k, v in block.items()}))
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            continue
+        coef[i], theta[i] = refit.point_coef(), refit.theta
+        if statistic is not None:
+            stats[i] = np.atleast_1d(np.asarray(statistic(refit), dtype=float))
+    return coef, theta, stats
+
+
+def _refit_laplace(fit: MixedFit, response: np.ndarray, statistic, hessian: np.ndarray):
     """Refit a block of simulated responses (B, n_cells).
 
     With few random-effect levels, one batched Newton solve for the block
@@ -186,11 +220,11 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
         Refits solved together (vectorised); also the unit handed to a worker.
     """
     rng = np.random.default_rng(seed)
-    prob = Problem(fit.cells)
-    responses = _simulate(fit, prob, nsim, use_u, rng)
-    hessian = hessian_at(prob, np.concatenate([fit.theta, fit.beta]), fit.u)
+    simulated = _simulate(fit, nsim, use_u, rng)
+    hessian = None if fit.family.profiled else hessian_at(Problem(fit.cells), np.concatenate([fit.theta, fit.beta]),
+                                                          fit.u)
     # fixed blocks, whatever the worker count, so every refit sees the same arithmetic
-    blocks = [responses[i:i + block] for i in range(0, nsim, block)]
+    blocks = [{k: v[i:i + block] for k, v in simulated.items()} for i in range(0, nsim, block)]
     parts = []
     bar = tqdm(total=nsim, desc="bootstrap", unit="refit", disable=None if progress else True)
     if workers > 1:
@@ -203,7 +237,7 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
     else:
         for chunk in blocks:
             parts.append(_refit_block(fit, chunk, statistic, hessian))
-            bar.update(len(chunk))
+            bar.update(len(parts[-1][0]))
     bar.close()
     params = np.vstack([p[0] for p in parts])
     theta = np.vstack([p[1] for p in parts])

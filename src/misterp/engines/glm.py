@@ -36,10 +36,14 @@ class GlmEngine:
                 f"The glm engine fits fixed effects only, but the formula has grouping terms "
                 f"{cells.design.group_names}. Use the laplace engine, or write them as fixed effects."
             )
-        beta, cov, converged = irls(cells.X, cells.stats, cells.offset, cells.family, self.tol, self.max_iter)
+        family, stats = cells.family, cells.stats
+        beta, cov, converged = irls(cells.X, stats, cells.offset, family, self.tol, self.max_iter)
         eta = cells.offset + cells.X @ beta
-        # R's logLik on the input rows: the cells' kernel plus the rows' constant
-        loglik = float(cells.family.loglik(cells.stats, eta, constant=False).sum()) + cells.row_constant
+        # R's summary.glm: a gaussian's covariance scales by sigma^2 = RSS / (N - p)
+        cov = cov * family.dispersion(stats, eta, len(beta))
+        # R's logLik on the input rows: the cells' likelihood (sigma^2 by maximum likelihood) plus the rows' constant
+        ml = family.dispersion(stats, eta, 0)
+        loglik = float(family.loglik(stats, eta, constant=False, dispersion=ml).sum()) + cells.row_constant
         fit = GlmFit(cells, beta, cov, loglik, converged)
         fit.warn_problems()
         return fit

@@ -1,8 +1,10 @@
-"""The Laplace engine, equivalent to ``lme4::glmer`` with nAGQ = 1, and its fit.
+"""The mixed-model engine: ``lme4::glmer`` with nAGQ = 1, or ``lme4::lmer`` for a gaussian outcome.
 
-It minimises the Laplace deviance (:mod:`.deviance`) over (theta, beta) with
-L-BFGS-B and the exact gradient (:mod:`.optimize`), reaching lme4's optimum
-(or a slightly better one) in a few dozen PIRLS solves. The fit speaks lme4's
+For binomial and poisson outcomes it minimises the Laplace deviance
+(:mod:`.deviance`) over (theta, beta) with L-BFGS-B and the exact gradient
+(:mod:`.optimize`), reaching lme4's optimum (or a slightly better one) in a
+few dozen PIRLS solves. For a gaussian outcome the likelihood is exact: the
+profiled deviance of :mod:`.lmm`, REML by default as lmer. The fit speaks lme4's
 vocabulary: ``fixef``, ``ranef``, ``coef``, ``varcorr``, ``vcov``,
 ``loglik``, ``predict``.
 
@@ -41,9 +43,13 @@ class LaplaceEngine:
     singular_tol : float
         A theta below this is reported as a singular (boundary) fit, as lme4's
         ``isSingular`` does with its default tolerance.
+    reml : bool
+        For a gaussian outcome: REML (lmer's default), or maximum likelihood.
+        Other families have no REML criterion.
     """
 
     singular_tol: float = SINGULAR_TOL
+    reml: bool = True
 
     def fit(self, cells: Cells, start: np.ndarray | None = None, u0: np.ndarray | None = None) -> "MixedFit":
         """Fit; a :class:`misterp.MisterpWarning` for each of the fit's ``problems()``."""
@@ -52,16 +58,30 @@ class LaplaceEngine:
                 "The laplace engine needs at least one grouping term such as '(1|g)' in the "
                 "formula; for fixed effects only, use the glm engine."
             )
-        prob = Problem(cells)
-        if start is None:
-            start, u0 = start_values(cells, prob)
-        params, state, info = optimize(prob, start, u0)
-        T = prob.n_terms
-        fit = MixedFit(cells=cells, theta=params[:T], beta=params[T:], u=state.u[0],
-                       objective=float(state.objective[0]), info=info,
-                       cov=joint_covariance(prob, state), singular_tol=self.singular_tol)
+        if cells.family.profiled:
+            fit = lmm_fit(cells, self.reml, self.singular_tol, start)
+        else:
+            prob = Problem(cells)
+            if start is None:
+                start, u0 = start_values(cells, prob)
+            params, state, info = optimize(prob, start, u0)
+            T = prob.n_terms
+            fit = MixedFit(cells=cells, theta=params[:T], beta=params[T:], u=state.u[0],
+                           objective=float(state.objective[0]), info=info,
+                           cov=joint_covariance(prob, state), singular_tol=self.singular_tol, reml=False)
         fit.warn_problems()
         return fit
+
+
+def lmm_fit(cells: Cells, reml: bool, singular_tol: float = SINGULAR_TOL,
+            start: np.ndarray | None = None) -> "MixedFit":
+    """lmer's fit on gaussian cells, as a MixedFit (no warnings: the caller tells the problems)."""
+    from .lmm import fit_lmm
+
+    found = fit_lmm(cells, reml, start)
+    return MixedFit(cells=cells, theta=found["theta"], beta=found["beta"], u=found["u"],
+                    objective=found["objective"], info=found["info"], cov=found["cov"],
+                    singular_tol=singular_tol, sigma=found["sigma"], reml=reml)
 
 
 @dataclass(frozen=True, repr=False)
@@ -77,13 +97,19 @@ class MixedFit(Fit):
     u : (q,) array
         Spherical conditional modes; the random effects are b = theta * u.
     objective : float
-        The Laplace deviance on cells (with the family's constant).
+        The Laplace deviance on cells (with the family's constant); for a
+        gaussian outcome lmer's REML criterion, or its ML deviance.
     info : dict
         Optimizer report: converged, message, evaluations, max_abs_gradient.
     cov : (n_fixed + q, n_fixed + q) array
         Joint covariance of (beta, u) from the curvature at the mode.
     singular_tol : float
         The engine's threshold for a singular (boundary) fit.
+    sigma : float
+        The residual sd of a gaussian outcome (then the term sds are
+        theta * sigma, as in lmer); 1 for other families.
+    reml : bool
+        Whether a gaussian fit maximised the REML criterion.
     """
 
     cells: Cells
@@ -94,6 +120,8 @@ class MixedFit(Fit):
     info: dict
     cov: np.ndarray
     singular_tol: float = field(default=SINGULAR_TOL, kw_only=True)
+    sigma: float = field(default=1.0, kw_only=True)
+    reml: bool = field(default=False, kw_only=True)
 
     kind = "laplace"
     method = "normal-approx"
@@ -134,8 +162,19 @@ class MixedFit(Fit):
         return pd.Series(self.beta, index=self.design.fixed_names)
 
     def varcorr(self) -> pd.DataFrame:
-        """sd of each grouping term, in lme4's term order."""
-        return pd.DataFrame({"term": self.design.group_names, "effect": "(Intercept)", "sd": self.theta})
+        """sd of each grouping term, in lme4's term order; a gaussian fit adds the residual sd."""
+        table = pd.DataFrame({"term": self.design.group_names, "effect": "(Intercept)", "sd": self.theta * self.sigma})
+        if self.family.profiled:
+            table = pd.concat([table, pd.DataFrame({"term": ["Residual"], "effect": [""], "sd": [self.sigma]})],
+                              ignore_index=True)
+        return table
+
+    @property
+    def reml_criterion(self) -> float:
+        """lmer's REMLcrit of a REML fit."""
+        if not self.reml:
+            raise ValueError("this fit maximised the likelihood, not the REML criterion")
+        return self.objective
 
     def ranef(self) -> dict[str, pd.Series]:
         """Conditional modes b per term, indexed by level."""
@@ -161,6 +200,11 @@ class MixedFit(Fit):
         names = self.design.fixed_names
         return pd.DataFrame(self.cov[:p, :p], index=names, columns=names)
 
+    def refit(self, cells: Cells) -> "MixedFit":
+        """The same model fitted again to other statistics on the same cells, from this fit's theta
+        (gaussian only: lmer's refit, for the bootstrap)."""
+        return lmm_fit(cells, self.reml, self.singular_tol, start=self.theta)
+
     def predict(self, newdata: pd.DataFrame, type: str = "response") -> np.ndarray:
         """lme4's ``predict(newdata, allow.new.levels = TRUE)``: unseen levels get b = 0."""
         M, _, _ = self.design.linear_map(newdata)
@@ -177,7 +221,7 @@ class MixedFit(Fit):
         n_draws = 1000 if n_draws is None else n_draws
         draws = normal_draws(np.concatenate([self.beta, self.u]), self.cov, n_draws, rng)
         draws[:, len(self.beta):] *= self.lam  # u -> b
-        return ParameterDraws(draws, np.broadcast_to(self.theta, (n_draws, len(self.theta))))
+        return ParameterDraws(draws, np.broadcast_to(self.theta * self.sigma, (n_draws, len(self.theta))))
 
     def problems(self) -> list[str]:
         messages = []
@@ -191,24 +235,29 @@ class MixedFit(Fit):
         return messages
 
     def saved_state(self) -> tuple[dict, dict]:
-        meta = {"objective": self.objective, "info": self.info, "singular_tol": self.singular_tol}
+        meta = {"objective": self.objective, "info": self.info, "singular_tol": self.singular_tol,
+                "sigma": self.sigma, "reml": self.reml}
         return meta, {"theta": self.theta, "beta": self.beta, "u": self.u, "cov": self.cov}
 
     @classmethod
     def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "MixedFit":
         return cls(cells, arrays["theta"], arrays["beta"], arrays["u"], meta["objective"], meta["info"],
-                   arrays["cov"], singular_tol=meta["singular_tol"])
+                   arrays["cov"], singular_tol=meta["singular_tol"], sigma=meta["sigma"], reml=meta["reml"])
 
     def summary(self) -> str:
         """A short lme4-style printout."""
         family = self.family
-        lines = ["Generalized linear mixed model fit by maximum likelihood (Laplace) [misterp]",
-                 f" Family: {family.name} ({family.link})",
-                 f" Formula: {self.design.formula.text}",
-                 f" logLik: {self.loglik:.4f}   deviance: {self.deviance:.4f}",
-                 "Random effects:"]
+        if family.profiled:
+            title = f"Linear mixed model fit by {'REML' if self.reml else 'maximum likelihood'} [misterp]"
+            fit_line = (f" REML criterion at convergence: {self.objective:.4f}" if self.reml else
+                        f" logLik: {self.loglik:.4f}   deviance: {self.deviance:.4f}")
+        else:
+            title = "Generalized linear mixed model fit by maximum likelihood (Laplace) [misterp]"
+            fit_line = f" logLik: {self.loglik:.4f}   deviance: {self.deviance:.4f}"
+        lines = [title, f" Family: {family.name} ({family.link})", f" Formula: {self.design.formula.text}",
+                 fit_line, "Random effects:"]
         for _, row in self.varcorr().iterrows():
-            lines.append(f"  {row['term']:<20} (Intercept)  sd = {row['sd']:.6f}")
+            lines.append(f"  {row['term']:<20} {row['effect'] or 'Std.Dev.':<12} sd = {row['sd']:.6f}")
         lines.append("Fixed effects:")
         se = np.sqrt(np.diag(self.vcov().to_numpy()))
         for (name, value), s in zip(self.fixef().items(), se):

@@ -71,20 +71,22 @@ def pilot_expansion(cells: Cells, data: dict, prior_only: bool) -> dict:
                 from .laplace import LaplaceEngine
 
                 pilot = LaplaceEngine().fit(cells)
-                coef, b = pilot.beta, pilot.b
+                coef, b, dispersion = pilot.beta, pilot.b, pilot.sigma ** 2
             else:
                 from .glm import GlmEngine
 
                 coef, b = GlmEngine().fit(cells).beta, np.zeros(0)
+                dispersion = cells.family.dispersion(cells.stats, cells.offset + cells.X @ coef, len(coef))
         rest = np.array([c for c, n in zip(coef, names) if n != "(Intercept)"])
         fixed = rest if not data["has_intercept"] else np.concatenate(
             [[coef[names.index("(Intercept)")] + rest @ data["xbar"]], rest])
         x_hat = np.concatenate([fixed, b])
     except (MisterpInputError, np.linalg.LinAlgError, FloatingPointError):
         # no pilot mode: any expansion point keeps the change of variables exact, if less helpful
-        x_hat = np.zeros(A.shape[1])
+        x_hat, dispersion = np.zeros(A.shape[1]), 1.0
     H, r = likelihood_expansion(cells.family, cells.stats, A, data["offset"], x_hat)
-    return {"H": H, "r": r}
+    # a gaussian's working weights are per unit residual variance: the pilot's sigma^2 scales them
+    return {"H": H / dispersion, "r": r / dispersion}
 
 
 def likelihood_expansion(family, stats: dict, A: np.ndarray, offset: np.ndarray,
@@ -164,9 +166,13 @@ def whiten(d, eps, H, r):
     return _WHITEN(d, eps, H, r)
 
 
-def whitened_effects(p, has_intercept, coef_scale, intercept_scale, sigma, term_of_level, H, r):
+def whitened_effects(p, has_intercept, coef_scale, intercept_scale, intercept_loc, sigma, term_of_level, H, r):
     """NumPyro sites of the effects: eps, the priors' and Jacobian's factor, and
-    (alpha, beta, b) as deterministic sites (b also as z = b / sigma)."""
+    (alpha, beta, b) as deterministic sites (b also as z = b / sigma).
+
+    The intercept's prior may have a location m (a gaussian's mean(y)): the
+    expansion's mean P^-1 (r + d m) gains its prior precision times m.
+    """
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
@@ -175,10 +181,16 @@ def whitened_effects(p, has_intercept, coef_scale, intercept_scale, sigma, term_
     if sigma is not None:
         precision.append(sigma[jnp.asarray(term_of_level)] ** -2.0)
     precision = jnp.concatenate(precision)
+    location = jnp.zeros(len(r))
+    if has_intercept:
+        location = location.at[0].set(intercept_loc)
     eps = numpyro.sample("eps", dist.ImproperUniform(dist.constraints.real, (), (len(r),)))
-    x, log_det = whiten(precision, eps, jnp.asarray(H), jnp.asarray(r))
+    # the location's precision is fixed (the intercept's), so r + d m is a constant of the model
+    x, log_det = whiten(precision, eps, jnp.asarray(H), jnp.asarray(r) + precision * location)
     # the normal priors of x (up to constants) and the change of variables' log Jacobian
-    numpyro.factor("effects", -0.5 * jnp.sum(precision * x * x) + 0.5 * jnp.sum(jnp.log(precision)) - log_det)
+    offset_x = x - location
+    numpyro.factor("effects", -0.5 * jnp.sum(precision * offset_x * offset_x) + 0.5 * jnp.sum(jnp.log(precision))
+                   - log_det)
     k = int(has_intercept)
     alpha = numpyro.deterministic("alpha", x[0]) if has_intercept else 0.0
     beta = numpyro.deterministic("beta", x[k:k + p]) if p else None

@@ -5,8 +5,10 @@ through the :class:`Family` protocol: how respondent rows become cell
 statistics, the mean function, IRLS/PIRLS working weights and residuals,
 the log-likelihood, simulation and the NumPyro likelihood. A gaussian family
 (cell statistics n, sum y, sum y^2) or a multinomial one is a new class here,
-not an edit of every engine. Two families are here: binomial (logit) for
-yes/no answers, and poisson (log) for counts with an exposure.
+not an edit of every engine. Three families are here: binomial (logit) for
+yes/no answers, poisson (log) for counts with an exposure, and gaussian
+(identity) for continuous outcomes, whose dispersion (the residual variance)
+engines estimate: its mixed model is lmer's, with the exact profiled deviance.
 
 Example
 -------
@@ -74,6 +76,7 @@ class Family(Protocol):
     link: str
     stats: tuple[str, ...]
     response: str  # the statistic a simulation redraws; the others stay fixed
+    profiled: bool  # a linear model: the mixed engine is lmer's profiled deviance, not the Laplace one
 
     def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
              exposure: str | None = None) -> RowOutcome: ...
@@ -85,10 +88,12 @@ class Family(Protocol):
     def mean_deriv(self, eta: np.ndarray) -> np.ndarray: ...
     def initial_eta(self, stats: dict) -> np.ndarray: ...
     def working(self, stats: dict, eta: np.ndarray) -> tuple: ...
-    def loglik(self, stats: dict, eta: np.ndarray, constant: bool = True) -> np.ndarray: ...
+    def loglik(self, stats: dict, eta: np.ndarray, constant: bool = True, dispersion: float = 1.0) -> np.ndarray: ...
     def log_constant(self, stats: dict) -> np.ndarray: ...
-    def simulate(self, stats: dict, mu: np.ndarray, rng: np.random.Generator) -> dict: ...
-    def numpyro_likelihood(self, stats: dict, eta) -> None: ...
+    def dispersion(self, stats: dict, eta: np.ndarray, n_params: int) -> float: ...
+    def outcome_scale(self, stats: dict) -> tuple[float, float] | None: ...
+    def simulate(self, stats: dict, mu: np.ndarray, rng: np.random.Generator, dispersion: float = 1.0) -> dict: ...
+    def numpyro_likelihood(self, stats: dict, eta, dispersion=1.0) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class Binomial:
     link: str = "logit"
     stats: tuple[str, ...] = ("successes", "trials")
     response: str = "successes"
+    profiled: bool = False
 
     # -- respondents -> cells ------------------------------------------------
     def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
@@ -135,7 +141,8 @@ class Binomial:
             raise MisterpInputError(
                 f"Outcome column {column!r} must hold only 0 and 1, but it has "
                 f"{int(bad.sum())} other value(s), such as {values}. Recode it to 0/1 "
-                "(for example yes -> 1, no -> 0) before fitting; for a count outcome, use --family poisson."
+                "(for example yes -> 1, no -> 0) before fitting; for a continuous outcome, use --family gaussian; "
+                "for counts, use --family poisson."
             )
 
     @staticmethod
@@ -195,7 +202,7 @@ class Binomial:
 
     # -- likelihood ----------------------------------------------------------
     @staticmethod
-    def loglik(stats: dict, eta: np.ndarray, constant: bool = True) -> np.ndarray:
+    def loglik(stats: dict, eta: np.ndarray, constant: bool = True, dispersion: float = 1.0) -> np.ndarray:
         """Cell log-likelihoods, shape of ``eta``; with log C(n, s) unless ``constant=False``.
 
         Optimizers that evaluate often add the constant once themselves.
@@ -219,13 +226,23 @@ class Binomial:
         return mu, n * var, s - n * mu, n * var * (1.0 - 2.0 * mu)
 
     @staticmethod
-    def simulate(stats: dict, mu: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def dispersion(stats: dict, eta: np.ndarray, n_params: int) -> float:
+        """1: the binomial variance is fixed by its mean."""
+        return 1.0
+
+    @staticmethod
+    def outcome_scale(stats: dict) -> None:
+        """None: rstanarm scales no binomial prior by the outcome."""
+        return None
+
+    @staticmethod
+    def simulate(stats: dict, mu: np.ndarray, rng: np.random.Generator, dispersion: float = 1.0) -> dict:
         """New cell statistics drawn at means ``mu`` (..., n_cells), same trials."""
         n = stats["trials"]
         return {"successes": rng.binomial(n.astype(np.int64), mu).astype(float), "trials": np.broadcast_to(n, np.shape(mu))}
 
     @staticmethod
-    def numpyro_likelihood(stats: dict, eta) -> None:
+    def numpyro_likelihood(stats: dict, eta, dispersion=1.0) -> None:
         """The observed site ``y`` of a NumPyro model at linear predictor ``eta`` (n_cells,)."""
         import jax.numpy as jnp
         import numpyro
@@ -250,6 +267,7 @@ class Poisson:
     link: str = "log"
     stats: tuple[str, ...] = ("count", "exposure", "respondents")
     response: str = "count"
+    profiled: bool = False
 
     # -- respondents -> cells ------------------------------------------------
     def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
@@ -321,7 +339,7 @@ class Poisson:
 
     # -- likelihood ----------------------------------------------------------
     @staticmethod
-    def loglik(stats: dict, eta: np.ndarray, constant: bool = True) -> np.ndarray:
+    def loglik(stats: dict, eta: np.ndarray, constant: bool = True, dispersion: float = 1.0) -> np.ndarray:
         """Cell log-likelihoods: count * eta - exposure * exp(eta), shape of ``eta``.
 
         The rest of the row likelihood (sum of y log e - log y!) is not a
@@ -342,7 +360,17 @@ class Poisson:
         return mu, m, stats["count"] - m, m
 
     @staticmethod
-    def simulate(stats: dict, mu: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def dispersion(stats: dict, eta: np.ndarray, n_params: int) -> float:
+        """1: the Poisson variance is its mean."""
+        return 1.0
+
+    @staticmethod
+    def outcome_scale(stats: dict) -> None:
+        """None: rstanarm scales no poisson prior by the outcome."""
+        return None
+
+    @staticmethod
+    def simulate(stats: dict, mu: np.ndarray, rng: np.random.Generator, dispersion: float = 1.0) -> dict:
         """New counts at rates ``mu`` (..., n_cells): a sum of Poisson rows is Poisson."""
         shape = np.shape(mu)
         return {"count": rng.poisson(stats["exposure"] * mu).astype(float),
@@ -350,7 +378,7 @@ class Poisson:
                 "respondents": np.broadcast_to(stats["respondents"], shape)}
 
     @staticmethod
-    def numpyro_likelihood(stats: dict, eta) -> None:
+    def numpyro_likelihood(stats: dict, eta, dispersion=1.0) -> None:
         """The observed site ``y`` of a NumPyro model at linear predictor ``eta`` (n_cells,)."""
         import jax.numpy as jnp
         import numpyro
@@ -358,6 +386,141 @@ class Poisson:
 
         rate = jnp.exp(eta + jnp.log(jnp.asarray(stats["exposure"])))
         numpyro.sample("y", dist.Poisson(rate), obs=jnp.asarray(stats["count"]))
+
+
+@dataclass(frozen=True)
+class Gaussian:
+    """Continuous outcomes with the identity link and a residual sd sigma.
+
+    A cell's statistics are ``n`` (respondents), ``total`` (sum of y) and
+    ``total_sq`` (sum of y^2): the cell mean and the within-cell sum of
+    squares, which is all a linear model's likelihood needs. Its
+    ``dispersion`` is sigma^2.
+    """
+
+    name: str = "gaussian"
+    link: str = "identity"
+    stats: tuple[str, ...] = ("n", "total", "total_sq")
+    response: str = "total"
+    profiled: bool = True
+
+    # -- respondents -> cells ------------------------------------------------
+    def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
+             exposure: str | None = None) -> RowOutcome:
+        """Each row's outcome, a finite number."""
+        if formula.trials or formula.failures or trials or exposure:
+            raise MisterpInputError(
+                "cbind(), --trials and --exposure describe binomial cells or counts; a continuous outcome takes "
+                "one numeric column (--family gaussian).")
+        y = _numbers(data, formula.response)
+        bad = ~np.isfinite(y)
+        if bad.any():
+            raise MisterpInputError(
+                f"Outcome column {formula.response!r} must hold finite numbers for --family gaussian, but rows "
+                f"{describe_rows(np.flatnonzero(bad) + 1)} hold "
+                f"{sorted(set(data[formula.response][bad].astype(str)))[:5]}. Fix or drop those rows.")
+        return RowOutcome(y, np.ones(len(y)), 0.0)
+
+    def cell_stats(self, rows: RowOutcome, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]:
+        """Rows summed by ``cell`` index (n_rows,) into (n_cells,) arrays."""
+        return {"n": np.bincount(cell, weights=rows.count, minlength=n_cells),
+                "total": np.bincount(cell, weights=rows.total, minlength=n_cells),
+                "total_sq": np.bincount(cell, weights=rows.total ** 2, minlength=n_cells)}
+
+    def check_cell_stats(self, stats: dict, response: str) -> None:
+        """Raise when the outcome never varies: nothing to model."""
+        if _within(stats).sum() + np.sum(stats["n"] * (stats["total"] / stats["n"]
+                                                       - stats["total"].sum() / stats["n"].sum()) ** 2) <= 0:
+            raise MisterpInputError(
+                f"The outcome {response!r} takes one value for all {int(stats['n'].sum())} respondents, so there "
+                "is nothing to model. Check the outcome column, or the rows selected.")
+
+    @staticmethod
+    def count(stats: dict) -> np.ndarray:
+        """Respondents per cell, (n_cells,)."""
+        return stats["n"]
+
+    @staticmethod
+    def observed_mean(stats: dict) -> np.ndarray:
+        """Each cell's raw mean, (n_cells,)."""
+        return stats["total"] / stats["n"]
+
+    # -- link --------------------------------------------------------------
+    @staticmethod
+    def mean(eta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Identity: the mean is the linear predictor."""
+        if out is None:
+            return np.array(eta, dtype=float)
+        out[...] = eta
+        return out
+
+    @staticmethod
+    def mean_deriv(eta: np.ndarray) -> np.ndarray:
+        return np.ones(np.shape(eta))
+
+    @staticmethod
+    def initial_eta(stats: dict) -> np.ndarray:
+        return stats["total"] / stats["n"]
+
+    # -- likelihood ----------------------------------------------------------
+    @staticmethod
+    def loglik(stats: dict, eta: np.ndarray, constant: bool = True, dispersion: float = 1.0) -> np.ndarray:
+        """The rows' log-likelihood per cell at residual variance ``dispersion``, shape of ``eta``:
+        -(within SS + n (ybar - eta)^2) / (2 sigma^2) - n/2 log(2 pi sigma^2) (no further constant)."""
+        n = stats["n"]
+        squares = _within(stats) + n * (stats["total"] / n - eta) ** 2
+        return -0.5 * squares / dispersion - 0.5 * n * np.log(2.0 * np.pi * dispersion)
+
+    @staticmethod
+    def log_constant(stats: dict) -> np.ndarray:
+        return np.zeros(np.shape(stats["total"]))
+
+    @staticmethod
+    def dispersion(stats: dict, eta: np.ndarray, n_params: int) -> float:
+        """sigma^2 estimated as the residual sum of squares over N - n_params (R's glm and lm)."""
+        n = stats["n"]
+        rss = np.sum(_within(stats) + n * (stats["total"] / n - eta) ** 2)
+        return float(rss / (n.sum() - n_params))
+
+    @staticmethod
+    def outcome_scale(stats: dict) -> tuple[float, float]:
+        """The outcome's mean and sd over respondents (N - 1), by which rstanarm centres and
+        scales a gaussian model's priors."""
+        N = stats["n"].sum()
+        mean = stats["total"].sum() / N
+        return float(mean), float(np.sqrt((stats["total_sq"].sum() - N * mean ** 2) / (N - 1)))
+
+    @staticmethod
+    def working(stats: dict, eta: np.ndarray):
+        """IRLS pieces: (mu, weights n, residual total - n eta, dW/deta = 0); one step is least squares."""
+        n = stats["n"]
+        return eta, n, stats["total"] - n * eta, np.zeros(np.shape(eta))
+
+    @staticmethod
+    def simulate(stats: dict, mu: np.ndarray, rng: np.random.Generator, dispersion: float = 1.0) -> dict:
+        """New cell statistics of rows y ~ N(mu, sigma^2): the cell mean is N(mu, sigma^2 / n) and,
+        independently, the within-cell sum of squares sigma^2 chi^2(n - 1)."""
+        shape = np.shape(mu)
+        n = np.broadcast_to(stats["n"], shape)
+        sd = np.sqrt(dispersion)
+        mean = mu + sd / np.sqrt(n) * rng.standard_normal(shape)
+        within = dispersion * np.where(n > 1, rng.chisquare(np.maximum(n - 1, 1)), 0.0)
+        return {"n": n, "total": n * mean, "total_sq": within + n * mean ** 2}
+
+    @staticmethod
+    def numpyro_likelihood(stats: dict, eta, dispersion=1.0) -> None:
+        """The rows' gaussian log-likelihood at ``eta`` (n_cells,) and residual variance ``dispersion``."""
+        import jax.numpy as jnp
+        import numpyro
+
+        n = jnp.asarray(stats["n"])
+        squares = jnp.asarray(_within(stats)) + n * (jnp.asarray(stats["total"]) / n - eta) ** 2
+        numpyro.factor("y", -0.5 * jnp.sum(squares) / dispersion - 0.5 * jnp.sum(n) * jnp.log(2 * jnp.pi * dispersion))
+
+
+def _within(stats: dict) -> np.ndarray:
+    """Within-cell sums of squares, sum y^2 - (sum y)^2 / n (never below 0 by rounding)."""
+    return np.maximum(stats["total_sq"] - stats["total"] ** 2 / stats["n"], 0.0)
 
 
 def _numbers(data: pd.DataFrame, column: str) -> np.ndarray:
@@ -371,8 +534,9 @@ def log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 BINOMIAL = Binomial()
 POISSON = Poisson()
+GAUSSIAN = Gaussian()
 DEFAULT_FAMILY = BINOMIAL  # yes/no survey answers: what MRP models first
-FAMILIES = {f.name: f for f in (BINOMIAL, POISSON)}
+FAMILIES = {f.name: f for f in (BINOMIAL, POISSON, GAUSSIAN)}
 
 
 def family_named(name: str) -> Family:
