@@ -27,7 +27,7 @@ def test_star_nesting_and_no_intercept():
     ("y ~ ", "no predictors"),
     ("y ~ x + + z", "nothing after it"),
     ("y ~ log(x)", "not supported"),
-    ("y ~ (1||g)", "'||'"),
+    ("y ~ (1|g|h)", "exactly one '|'"),
 ])
 def test_parse_errors_name_the_problem(text, fragment):
     with pytest.raises(MisterpInputError, match="lme4 syntax") as e:
@@ -35,6 +35,16 @@ def test_parse_errors_name_the_problem(text, fragment):
     assert fragment in str(e.value)
 
 
-def test_slopes_are_rejected_clearly():
-    with pytest.raises(MisterpInputError, match="random slopes"):
-        parse_formula("y ~ x + (1 + x|g)")
+def test_slopes_as_lme4_writes_them():
+    """(x|g) is (1 + x|g); (0 + x|g) has no intercept; (x || g) is (1|g) + (0 + x|g)."""
+    def effects(text):
+        return [(g.name, g.effects, g.as_factor) for g in parse_formula(text).groups]
+
+    assert effects("y ~ x + (1 + x|g)") == effects("y ~ x + (x|g)") == [("g", ("(Intercept)", "x"), (False, False))]
+    assert effects("y ~ (0 + x|g)") == effects("y ~ (-1 + x|g)") == [("g", ("x",), (False,))]
+    assert effects("y ~ (x || g)") == [("g", ("(Intercept)",), (False,)), ("g", ("x",), (False,))]
+    assert effects("y ~ (1 + factor(z)|a/b)") == [("a", ("(Intercept)", "z"), (False, True)),
+                                                  ("a:b", ("(Intercept)", "z"), (False, True))]
+    assert parse_formula("y ~ (1 + x|g)").predictors == ["g", "x"]
+    with pytest.raises(MisterpInputError, match="interaction slope"):
+        parse_formula("y ~ (1 + x:z|g)")

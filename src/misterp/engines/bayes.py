@@ -33,6 +33,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from ..errors import MisterpInputError
 from ..model.cells import Cells
 from .diagnostics import summarize
 from .fit import Fit, ParameterDraws
@@ -104,6 +105,12 @@ class BayesEngine:
         """
         from .whitening import pilot_expansion
 
+        if np.any(cells.design.n_effects > 1) or not all(g.intercept for g in cells.design.group_terms):
+            raise MisterpInputError(
+                "The bayes engine fits random intercepts only, for now: the formula's terms "
+                f"{[g for g, K in zip(cells.design.group_names, cells.design.n_effects) if K > 1]} have "
+                "slopes. Fit varying slopes with the laplace engine (lme4's glmer or lmer), with --bootstrap for "
+                "refitted intervals.")
         data = _model_data(cells, self.priors)
         data["prior_only"] = self.prior_only
         if self._whitened(data):  # the pilot fit serves the remedy's rerun too
@@ -327,7 +334,7 @@ class BayesFit(Fit):
     def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws:
         """The posterior draws, chains one after another (the first ``n_draws``, if given)."""
         coef = np.hstack([self.coef_draws(), self.b_draws()])
-        return ParameterDraws(coef[:n_draws], self._sigma()[:n_draws])
+        return ParameterDraws.from_sds(coef[:n_draws], self._sigma()[:n_draws])
 
     def saved_state(self) -> tuple[dict, dict]:
         meta = {"engine": dataclasses.asdict(self.engine),

@@ -83,7 +83,8 @@ class BootstrapFit(Fit):
     def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws:
         """The successful refits (the first ``n_draws`` of them, if given)."""
         ok = ~np.isnan(self.params).any(axis=1)
-        return ParameterDraws(self.params[ok][:n_draws], self.theta[ok][:n_draws])
+        factors = self.original.structure.factors(self.theta[ok][:n_draws])
+        return ParameterDraws(self.params[ok][:n_draws], [self.original.sigma * F for F in factors])
 
     def problems(self) -> list[str]:
         return self.original.problems() + ([_failed_refits(self.failed, len(self.params))] if self.failed else [])
@@ -107,31 +108,26 @@ def _simulate(fit: MixedFit, nsim: int, use_u: bool, rng: np.random.Generator) -
     """Simulated cell statistics, each (nsim, n_cells)."""
     cells = fit.cells
     eta0 = cells.offset + cells.X @ fit.beta
+    Z = cells.design.linear_map(cells.table)[0][:, len(fit.beta):]
     if use_u:
-        eta = np.broadcast_to(eta0 + _zmul(cells, fit.b), (nsim, cells.n_cells))
+        eta = np.broadcast_to(eta0 + Z @ fit.b, (nsim, cells.n_cells))
     else:  # u ~ N(0, sigma^2 I): sigma is 1 but for a gaussian outcome
         u = rng.standard_normal((nsim, len(fit.u)))
-        eta = eta0 + _zmul(cells, fit.lam * fit.sigma * u)
+        eta = eta0 + np.asarray(Z @ fit.structure.apply(fit.theta, fit.sigma * u).T).T
     mu = cells.family.mean(eta)
     return cells.family.simulate(cells.stats, mu, rng, dispersion=fit.sigma ** 2)
 
 
-def _zmul(cells: Cells, b: np.ndarray) -> np.ndarray:
-    """Z b for effects b (q,) or (nsim, q): each cell's effects summed over the terms."""
-    starts = np.concatenate([[0], np.cumsum(cells.design.n_levels)])
-    return sum(b[..., starts[k] + codes] for k, codes in enumerate(cells.groups))
-
-
 def _refit_block(fit: MixedFit, block: dict, statistic, hessian: np.ndarray | None):
-    """Refit a block of simulated cell statistics, each (B, n_cells): as in :func:`_refit_laplace`,
-    or by lmer's own fit for a gaussian outcome."""
-    if fit.family.profiled:
-        return _refit_profiled(fit, block, statistic)
+    """Refit a block of simulated cell statistics, each (B, n_cells): as in :func:`_refit_laplace`
+    for random intercepts, else one fit at a time (lmer's for a gaussian outcome)."""
+    if fit.family.profiled or not fit.structure.simple:
+        return _refit_each(fit, block, statistic)
     return _refit_laplace(fit, block[fit.family.response], statistic, hessian)
 
 
-def _refit_profiled(fit: MixedFit, block: dict, statistic):
-    """lmer refits from the original theta; returns as :func:`_refit_laplace` does."""
+def _refit_each(fit: MixedFit, block: dict, statistic):
+    """Refits one by one from the original optimum; returns as :func:`_refit_laplace` does."""
     B = len(block[fit.family.response])
     coef = np.full((B, len(fit.beta) + len(fit.u)), np.nan)
     theta = np.full((B, len(fit.theta)), np.nan)
@@ -221,8 +217,8 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
     """
     rng = np.random.default_rng(seed)
     simulated = _simulate(fit, nsim, use_u, rng)
-    hessian = None if fit.family.profiled else hessian_at(Problem(fit.cells), np.concatenate([fit.theta, fit.beta]),
-                                                          fit.u)
+    simple = not fit.family.profiled and fit.structure.simple
+    hessian = hessian_at(Problem(fit.cells), np.concatenate([fit.theta, fit.beta]), fit.u) if simple else None
     # fixed blocks, whatever the worker count, so every refit sees the same arithmetic
     blocks = [{k: v[i:i + block] for k, v in simulated.items()} for i in range(0, nsim, block)]
     parts = []

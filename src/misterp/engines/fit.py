@@ -41,12 +41,19 @@ class ParameterDraws:
     ----------
     coef : (n_draws, n_fixed + q) array
         Fixed effects, then random effects b.
-    sd : (n_draws, n_terms) array
-        Each grouping term's sd in each draw, for the effects of unseen levels.
+    scale : list of (n_draws, K, K) arrays
+        Per grouping term, a factor F of its effects' covariance F F' in each
+        draw (for a random intercept, K = 1 and F is its sd): the effects of
+        an unseen level are F z, z ~ N(0, I).
     """
 
     coef: np.ndarray
-    sd: np.ndarray
+    scale: list
+
+    @classmethod
+    def from_sds(cls, coef: np.ndarray, sd: np.ndarray) -> "ParameterDraws":
+        """Draws whose terms are random intercepts with sds ``sd`` (n_draws, n_terms)."""
+        return cls(coef, [sd[:, k, None, None] for k in range(sd.shape[1])])
 
 
 class Fit:

@@ -127,7 +127,7 @@ class GlmFit(Fit):
         """Normal draws of the coefficients when asked for; none by default (the delta method)."""
         if not n_draws:
             return None
-        return ParameterDraws(normal_draws(self.beta, self.cov, n_draws, rng), np.zeros((n_draws, 0)))
+        return ParameterDraws(normal_draws(self.beta, self.cov, n_draws, rng), [])
 
     def problems(self) -> list[str]:
         if self.converged:

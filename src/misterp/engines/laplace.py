@@ -21,6 +21,7 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from ..model.cells import Cells
 from .deviance import Problem, joint_covariance
 from .fit import Fit, ParameterDraws, normal_draws
 from .optimize import optimize, start_values
+from .structure import Structure
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular default
 
@@ -60,6 +62,13 @@ class LaplaceEngine:
             )
         if cells.family.profiled:
             fit = lmm_fit(cells, self.reml, self.singular_tol, start)
+        elif not Structure(cells.design.n_effects, cells.design.n_levels).simple:
+            from .slopes import fit_slopes, joint_covariance as slopes_covariance
+
+            found = fit_slopes(cells, start, u0)
+            fit = MixedFit(cells=cells, theta=found["theta"], beta=found["beta"], u=found["u"],
+                           objective=found["objective"], info=found["info"],
+                           cov=slopes_covariance(found["problem"], found["state"]), singular_tol=self.singular_tol)
         else:
             prob = Problem(cells)
             if start is None:
@@ -92,10 +101,11 @@ class MixedFit(Fit):
     ----------
     cells : Cells
     theta : (n_terms,) array
-        Relative covariance factors; for intercept-only terms, the sds.
+        lme4's theta: each term's lower-triangular factor T, column by column
+        (see :mod:`.structure`); for intercept-only terms, the sds.
     beta : (n_fixed,) array
     u : (q,) array
-        Spherical conditional modes; the random effects are b = theta * u.
+        Spherical conditional modes; the random effects are b = Lambda(theta) u.
     objective : float
         The Laplace deviance on cells (with the family's constant); for a
         gaussian outcome lmer's REML criterion, or its ML deviance.
@@ -129,23 +139,34 @@ class MixedFit(Fit):
     unseen = "level"
 
     # -- lme4 accessors --------------------------------------------------------
+    @cached_property
+    def structure(self) -> Structure:
+        return Structure(self.design.n_effects, self.design.n_levels)
+
     @property
     def lam(self) -> np.ndarray:
-        """Lambda's diagonal: theta of each level's term, shape (q,)."""
+        """Lambda's diagonal when every term is a random intercept: theta of each level's term, (q,)."""
+        if not self.structure.simple:
+            raise ValueError("Lambda is not diagonal: the model has varying slopes; use .structure")
         return np.repeat(self.theta, self.design.n_levels)
 
     @property
     def b(self) -> np.ndarray:
         """Random effects on the linear-predictor scale, shape (q,)."""
-        return self.lam * self.u
+        return self.lam * self.u if self.structure.simple else self.structure.apply(self.theta, self.u)
 
     @property
     def singular(self) -> bool:
-        """Some sd below the engine's threshold ("boundary (singular) fit" in lme4)."""
-        return bool(np.any(self.theta < self.singular_tol))
+        """A diagonal entry of some T below the engine's threshold (lme4's isSingular)."""
+        return bool(self.structure.singular_terms(self.theta, self.singular_tol))
 
     def singular_terms(self) -> list[str]:
-        return [t for t, s in zip(self.design.group_names, self.theta) if s < self.singular_tol]
+        names = self.design.group_names
+        return [names[k] for k in self.structure.singular_terms(self.theta, self.singular_tol)]
+
+    def term_covariances(self) -> list[np.ndarray]:
+        """Each term's covariance of its effects, sigma^2 T T', (K, K)."""
+        return [self.sigma ** 2 * T @ T.T for T in self.structure.factors(self.theta)]
 
     @property
     def loglik(self) -> float:
@@ -162,11 +183,22 @@ class MixedFit(Fit):
         return pd.Series(self.beta, index=self.design.fixed_names)
 
     def varcorr(self) -> pd.DataFrame:
-        """sd of each grouping term, in lme4's term order; a gaussian fit adds the residual sd."""
-        table = pd.DataFrame({"term": self.design.group_names, "effect": "(Intercept)", "sd": self.theta * self.sigma})
+        """lme4's ``as.data.frame(VarCorr(fit))``, one row per sd and per correlation, in lme4's term
+        order: term, effect, other (the second effect of a correlation), sd, cor. A gaussian fit
+        adds the residual sd."""
+        rows = []
+        for k, (name, cov) in enumerate(zip(self.design.group_names, self.term_covariances())):
+            effects, sd = self.design.effect_names(k), np.sqrt(np.diag(cov))
+            rows += [(name, e, "", s, np.nan) for e, s in zip(effects, sd)]
+            for j in range(len(effects)):
+                for i in range(j + 1, len(effects)):
+                    cor = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
+                    rows.append((name, effects[i], effects[j], np.nan, cor))
         if self.family.profiled:
-            table = pd.concat([table, pd.DataFrame({"term": ["Residual"], "effect": [""], "sd": [self.sigma]})],
-                              ignore_index=True)
+            rows.append(("Residual", "", "", self.sigma, np.nan))
+        table = pd.DataFrame(rows, columns=["term", "effect", "other", "sd", "cor"])
+        if not (table["other"] != "").any():  # random intercepts only: lme4's short form
+            table = table[["term", "effect", "sd"]]
         return table
 
     @property
@@ -176,11 +208,17 @@ class MixedFit(Fit):
             raise ValueError("this fit maximised the likelihood, not the REML criterion")
         return self.objective
 
-    def ranef(self) -> dict[str, pd.Series]:
-        """Conditional modes b per term, indexed by level."""
-        out, starts = {}, np.concatenate([[0], np.cumsum(self.design.n_levels)])
-        for k, name in enumerate(self.design.group_names):
-            out[name] = pd.Series(self.b[starts[k]:starts[k + 1]], index=self.design.level_labels(k))
+    def ranef(self) -> dict:
+        """Conditional modes b per term, indexed by level: a Series for a random intercept, a table
+        (levels x effects) for a term with slopes."""
+        design = self.design
+        out, starts = {}, np.concatenate([[0], np.cumsum(design.n_levels * design.n_effects)])
+        for k, name in enumerate(design.group_names):
+            block = self.b[starts[k]:starts[k + 1]].reshape(design.n_levels[k], design.n_effects[k])
+            labels = design.level_labels(k)
+            out[name] = (pd.Series(block[:, 0], index=labels) if design.n_effects[k] == 1 and
+                         design.group_terms[k].intercept else pd.DataFrame(block, index=labels,
+                                                                           columns=design.effect_names(k)))
         return out
 
     def coef(self) -> dict[str, pd.DataFrame]:
@@ -189,8 +227,12 @@ class MixedFit(Fit):
         out = {}
         for name, re in self.ranef().items():
             table = pd.DataFrame(np.tile(fe.to_numpy(), (len(re), 1)), index=re.index, columns=fe.index)
-            if "(Intercept)" in table:
-                table["(Intercept)"] += re.to_numpy()
+            effects = re if isinstance(re, pd.DataFrame) else re.to_frame("(Intercept)")
+            for effect in effects.columns:
+                if effect in table:
+                    table[effect] += effects[effect].to_numpy()
+                else:
+                    table[effect] = effects[effect].to_numpy()
             out[name] = table
         return out
 
@@ -201,9 +243,18 @@ class MixedFit(Fit):
         return pd.DataFrame(self.cov[:p, :p], index=names, columns=names)
 
     def refit(self, cells: Cells) -> "MixedFit":
-        """The same model fitted again to other statistics on the same cells, from this fit's theta
-        (gaussian only: lmer's refit, for the bootstrap)."""
-        return lmm_fit(cells, self.reml, self.singular_tol, start=self.theta)
+        """The same model fitted again to other statistics on the same cells, from this fit's
+        optimum (for the bootstrap); no warnings, the caller counts failures."""
+        if self.family.profiled:
+            return lmm_fit(cells, self.reml, self.singular_tol, start=self.theta)
+        from .slopes import fit_slopes, joint_covariance as slopes_covariance
+
+        found = fit_slopes(cells, np.concatenate([self.theta, self.beta]), self.u)
+        if not found["info"]["converged"]:
+            raise FloatingPointError("the refit did not converge")
+        return MixedFit(cells=cells, theta=found["theta"], beta=found["beta"], u=found["u"],
+                        objective=found["objective"], info=found["info"],
+                        cov=slopes_covariance(found["problem"], found["state"]), singular_tol=self.singular_tol)
 
     def predict(self, newdata: pd.DataFrame, type: str = "response") -> np.ndarray:
         """lme4's ``predict(newdata, allow.new.levels = TRUE)``: unseen levels get b = 0."""
@@ -220,8 +271,13 @@ class MixedFit(Fit):
         curvature, then b = theta * u; 1,000 draws by default."""
         n_draws = 1000 if n_draws is None else n_draws
         draws = normal_draws(np.concatenate([self.beta, self.u]), self.cov, n_draws, rng)
-        draws[:, len(self.beta):] *= self.lam  # u -> b
-        return ParameterDraws(draws, np.broadcast_to(self.theta * self.sigma, (n_draws, len(self.theta))))
+        p = len(self.beta)
+        if self.structure.simple:
+            draws[:, p:] *= self.lam  # u -> b
+        else:
+            draws[:, p:] = self.structure.apply(self.theta, draws[:, p:])
+        scale = [np.broadcast_to(self.sigma * T, (n_draws,) + T.shape) for T in self.structure.factors(self.theta)]
+        return ParameterDraws(draws, scale)
 
     def problems(self) -> list[str]:
         messages = []
@@ -257,7 +313,10 @@ class MixedFit(Fit):
         lines = [title, f" Family: {family.name} ({family.link})", f" Formula: {self.design.formula.text}",
                  fit_line, "Random effects:"]
         for _, row in self.varcorr().iterrows():
-            lines.append(f"  {row['term']:<20} {row['effect'] or 'Std.Dev.':<12} sd = {row['sd']:.6f}")
+            if np.isnan(row["sd"]):
+                lines.append(f"  {row['term']:<20} cor({row['effect']}, {row['other']}) = {row['cor']:.3f}")
+            else:
+                lines.append(f"  {row['term']:<20} {row['effect'] or 'Std.Dev.':<12} sd = {row['sd']:.6f}")
         lines.append("Fixed effects:")
         se = np.sqrt(np.diag(self.vcov().to_numpy()))
         for (name, value), s in zip(self.fixef().items(), se):

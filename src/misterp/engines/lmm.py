@@ -24,6 +24,7 @@ from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from scipy.optimize import minimize
 
 from ..model.cells import Cells
+from .structure import Structure
 
 
 class ProfiledDeviance:
@@ -34,12 +35,10 @@ class ProfiledDeviance:
         n = stats["n"]
         self.reml = reml
         self.N, self.p = float(n.sum()), cells.X.shape[1]
-        sizes = cells.design.n_levels
-        self.term_of_level = np.repeat(np.arange(len(sizes)), sizes)
-        starts = np.concatenate([[0], np.cumsum(sizes)])
-        Z = np.zeros((cells.n_cells, int(starts[-1])))
-        for k, codes in enumerate(cells.groups):
-            Z[np.arange(cells.n_cells), starts[k] + codes] = 1.0
+        design = cells.design
+        self.structure = Structure(design.n_effects, design.n_levels)
+        self.term_of_level = np.repeat(np.arange(len(design.n_levels)), design.n_levels)
+        Z = design.linear_map(cells.table)[0][:, len(design.fixed_names):].toarray()
         X, y = cells.X, stats["total"] / n - cells.offset  # cell means, less the offset
         self.X, self.Z, self.n, self.y = X, Z, n, y
         self.within = float(np.maximum(stats["total_sq"] - stats["total"] ** 2 / n, 0.0).sum())
@@ -48,15 +47,15 @@ class ProfiledDeviance:
 
     def solve(self, theta: np.ndarray) -> dict:
         """beta, u (b = Lambda u), r^2, the log determinants and the deviance at ``theta``."""
-        lam = np.asarray(theta, float)[self.term_of_level]
-        q = len(lam)
-        L = np.linalg.cholesky(lam[:, None] * self.ZtWZ * lam[None, :] + np.eye(q))
-        RZX = solve_triangular(L, lam[:, None] * self.ZtWX, lower=True)
-        cu = solve_triangular(L, lam * self.ZtWy, lower=True)
+        Lam = self._lambda(theta)
+        q = len(Lam)
+        L = np.linalg.cholesky(Lam.T @ self.ZtWZ @ Lam + np.eye(q))
+        RZX = solve_triangular(L, Lam.T @ self.ZtWX, lower=True)
+        cu = solve_triangular(L, Lam.T @ self.ZtWy, lower=True)
         RX = np.linalg.cholesky(self.XtWX - RZX.T @ RZX)
         beta = cho_solve((RX, True), self.XtWy - RZX.T @ cu)
         u = solve_triangular(L.T, cu - RZX @ beta, lower=False)
-        fitted = self.X @ beta + self.Z @ (lam * u)
+        fitted = self.X @ beta + self.Z @ (Lam @ u)
         r2 = self.within + float(self.n @ (self.y - fitted) ** 2) + float(u @ u)
         logdet_L = 2.0 * np.log(np.diag(L)).sum()
         logdet_RX = 2.0 * np.log(np.diag(RX)).sum()
@@ -66,19 +65,24 @@ class ProfiledDeviance:
         else:
             dof = self.N
             deviance = logdet_L + self.N * (1.0 + np.log(2.0 * np.pi * r2 / self.N))
-        return {"beta": beta, "u": u, "r2": r2, "sigma": np.sqrt(r2 / dof), "deviance": float(deviance),
-                "lam": lam}
+        return {"beta": beta, "u": u, "r2": r2, "sigma": np.sqrt(r2 / dof), "deviance": float(deviance)}
+
+    def _lambda(self, theta: np.ndarray) -> np.ndarray:
+        if self.structure.simple:
+            return np.diag(np.asarray(theta, float)[self.term_of_level])
+        return self.structure.matrix(theta)
 
     def __call__(self, theta: np.ndarray) -> float:
-        return self.solve(np.abs(theta))["deviance"]
+        """The deviance at theta over all reals: a column of T's sign does not matter."""
+        return self.solve(theta)["deviance"]
 
     def covariance(self, theta: np.ndarray, sigma: float) -> np.ndarray:
         """Covariance of (beta, u) given theta: sigma^2 times the inverse of the penalized
         system [[X'WX, X'WZ Lambda], [Lambda Z'WX, Lambda Z'WZ Lambda + I]]; its beta block is
         lme4's vcov."""
-        lam = np.asarray(theta, float)[self.term_of_level]
-        zx = lam[:, None] * self.ZtWX
-        system = np.block([[self.XtWX, zx.T], [zx, lam[:, None] * self.ZtWZ * lam[None, :] + np.eye(len(lam))]])
+        Lam = self._lambda(theta)
+        zx = Lam.T @ self.ZtWX
+        system = np.block([[self.XtWX, zx.T], [zx, Lam.T @ self.ZtWZ @ Lam + np.eye(len(Lam))]])
         return sigma ** 2 * cho_solve(cho_factor(system, lower=True), np.eye(len(system)))
 
 
@@ -92,9 +96,9 @@ def optimize_theta(dev: ProfiledDeviance, start: np.ndarray, boundary_tol: float
     """
     res = minimize(dev, np.asarray(start, float), method="L-BFGS-B", jac="3-point",
                    options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
-    theta = np.abs(res.x)
+    theta = dev.structure.positive(res.x)
     best = dev(theta)
-    near = theta < boundary_tol
+    near = (theta < boundary_tol) & dev.structure.diagonal
     if near.any() and not np.all(theta[near] == 0):
         free = ~near
         trial = theta.copy()
@@ -108,13 +112,14 @@ def optimize_theta(dev: ProfiledDeviance, start: np.ndarray, boundary_tol: float
         if free.any():
             sub = minimize(on_face, theta[free], method="L-BFGS-B", jac="3-point",
                            options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
-            trial[free] = np.abs(sub.x)
+            trial[free] = sub.x
+            trial = dev.structure.positive(trial)
         if dev(trial) <= best + 1e-10:
             theta, best = trial, dev(trial)
     # a finite-difference gradient at the end, on the interior coordinates: near 0 means converged
     h = 1e-6
     grad = np.array([(dev(theta + h * e) - dev(theta - h * e)) / (2 * h) for e in np.eye(len(theta))])
-    interior = theta > 0
+    interior = ~(dev.structure.diagonal & (theta == 0))
     max_grad = float(np.max(np.abs(grad[interior]), initial=0.0))
     return theta, {"converged": bool(res.success or max_grad < 1e-3), "message": str(res.message),
                    "evaluations": int(res.nfev), "max_abs_gradient": max_grad}
@@ -124,7 +129,8 @@ def fit_lmm(cells: Cells, reml: bool = True, start: np.ndarray | None = None) ->
     """theta, beta, u, sigma, the deviance (REML criterion or ML deviance), the joint covariance
     of (beta, u) and the optimizer report of lmer's fit on ``cells``."""
     dev = ProfiledDeviance(cells, reml)
-    theta, info = optimize_theta(dev, np.ones(len(cells.design.group_terms)) if start is None else start)
+    theta, info = optimize_theta(dev, dev.structure.start() if start is None else start)
     sol = dev.solve(theta)
     return {"theta": theta, "beta": sol["beta"], "u": sol["u"], "sigma": float(sol["sigma"]),
             "objective": sol["deviance"], "cov": dev.covariance(theta, sol["sigma"]), "info": info}
+

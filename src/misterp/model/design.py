@@ -21,7 +21,7 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import product
 
 import numpy as np
@@ -131,6 +131,9 @@ class Design:
         The grouping terms, sorted as lme4 sorts them (most levels first).
     fixed_names : list[str]
         Column names of X, R style ("(Intercept)", "class2", "x").
+    slope_levels : dict[str, pd.Index]
+        Levels of every column used as a factor slope ``factor(z)`` in a
+        grouping term.
     """
 
     formula: Formula
@@ -138,6 +141,7 @@ class Design:
     group_terms: tuple
     group_levels: tuple
     fixed_names: list
+    slope_levels: dict = field(default_factory=dict)
 
     @classmethod
     def learn(cls, formula: Formula, data: pd.DataFrame) -> "Design":
@@ -150,22 +154,76 @@ class Design:
         # one sorted value index per column, shared by every term that uses it
         shared = {c: _sorted_values(data[c]) for g in formula.groups for c in g.columns}
         levels = [Levels.learn(data, g.columns, shared)[0] for g in formula.groups]
-        # lme4 orders terms by decreasing number of levels; ties in reverse formula order
-        order = sorted(range(len(levels)), key=lambda k: (-len(levels[k]), -k))
+        # lme4 (mkReTrms) reorders only when some term has more levels than the one before it,
+        # then by decreasing number of levels, ties in reverse formula order
+        order = list(range(len(levels)))
+        if any(len(levels[k + 1]) > len(levels[k]) for k in range(len(levels) - 1)):
+            order = sorted(order, key=lambda k: (-len(levels[k]), -k))
         names = ["(Intercept)"] if formula.intercept else []
         for k, term in enumerate(formula.fixed):
             names += _term_names(term, categorical, full_first=(not formula.intercept and k == 0))
+        slope_levels = {c: _sorted_values(data[c]) for g in formula.groups for c, f in g.slopes
+                        if f or not _is_numeric(data[c])}
         return cls(
             formula,
             categorical,
             tuple(formula.groups[k] for k in order),
             tuple(levels[k] for k in order),
             names,
+            slope_levels,
         )
 
     @property
     def group_names(self) -> list[str]:
-        return [g.name for g in self.group_terms]
+        """Term names, made unique as lme4 does ("state", "state.1" for ``(x || state)``)."""
+        seen: dict = {}
+        names = []
+        for g in self.group_terms:
+            count = seen.get(g.name, 0)
+            names.append(g.name if count == 0 else f"{g.name}.{count}")
+            seen[g.name] = count + 1
+        return names
+
+    def effect_names(self, term: int) -> list[str]:
+        """Names of a grouping term's effects, lme4 style ("(Intercept)", "male", "factor(male)0.5")."""
+        g = self.group_terms[term]
+        names = ["(Intercept)"] if g.intercept else []
+        for col, as_factor in g.slopes:
+            if col in self.slope_levels:
+                shown = f"factor({col})" if as_factor else col
+                keep = list(self.slope_levels[col])[1:] if g.intercept else list(self.slope_levels[col])
+                names += [f"{shown}{v}" for v in keep]
+            else:
+                names.append(col)
+        return names
+
+    @property
+    def n_effects(self) -> np.ndarray:
+        """Effects per grouping term (1 for a random intercept), shape (n_terms,)."""
+        return np.array([len(self.effect_names(k)) for k in range(len(self.group_terms))], dtype=int)
+
+    @property
+    def n_random(self) -> int:
+        """q: random effects in all, sum over terms of levels x effects."""
+        return int((self.n_levels * self.n_effects).sum())
+
+    def effect_values(self, term: int, data: pd.DataFrame) -> np.ndarray:
+        """Each row's value of each of the term's effects, (n_rows, K): 1 for the intercept, the
+        column for a numeric slope, indicators of a factor slope's levels (its contrasts with an
+        intercept)."""
+        g = self.group_terms[term]
+        pieces = [np.ones((len(data), 1))] if g.intercept else []
+        for col, _ in g.slopes:
+            if col in self.slope_levels:
+                levels = self.slope_levels[col]
+                codes = levels.get_indexer(data[col])
+                if (codes < 0).any():
+                    raise unseen_fixed_level(col, sorted(set(data[col][codes < 0].astype(str))), levels)
+                dummies = np.eye(len(levels))[codes]
+                pieces.append(dummies[:, 1:] if g.intercept else dummies)
+            else:
+                pieces.append(pd.to_numeric(data[col]).to_numpy(float)[:, None])
+        return np.hstack(pieces)
 
     @property
     def n_levels(self) -> np.ndarray:
@@ -219,19 +277,26 @@ class Design:
         -------
         matrix : sparse (n_rows, n_fixed + q + n_extra)
         extra_term : (n_extra,) int array
-            The grouping term of each extra column.
+            The grouping term of each extra column; a term with K effects has
+            K consecutive columns per new level (or per term).
         unseen_labels : dict
             Term name -> labels of its unseen levels.
         """
         X = self.fixed_matrix(data)
         codes = self.group_index(data)
-        starts = np.concatenate([[0], np.cumsum(self.n_levels)])
-        rows, cols, extra_term, labels = [np.zeros(0, int)], [np.zeros(0, int)], [], {}  # no terms: Z is empty
+        widths = self.n_effects
+        starts = np.concatenate([[0], np.cumsum(self.n_levels * widths)])
+        rows, cols, vals = [np.zeros(0, int)], [np.zeros(0, int)], [np.zeros(0)]  # no terms: Z is empty
+        extra_term, labels = [], {}
         next_col = starts[-1]
-        for k, levels in enumerate(self.group_levels):
+        for k, K in enumerate(widths):
             seen = codes[k] >= 0
-            rows.append(np.flatnonzero(seen))
-            cols.append(codes[k][seen] + starts[k])
+            values = self.effect_values(k, data) if K > 1 or not self.group_terms[k].intercept else None
+            effects = np.arange(K)
+            # a level's K effects sit side by side (lme4's order: by level, then by effect)
+            rows.append(np.repeat(np.flatnonzero(seen), K))
+            cols.append((starts[k] + codes[k][seen][:, None] * K + effects).ravel())
+            vals.append(np.ones(int(seen.sum()) * K) if values is None else values[seen].ravel())
             if seen.all():
                 continue
             keys = data.loc[~seen, list(self.group_terms[k].columns)].astype(str).agg(":".join, axis=1)
@@ -239,13 +304,15 @@ class Design:
             labels[self.group_names[k]] = list(names)
             if unseen == "zero":
                 continue
+            slot = new_level if unseen == "level" else np.zeros(len(new_level), dtype=int)
             width = len(names) if unseen == "level" else 1
-            rows.append(np.flatnonzero(~seen))
-            cols.append(next_col + (new_level if unseen == "level" else np.zeros(len(new_level), dtype=int)))
-            extra_term += [k] * width
-            next_col += width
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        Z = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(data), next_col))
+            rows.append(np.repeat(np.flatnonzero(~seen), K))
+            cols.append((next_col + slot[:, None] * K + effects).ravel())
+            vals.append(np.ones(int((~seen).sum()) * K) if values is None else values[~seen].ravel())
+            extra_term += [k] * (width * K)
+            next_col += width * K
+        r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        Z = sp.csr_matrix((v, (r, c)), shape=(len(data), next_col))
         return sp.hstack([sp.csr_matrix(X), Z]).tocsr(), np.asarray(extra_term, dtype=int), labels
 
     def offset(self, data: pd.DataFrame) -> np.ndarray:

@@ -1,10 +1,11 @@
 """lme4 formula syntax -> fixed terms and grouping terms.
 
 Supported: ``y ~ 1 + x + factor(z) + a:b + a*b + offset(o) + (1|g) + (1|a:b) + (1|a/b)``,
-``offset(log(e))`` for an exposure,
-and ``- 1`` or ``0`` to drop the intercept. Terms with random slopes, such as
-``(1 + x|g)``, are rejected with a clear message until they are supported; the
-grouping term keeps a tuple of effects so they can come without a redesign.
+``offset(log(e))`` for an exposure, and ``- 1`` or ``0`` to drop the intercept.
+Random slopes as lme4 writes them: ``(1 + x|g)`` and ``(x|g)`` (correlated with the
+intercept), ``(0 + x|g)`` (a slope alone), ``(x || g)`` (uncorrelated: ``(1|g) + (0 + x|g)``),
+with x a numeric column or ``factor(z)`` (one effect per contrast, or per level without
+an intercept).
 
 Example
 -------
@@ -42,18 +43,28 @@ class FixedTerm:
 
 @dataclass(frozen=True)
 class GroupTerm:
-    """A random-effects term ``(effects | g1:g2:...)``.
+    """A random-effects term ``(effects | g1:g2:...)`` with one covariance block.
 
-    Only the intercept is supported as an effect for now; ``effects`` keeps
-    the term's covariance block explicit for slopes later.
+    ``effects`` lists "(Intercept)" and the slope columns; ``as_factor``
+    marks slope columns wrapped in ``factor()``.
     """
 
     columns: tuple[str, ...]
     effects: tuple[str, ...] = ("(Intercept)",)
+    as_factor: tuple[bool, ...] = (False,)
 
     @property
     def name(self) -> str:
         return ":".join(self.columns)
+
+    @property
+    def intercept(self) -> bool:
+        return "(Intercept)" in self.effects
+
+    @property
+    def slopes(self) -> list[tuple[str, bool]]:
+        """(column, as_factor) of each slope effect."""
+        return [(e, f) for e, f in zip(self.effects, self.as_factor) if e != "(Intercept)"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,7 @@ class Formula:
         for t in self.fixed:
             cols += t.columns
         for g in self.groups:
-            cols += g.columns
+            cols += list(g.columns) + [c for c, _ in g.slopes]
         if self.offset:
             cols.append(self.offset)
         return list(dict.fromkeys(cols))
@@ -126,23 +137,51 @@ def _check_name(text: str, name: str) -> str:
 
 
 def _group_terms(text: str, inner: str) -> list[GroupTerm]:
-    if "||" in inner:
-        raise _fail(text, f"'({inner})' uses '||', which is not supported")
-    if inner.count("|") != 1:
-        raise _fail(text, f"'({inner})' must have exactly one '|'")
-    lhs, rhs = (p.strip() for p in inner.split("|"))
-    if lhs.replace(" ", "") != "1":
-        raise MisterpInputError(
-            f"The term '({inner})' in {text!r} has random slopes ('{lhs}'), which misterp "
-            "does not support yet. Use a random intercept '(1|" + rhs + ")', and add the "
-            "slope variable as a fixed effect if needed."
-        )
+    uncorrelated = "||" in inner
+    if inner.replace("||", "|").count("|") != 1:
+        raise _fail(text, f"'({inner})' must have exactly one '|' (or '||')")
+    lhs, rhs = (p.strip() for p in inner.replace("||", "|").split("|"))
     if not rhs:
         raise _fail(text, f"'({inner})' has no grouping factor")
+    intercept, slopes = _effects(text, inner, lhs)
+    if uncorrelated:  # (x || g) is (1|g) + (0 + x|g): one block per effect
+        blocks = ([[("(Intercept)", False)]] if intercept else []) + [[s] for s in slopes]
+    else:
+        blocks = [([("(Intercept)", False)] if intercept else []) + slopes]
     if "/" in rhs:  # (1|a/b) means (1|a) + (1|a:b)
         parts = [_check_name(text, p.strip()) for p in rhs.split("/")]
-        return [GroupTerm(tuple(parts[: k + 1])) for k in range(len(parts))]
-    return [GroupTerm(tuple(_check_name(text, p.strip()) for p in rhs.split(":")))]
+        groupings = [tuple(parts[: k + 1]) for k in range(len(parts))]
+    else:
+        groupings = [tuple(_check_name(text, p.strip()) for p in rhs.split(":"))]
+    return [GroupTerm(g, tuple(e for e, _ in block), tuple(f for _, f in block))
+            for g in groupings for block in blocks]
+
+
+def _effects(text: str, inner: str, lhs: str) -> tuple[bool, list[tuple[str, bool]]]:
+    """The intercept flag and the (column, as_factor) slopes of a random term's left side."""
+    try:
+        pieces = _split_top(lhs, "+-")
+    except ValueError as e:
+        raise _fail(text, str(e)) from None
+    intercept, slopes = True, []
+    for position, (sign, piece) in enumerate(pieces):
+        if not piece:
+            if position == 0 and len(pieces) > 1 and pieces[1][0] == "-":
+                continue
+            raise _fail(text, f"'({inner})' has a '+' or '-' with nothing after it")
+        if piece in ("0", "1"):
+            intercept = piece == "1" and sign == "+"
+            continue
+        if sign == "-":
+            raise _fail(text, f"removing {piece!r} with '-' inside '({inner})' is not supported")
+        if ":" in piece or "*" in piece:
+            raise MisterpInputError(
+                f"The random term '({inner})' in {text!r} has an interaction slope ({piece!r}), which misterp does "
+                "not support. Give the slope a column of its own.")
+        slopes.append(_fixed_factor(text, piece))
+    if not intercept and not slopes:
+        raise _fail(text, f"'({inner})' has no effect left of the '|'")
+    return intercept, list(dict.fromkeys(slopes))
 
 
 def _fixed_factor(text: str, piece: str) -> tuple[str, bool]:

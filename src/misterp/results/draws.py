@@ -138,7 +138,7 @@ def cell_draws(fit: Fit, frame: Frame, *, n_draws: int | None = None, seed=None)
         raise ValueError("this fit's point prediction is the mean of its draws; ask for at least one draw")
     draws = None
     if params is not None:
-        new = params.sd[:, extra_term] * rng.standard_normal((len(params.coef), len(extra_term)))
+        new = _new_effects(params, extra_term, design.n_effects, rng)
         draws = LinearDraws(np.hstack([params.coef, new]), matrix, offset, family)
     if fit.point == "mean":
         point = sum(chunk.sum(axis=0) for chunk in draws.chunks(CHUNK)) / draws.n_draws
@@ -155,3 +155,17 @@ def cell_draws(fit: Fit, frame: Frame, *, n_draws: int | None = None, seed=None)
         delta = (slope[:, None] * X, cov)
     return CellDraws(point=point, draws=draws, method=fit.method, interval=fit.interval, se=se, delta=delta,
                      unseen=unseen)
+
+
+def _new_effects(params, extra_term: np.ndarray, n_effects: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Effects of unseen levels, (n_draws, n_extra): F z per draw for each new level's block of K
+    columns, with its term's factor F (an sd for a random intercept) and z ~ N(0, I)."""
+    z = rng.standard_normal((len(params.coef), len(extra_term)))
+    start = 0
+    while start < len(extra_term):
+        k = extra_term[start]
+        K = n_effects[k]
+        block = slice(start, start + K)
+        z[:, block] = np.einsum("dij,dj->di", np.broadcast_to(params.scale[k], (len(z), K, K)), z[:, block])
+        start += K
+    return z

@@ -107,11 +107,12 @@ def load_fit(path) -> Fit:
 def _check_shapes(fit: Fit) -> None:
     """Raise ValueError unless the fit's arrays fit its design (a damaged file can hold any shapes)."""
     design = fit.design
-    k = len(design.fixed_names) + int(design.n_levels.sum())
+    k = len(design.fixed_names) + design.n_random
     draws = fit.parameter_draws(2, np.random.default_rng(0))
     cov = fit.coef_cov()
     shapes = [fit.point_coef().shape == (k,), cov is None or cov.shape == (k, k),
-              draws is None or (draws.coef.shape[1:] == (k,) and draws.sd.shape[1:] == (len(design.n_levels),))]
+              draws is None or (draws.coef.shape[1:] == (k,) and [f.shape[1:] for f in draws.scale]
+                                 == [(K, K) for K in design.n_effects])]
     if not all(shapes):
         raise ValueError(f"its arrays do not match the model's {k} coefficients")
 
