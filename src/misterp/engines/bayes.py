@@ -36,7 +36,7 @@ import pandas as pd
 from ..errors import MisterpInputError
 from ..model.cells import Cells
 from .diagnostics import summarize
-from .fit import Fit, ParameterDraws
+from .fit import Fit, ParameterDraws, correlations, varcorr_frame
 from .jax_config import ensure_jax
 
 
@@ -105,12 +105,6 @@ class BayesEngine:
         """
         from .whitening import pilot_expansion
 
-        if np.any(cells.design.n_effects > 1) or not all(g.intercept for g in cells.design.group_terms):
-            raise MisterpInputError(
-                "The bayes engine fits random intercepts only, for now: the formula's terms "
-                f"{[g for g, K in zip(cells.design.group_names, cells.design.n_effects) if K > 1]} have "
-                "slopes. Fit varying slopes with the laplace engine (lme4's glmer or lmer), with --bootstrap for "
-                "refitted intervals.")
         data = _model_data(cells, self.priors)
         data["prior_only"] = self.prior_only
         if self._whitened(data):  # the pilot fit serves the remedy's rerun too
@@ -155,6 +149,12 @@ class BayesEngine:
         if self.parameterization not in ("auto", "whitened", "noncentred"):
             raise ValueError("parameterization must be 'auto', 'whitened' or 'noncentred', "
                              f"not {self.parameterization!r}")
+        if data["slopes"] is not None:
+            if self.parameterization == "whitened":
+                raise MisterpInputError(
+                    "Whitened coordinates take random intercepts only; a model with varying slopes samples in "
+                    "rstanarm's own (--parameterization noncentred, the default for it).")
+            return False
         return self.parameterization == "whitened" or (
             self.parameterization == "auto" and _n_effects(data) <= MAX_WHITENED)
 
@@ -194,20 +194,40 @@ def _model_data(cells: Cells, priors: Priors) -> dict:
     var = (n @ (X - xbar) ** 2) / max(total - 1, 1) if X.shape[1] else np.zeros(0)
     sd = np.sqrt(var)
     sd = np.where(sd > 0, sd, 1.0)
-    sizes = cells.design.n_levels
+    design = cells.design
+    sizes = design.n_levels
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    return {
+    data = {
         "Xc": X - xbar, "xbar": xbar, "offset": cells.offset, "has_intercept": has_intercept,
         "coef_scale": priors.coef_scale * y_sd / sd, "intercept_scale": priors.intercept_scale * y_sd,
         "intercept_loc": y_mean, "aux_scale": y_sd if scale else None,
         "sd_scale": priors.sd_scale, "cols": cells.groups + starts[:-1, None],
         "term_of_level": np.repeat(np.arange(len(sizes)), sizes), "n_terms": len(sizes),
-        "stats": cells.stats, "family": cells.family,
+        "stats": cells.stats, "family": cells.family, "slopes": None,
     }
+    if np.any(design.n_effects > 1) or not all(g.intercept for g in design.group_terms):
+        data["slopes"] = _slope_data(cells)
+        data["term_of_level"] = np.zeros(design.n_random, dtype=int)  # the effects' count, for _n_effects
+    return data
+
+
+def _slope_data(cells: Cells) -> dict:
+    """Terms with effects beyond an intercept: each cell's Z entries as (columns, values), each
+    (n_entries, n_cells), and every term's effects and levels, for decov's blocks."""
+    design = cells.design
+    Z = design.linear_map(cells.table)[0][:, len(design.fixed_names):].tocsr()
+    width = int(np.diff(Z.indptr).max())
+    cols = np.zeros((cells.n_cells, width), dtype=int)
+    vals = np.zeros((cells.n_cells, width))
+    for row in range(cells.n_cells):
+        lo, hi = Z.indptr[row], Z.indptr[row + 1]
+        cols[row, :hi - lo], vals[row, :hi - lo] = Z.indices[lo:hi], Z.data[lo:hi]
+    return {"cols": cols.T, "vals": vals.T, "n_effects": tuple(int(k) for k in design.n_effects),
+            "n_levels": tuple(int(j) for j in design.n_levels)}
 
 
 def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, intercept_loc, aux_scale, sd_scale, cols,
-           term_of_level, n_terms, stats, family, prior_only=False, H=None, r=None):
+           term_of_level, n_terms, stats, family, slopes=None, prior_only=False, H=None, r=None):
     """rstanarm's model; effects non-centred (b = sigma z), or whitened when H and r are given.
 
     A family with an outcome scale (gaussian) has a residual sd ``aux`` =
@@ -220,6 +240,15 @@ def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, interce
     aux = 1.0
     if aux_scale is not None:
         aux = numpyro.deterministic("aux", aux_scale * numpyro.sample("aux_unscaled", dist.Exponential(1.0)))
+    if slopes is not None:
+        alpha = numpyro.sample("alpha", dist.Normal(intercept_loc, intercept_scale)) if has_intercept else 0.0
+        beta = numpyro.sample("beta", dist.Normal(0.0, jnp.asarray(coef_scale))) if Xc.shape[1] else None
+        b = _decov_effects(slopes, sd_scale, aux)
+        eta = jnp.asarray(offset) + alpha + (jnp.asarray(Xc) @ beta if Xc.shape[1] else 0.0)
+        eta = eta + (b[jnp.asarray(slopes["cols"])] * jnp.asarray(slopes["vals"])).sum(axis=0)
+        if not prior_only:
+            family.numpyro_likelihood(stats, eta, dispersion=aux ** 2)
+        return
     sigma = None
     if n_terms:
         tau = numpyro.sample("tau", dist.Gamma(jnp.ones(n_terms), 1.0))
@@ -242,6 +271,34 @@ def _model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, interce
         eta = eta + b[jnp.asarray(cols)].sum(axis=0)
     if not prior_only:
         family.numpyro_likelihood(stats, eta, dispersion=aux ** 2)
+
+
+def _decov_effects(slopes: dict, sd_scale: float, aux):
+    """rstanarm's decov prior, non-centred: per term, tau ~ gamma(1, 1) sets the trace
+    K (sd_scale tau aux)^2, a simplex pi ~ Dirichlet(1) splits it into variances, the
+    correlations' Cholesky factor is LKJ(1); a level's effects are T z, T = diag(sqrt(pi trace)) C,
+    z ~ N(0, I). Stores each T as ``factor_<k>`` and the effects as ``b``."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    n_terms = len(slopes["n_effects"])
+    tau = numpyro.sample("tau", dist.Gamma(jnp.ones(n_terms), 1.0))
+    z = numpyro.sample("z", dist.Normal(jnp.zeros(sum(K * J for K, J in zip(slopes["n_effects"], slopes["n_levels"]))),
+                                        1.0))
+    pieces, start = [], 0
+    for k, (K, J) in enumerate(zip(slopes["n_effects"], slopes["n_levels"])):
+        scale = sd_scale * tau[k] * aux
+        if K == 1:
+            T = jnp.reshape(scale, (1, 1))
+        else:
+            pi = numpyro.sample(f"simplex_{k}", dist.Dirichlet(jnp.ones(K)))
+            C = numpyro.sample(f"corr_{k}", dist.LKJCholesky(K, 1.0))
+            T = jnp.sqrt(pi * K)[:, None] * scale * C
+        numpyro.deterministic(f"factor_{k}", T)
+        pieces.append((z[start:start + J * K].reshape(J, K) @ T.T).ravel())
+        start += J * K
+    return numpyro.deterministic("b", jnp.concatenate(pieces))
 
 
 @dataclass(frozen=True, repr=False)
@@ -300,8 +357,17 @@ class BayesFit(Fit):
                 j += 1
         return np.column_stack(columns) if columns else np.zeros((n_draws, 0))
 
+    def term_factors(self) -> list[np.ndarray]:
+        """Per grouping term, draws of the factor T of its effects' covariance T T', (n_draws, K, K)."""
+        if "b" in self.samples:
+            return [self._flat(f"factor_{k}") for k in range(len(self.design.group_terms))]
+        sigma = self._sigma()
+        return [sigma[:, k, None, None] for k in range(sigma.shape[1])]
+
     def b_draws(self) -> np.ndarray:
-        """Draws of the group effects b = sigma * z, (n_draws, q)."""
+        """Draws of the group effects b (b = sigma * z for random intercepts), (n_draws, q)."""
+        if "b" in self.samples:
+            return self._flat("b")
         sigma = self._sigma()
         if not sigma.shape[1]:
             return sigma
@@ -313,13 +379,13 @@ class BayesFit(Fit):
         return pd.Series(np.median(self.coef_draws(), axis=0), index=self.design.fixed_names)
 
     def varcorr(self) -> pd.DataFrame:
-        """Posterior medians of the group sds (and of a gaussian's residual sd)."""
-        table = pd.DataFrame({"term": self.design.group_names, "effect": "(Intercept)",
-                              "sd": np.median(self._sigma(), axis=0)})
-        if "aux" in self.samples:
-            table = pd.concat([table, pd.DataFrame({"term": ["Residual"], "effect": [""],
-                                                    "sd": [np.median(self._flat("aux"))]})], ignore_index=True)
-        return table
+        """Posterior medians of the group sds and correlations (and of a gaussian's residual sd),
+        laid out as lme4's VarCorr."""
+        design = self.design
+        pairs = [correlations(F @ np.swapaxes(F, 1, 2)) for F in self.term_factors()]
+        return varcorr_frame(design.group_names, [design.effect_names(k) for k in range(len(pairs))],
+                             [np.median(sd, axis=0) for sd, _ in pairs], [np.median(c, axis=0) for _, c in pairs],
+                             float(np.median(self._flat("aux"))) if "aux" in self.samples else None)
 
     # -- the Fit protocol --------------------------------------------------------
     @property
@@ -334,7 +400,7 @@ class BayesFit(Fit):
     def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws:
         """The posterior draws, chains one after another (the first ``n_draws``, if given)."""
         coef = np.hstack([self.coef_draws(), self.b_draws()])
-        return ParameterDraws.from_sds(coef[:n_draws], self._sigma()[:n_draws])
+        return ParameterDraws(coef[:n_draws], [F[:n_draws] for F in self.term_factors()])
 
     def saved_state(self) -> tuple[dict, dict]:
         meta = {"engine": dataclasses.asdict(self.engine),
@@ -352,7 +418,9 @@ class BayesFit(Fit):
 
     @cached_property
     def _diagnostics(self) -> pd.DataFrame:
-        return summarize({k: v for k, v in self.samples.items() if k not in ("sigma", "aux")})
+        # deterministic sites and LKJ factors' fixed entries carry no information of their own
+        return summarize({k: v for k, v in self.samples.items()
+                          if k not in ("sigma", "aux", "b") and not k.startswith(("factor_", "corr_"))})
 
     def diagnostics(self) -> pd.DataFrame:
         """R-hat, bulk and tail ESS per parameter (rank-normalised split R-hat, Vehtari et al. 2021)."""

@@ -132,6 +132,34 @@ class Fit:
         return (f"<{type(self).__name__} {self.design.formula.text!r}: {self.family.name}, "
                 f"{self.cells.n_cells} cells{note}>")
 
+def varcorr_frame(names: list[str], effects: list[list[str]], sds: list[np.ndarray], cors: list[np.ndarray],
+                  residual: float | None = None):
+    """lme4's ``as.data.frame(VarCorr(fit))``: a row per sd and per correlation (term, effect, other,
+    sd, cor); the short form (term, effect, sd) when every term is one effect.
+
+    ``sds[k]`` is (K,), ``cors[k]`` (K, K) for term k; ``residual`` adds a gaussian's sd.
+    """
+    import pandas as pd
+
+    rows = []
+    for name, labels, sd, cor in zip(names, effects, sds, cors):
+        rows += [(name, e, "", s, np.nan) for e, s in zip(labels, sd)]
+        rows += [(name, labels[i], labels[j], np.nan, cor[i, j]) for j in range(len(labels))
+                 for i in range(j + 1, len(labels))]
+    if residual is not None:
+        rows.append(("Residual", "", "", residual, np.nan))
+    table = pd.DataFrame(rows, columns=["term", "effect", "other", "sd", "cor"])
+    return table if (table["other"] != "").any() else table[["term", "effect", "sd"]]
+
+
+def correlations(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sds (..., K) and correlations (..., K, K) of covariances (..., K, K); NaN where an sd is 0."""
+    sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    outer = sd[..., :, None] * sd[..., None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sd, np.where(outer > 0, cov / np.where(outer > 0, outer, 1.0), np.nan)
+
+
 def normal_draws(mean: np.ndarray, cov: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
     """(n_draws, k) draws of N(mean, cov) from the Cholesky factor of ``cov``."""
     z = rng.standard_normal((n_draws, len(mean)))

@@ -29,7 +29,7 @@ import pandas as pd
 from ..errors import MisterpInputError
 from ..model.cells import Cells
 from .deviance import Problem, joint_covariance
-from .fit import Fit, ParameterDraws, normal_draws
+from .fit import Fit, ParameterDraws, correlations, normal_draws, varcorr_frame
 from .optimize import optimize, start_values
 from .structure import Structure
 
@@ -186,20 +186,11 @@ class MixedFit(Fit):
         """lme4's ``as.data.frame(VarCorr(fit))``, one row per sd and per correlation, in lme4's term
         order: term, effect, other (the second effect of a correlation), sd, cor. A gaussian fit
         adds the residual sd."""
-        rows = []
-        for k, (name, cov) in enumerate(zip(self.design.group_names, self.term_covariances())):
-            effects, sd = self.design.effect_names(k), np.sqrt(np.diag(cov))
-            rows += [(name, e, "", s, np.nan) for e, s in zip(effects, sd)]
-            for j in range(len(effects)):
-                for i in range(j + 1, len(effects)):
-                    cor = cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
-                    rows.append((name, effects[i], effects[j], np.nan, cor))
-        if self.family.profiled:
-            rows.append(("Residual", "", "", self.sigma, np.nan))
-        table = pd.DataFrame(rows, columns=["term", "effect", "other", "sd", "cor"])
-        if not (table["other"] != "").any():  # random intercepts only: lme4's short form
-            table = table[["term", "effect", "sd"]]
-        return table
+        design = self.design
+        pairs = [correlations(cov) for cov in self.term_covariances()]
+        return varcorr_frame(design.group_names, [design.effect_names(k) for k in range(len(pairs))],
+                             [sd for sd, _ in pairs], [cor for _, cor in pairs],
+                             self.sigma if self.family.profiled else None)
 
     @property
     def reml_criterion(self) -> float:
