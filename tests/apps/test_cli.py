@@ -232,7 +232,7 @@ def test_saved_bayes_fit_reproduces_its_table_with_unseen_levels(files, capsys):
 
 
 def test_poisson_counts_with_an_exposure(tmp_path, capsys):
-    """--family poisson --exposure years: lme4's fit; a frame carrying each cell's exposure gives the rate."""
+    """--family poisson --exposure years: lme4's fit; --frame-exposure weights by each cell's exposure (a rate)."""
     from conftest import FIXTURES
 
     ref = pd.read_csv(FIXTURES / "poisson_glmer_scalars.csv").set_index("name")["value"]
@@ -245,14 +245,17 @@ def test_poisson_counts_with_an_exposure(tmp_path, capsys):
     code, out, err = run(capsys, *common, "--frame", per_person)
     assert code == 0, err
     assert abs(float(out.splitlines()[1].split()[0]) - ref["overall"]) < 1e-4
-    code, out, err = run(capsys, *common, "--frame", with_exposure, "--save-fit", tmp_path / "p.fit")
+    code, out, err = run(capsys, *common, "--frame", with_exposure, "--frame-exposure", "years",
+                         "--save-fit", tmp_path / "p.fit")
     assert code == 0 and "weighted by the frame's exposure 'years'" in err
     assert abs(float(out.splitlines()[1].split()[0]) - ref["rate"]) < 1e-4
     code, out, err = run(capsys, "poststratify", "--fit", tmp_path / "p.fit", "--frame", with_exposure, "--count", "N",
-                         "--exposure", "years")
+                         "--frame-exposure", "years")
     assert code == 0 and abs(float(out.splitlines()[1].split()[0]) - ref["rate"]) < 1e-4
     err = bad(capsys, *common[:-6], "--family", "binomial", "--formula", "visits ~ (1|state)", "--frame", per_person)
     assert "use --family poisson" in err or "goes with a count outcome" in err
+    err = bad(capsys, *common[:-4], "--formula", "visits ~ male + (1|state) + offset(log(years))", "--frame", per_person)
+    assert "either as --exposure years or as offset(log(years))" in err
 
 
 def test_gaussian_outcome_reml_and_ml(tmp_path, capsys):

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from conftest import CCES, FIXTURES
-from misterp import (Frame, LaplaceEngine, MisterpInputError, MisterpWarning, Survey, bootstrap, cell_draws,
+from misterp import (Frame, LaplaceEngine, MisterpWarning, Survey, bootstrap, cell_draws,
                      poststratify, prepare)
-from misterp.model.family import GAUSSIAN
+from misterp.model.family import GAUSSIAN, POISSON
 
 NUMERIC = "abortion ~ male + (1 + male | state) + (1 | eth) + (1 | educ) + (1 | age)"
 CASES = {
@@ -22,6 +22,11 @@ CASES = {
     "lmer_correlated": ("score ~ male + (1 + male | state) + (1 | age)", "gaussian", GAUSSIAN, True),
     "lmer_uncorrelated": ("score ~ male + (male || state) + (1 | age)", "gaussian", GAUSSIAN, True),
     "lmer_correlated_ml": ("score ~ male + (1 + male | state) + (1 | age)", "gaussian", GAUSSIAN, False),
+    "glmer_slope_only_poisson": ("visits ~ male + (0 + male | age) + (1 | state) + offset(log(years))", "counts",
+                                 POISSON, True),
+    "glmer_uncorrelated_sample5000": ("abortion ~ male + (male || state) + (1 | eth)", "sample", None, True),
+    "lmer_split": ("score ~ male + (1 | state) + (0 + male | state) + (1 | age)", "gaussian", GAUSSIAN, True),
+    "lmer_two_factors": ("score ~ male + (0 + factor(edu) + factor(age) | state)", "gaussian", GAUSSIAN, True),
 }
 
 
@@ -35,7 +40,9 @@ def data(cces_all):
     cces_frame = Frame(pd.read_csv(CCES / "poststrat_df.csv"), "n")
     gaussian = pd.read_csv(FIXTURES / "gaussian_survey.csv")
     return {"cces": (cces_all, cces_frame), "sample": (cces_all.iloc[rows].reset_index(drop=True), cces_frame),
-            "gaussian": (gaussian, Frame(pd.read_csv(FIXTURES / "gaussian_frame.csv"), "N"))}
+            "gaussian": (gaussian, Frame(pd.read_csv(FIXTURES / "gaussian_frame.csv"), "N")),
+            "counts": (pd.read_csv(FIXTURES / "poisson_survey.csv"), Frame(pd.read_csv(FIXTURES / "poisson_frame.csv"),
+                                                                           "N"))}
 
 
 def fit_case(data, tag):
@@ -49,12 +56,20 @@ def fit_case(data, tag):
         return LaplaceEngine(reml=reml).fit(cells), frame
 
 
-@pytest.mark.parametrize("tag", list(CASES))
+# lme4's bobyqa stops short on the 28-theta singular lmer_two_factors fit (a 7 x 7 covariance of
+# rank below 7): its REML criterion is 3.7e-4 above ours. There the theta entries beyond the
+# covariance's rank are not identified, and the sds and means agree to about 1e-4, not 1e-5.
+LOOSE = {"lmer_two_factors": 20.0}
+
+
+@pytest.mark.parametrize("tag", [pytest.param(t, marks=pytest.mark.slow) if t in LOOSE else t for t in CASES])
 def test_slope_models_match_lme4(tag, data):
     fit, frame = fit_case(data, tag)
     r = scalars(tag)
-    np.testing.assert_allclose(fit.beta, r[r.index.str.startswith("fixef:")], rtol=1e-5, atol=2e-5)
-    np.testing.assert_allclose(fit.theta, r[r.index.str.startswith("theta:")], rtol=1e-4, atol=5e-5)
+    loose = LOOSE.get(tag, 1.0)
+    np.testing.assert_allclose(fit.beta, r[r.index.str.startswith("fixef:")], rtol=1e-5 * loose, atol=2e-5)
+    if tag not in LOOSE:
+        np.testing.assert_allclose(fit.theta, r[r.index.str.startswith("theta:")], rtol=1e-4, atol=5e-5)
     assert fit.loglik >= r["loglik"] - 1e-6 and fit.loglik == pytest.approx(r["loglik"], rel=1e-5)
     assert fit.singular == bool(r["singular"])
     if fit.family is GAUSSIAN:
@@ -63,17 +78,17 @@ def test_slope_models_match_lme4(tag, data):
     vc = fit.varcorr()
     sds = vc[vc["sd"].notna() & (vc["term"] != "Residual")]["sd"].to_numpy()
     np.testing.assert_allclose(sds, r[r.index.str.startswith("sd:") & ~r.index.str.startswith("sd:Residual")],
-                               rtol=1e-4, atol=5e-5)
+                               rtol=1e-4 * loose, atol=5e-5)
     if "cor" in vc:
         cors = vc[vc["cor"].notna()]["cor"].to_numpy()
-        np.testing.assert_allclose(cors, r[r.index.str.startswith("cor:")], atol=2e-3)
+        np.testing.assert_allclose(cors, r[r.index.str.startswith("cor:")], atol=2e-3 * loose)
     pred = pd.read_csv(FIXTURES / f"slopes_{tag}_predict.csv")["pred"].to_numpy()
     # probabilities within 1e-5 (lme4 stops short of our optimum by up to 1.5e-6 in logLik); means 1e-5 relative
     np.testing.assert_allclose(fit.predict(frame.data), pred, **({"atol": 1e-5} if tag.startswith("glmer") else
-                                                                 {"rtol": 1e-5}))
+                                                                 {"rtol": 1e-5 * loose}))
     groups = poststratify(cell_draws(fit, frame, seed=1), frame, by="state").table
     r_groups = pd.read_csv(FIXTURES / f"slopes_{tag}_groups.csv")
-    np.testing.assert_allclose(groups["estimate"], r_groups["estimate"], atol=1e-4)
+    np.testing.assert_allclose(groups["estimate"], r_groups["estimate"], atol=1e-4 * loose)
 
 
 def test_unseen_levels_draw_correlated_effects(data):

@@ -57,8 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--ml", action="store_true",
                      help="gaussian with the laplace engine: maximum likelihood instead of lmer's default REML")
     fit.add_argument("--exposure", metavar="COL",
-                     help="poisson: each survey row's exposure (time observed); when the frame has COL too, "
-                          "cells are weighted by it and the estimate is a rate per unit of exposure")
+                     help="poisson: the survey column of each row's exposure (the time it was observed)")
+    fit.add_argument("--frame-exposure", metavar="COL",
+                     help="poisson: weight cells by the frame's column of each cell's total exposure; the "
+                          "estimate is then a rate per unit of exposure")
     fit.add_argument("--engine", choices=["glm", "laplace", "bayes"], default="laplace")
     bayes = fit.add_argument_group("bayes engine (rstanarm's stan_glmer defaults)")
     bayes.add_argument("--chains", type=int, default=4)
@@ -89,8 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument("--join", action="append", default=[], metavar="FILE",
                       help="group-level predictors joined onto the frame; repeatable")
     post.add_argument("--out", help="write the estimate table to this CSV file")
-    post.add_argument("--exposure", metavar="COL",
-                      help="weight cells by the frame's exposure column COL: a count model's estimate becomes a rate")
+    post.add_argument("--frame-exposure", metavar="COL",
+                      help="weight cells by the frame's column of each cell's total exposure: a count model's "
+                           "estimate becomes a rate")
     post.add_argument("--seed", type=int, default=None,
                       help="seed of the normal-approximation draws and of unseen levels' draws")
     post.add_argument("--no-progress", action="store_true",
@@ -122,7 +125,7 @@ def _fit(args) -> int:
         notes.append(f"saved the fit to {args.save_fit}")
     # a fit whose engine was seeded with --seed (the sampler) derives its draws' seed from it
     seed = args.seed if model.draw_seed is None else None
-    weight = args.exposure if args.exposure and args.exposure in frame.data.columns else None
+    weight = _exposure_weight(model, args.frame_exposure)
     if weight:
         notes.append(f"cells weighted by the frame's exposure {weight!r}: the estimate is a rate per unit of it")
     estimate = poststratify(cell_draws(model, frame, seed=seed), frame, by=args.by, weight=weight)
@@ -135,6 +138,15 @@ def _fit(args) -> int:
                  "(predicted by the model)")
     _report(estimate, notes, args.out)
     return 0
+
+
+def _exposure_weight(model, column: str | None) -> str | None:
+    """The frame column to weight cells by, for a model of counts per unit of exposure."""
+    if column and "exposure" not in model.family.stats:
+        raise MisterpInputError(
+            f"--frame-exposure weights cells by their exposure, for counts (--family poisson); this fit's "
+            f"family is {model.family.name}. Drop --frame-exposure.")
+    return column
 
 
 def _check_options(args) -> None:
@@ -205,7 +217,8 @@ def _poststratify(args) -> int:
     model = load_fit(args.fit)
     frame = read_frame(args.frame, args.count, join=args.join)
     check_frame(model.cells, frame)
-    estimate = poststratify(cell_draws(model, frame, seed=args.seed), frame, by=args.by, weight=args.exposure)
+    weight = _exposure_weight(model, args.frame_exposure)
+    estimate = poststratify(cell_draws(model, frame, seed=args.seed), frame, by=args.by, weight=weight)
     _report(estimate, [], args.out)
     return 0
 

@@ -73,23 +73,27 @@ def check_levels_covered(survey_cells: pd.DataFrame, frame: Frame, columns) -> N
             )
 
 
-def unseen_fixed_level(col: str, unseen, survey_levels) -> MisterpInputError:
-    """The error for levels of a fixed categorical column that the survey never has."""
+def unseen_fixed_level(col: str, unseen, survey_levels, slope: bool = False) -> MisterpInputError:
+    """The error for levels of a categorical column of fixed effects (or of a factor slope) that the
+    survey never has."""
+    what = "A factor slope" if slope else "A fixed effect"
+    fix = "Drop those cells or merge the levels." if slope else \
+        f"Drop those cells, merge the levels, or model {col!r} as a random effect '(1|{col})'."
     return MisterpInputError(
         f"Column {col!r} has level(s) {[str(v) for v in unseen][:10]} that the survey never has. "
-        f"A fixed effect cannot predict an unseen level; the survey's levels are "
-        f"{[str(v) for v in survey_levels][:20]}. Drop those cells, merge the levels, or "
-        f"model {col!r} as a random effect '(1|{col})'."
+        f"{what} cannot predict an unseen level; the survey's levels are "
+        f"{[str(v) for v in survey_levels][:20]}. {fix}"
     )
 
 
-def check_fixed_levels(survey_cells: pd.DataFrame, frame: Frame, columns) -> None:
-    """Raise if the frame has a level of one of ``columns`` (fixed categorical) that the survey lacks."""
+def check_fixed_levels(survey_cells: pd.DataFrame, frame: Frame, columns, slope: bool = False) -> None:
+    """Raise if the frame has a level of one of ``columns`` (fixed categorical, or factor slopes) that
+    the survey lacks."""
     for col in dict.fromkeys(columns):
         survey_levels = pd.Index(survey_cells[col].unique())
         unseen = pd.Index(frame.data[col].unique()).difference(survey_levels)
         if len(unseen):
-            raise unseen_fixed_level(col, sorted(unseen.astype(str)), sorted(survey_levels, key=str))
+            raise unseen_fixed_level(col, sorted(unseen.astype(str)), sorted(survey_levels, key=str), slope)
 
 
 def match_cells(survey_cells: pd.DataFrame, frame: Frame, columns) -> np.ndarray:

@@ -62,7 +62,7 @@ class LaplaceEngine:
             )
         if cells.family.profiled:
             fit = lmm_fit(cells, self.reml, self.singular_tol, start)
-        elif not Structure(cells.design.n_effects, cells.design.n_levels).simple:
+        elif not Structure.of(cells.design).simple:
             from .slopes import fit_slopes, joint_covariance as slopes_covariance
 
             found = fit_slopes(cells, start, u0)
@@ -141,7 +141,7 @@ class MixedFit(Fit):
     # -- lme4 accessors --------------------------------------------------------
     @cached_property
     def structure(self) -> Structure:
-        return Structure(self.design.n_effects, self.design.n_levels)
+        return Structure.of(self.design)
 
     @property
     def lam(self) -> np.ndarray:
@@ -277,8 +277,9 @@ class MixedFit(Fit):
                             f"{self.info.get('max_abs_gradient', float('nan')):.2g}): check the model for "
                             "redundant terms, or compare with another engine.")
         if self.singular:
-            messages.append(f"boundary (singular) fit: some sd is 0 ({', '.join(self.singular_terms())}); "
-                            "those terms pool their levels completely. Drop them or simplify the model.")
+            messages.append(f"boundary (singular) fit: in {', '.join(self.singular_terms())} a variance is 0 or a "
+                            "correlation is +-1 (lme4's isSingular), so those effects are not separately identified. "
+                            "Simplify those terms (drop a slope, or the term).")
         return messages
 
     def saved_state(self) -> tuple[dict, dict]:

@@ -34,7 +34,7 @@ class SlopeProblem:
         design = cells.design
         self.family, self.stats = cells.family, cells.stats
         self.X, self.offset = cells.X, cells.offset
-        self.structure = Structure(design.n_effects, design.n_levels)
+        self.structure = Structure.of(design)
         matrix, _, _ = design.linear_map(cells.table)
         self.Z = matrix[:, len(design.fixed_names):].tocsr()
         self.q = self.Z.shape[1]

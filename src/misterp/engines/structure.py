@@ -30,7 +30,7 @@ import numpy as np
 class Structure:
     """Lambda(theta) for terms with ``n_effects`` (n_terms,) effects and ``n_levels`` (n_terms,) levels."""
 
-    def __init__(self, n_effects: np.ndarray, n_levels: np.ndarray):
+    def __init__(self, n_effects: np.ndarray, n_levels: np.ndarray, intercepts=None):
         self.n_effects = np.asarray(n_effects, dtype=int)
         self.n_levels = np.asarray(n_levels, dtype=int)
         self.q = int((self.n_effects * self.n_levels).sum())
@@ -54,7 +54,14 @@ class Structure:
         self.lower = np.array(lower)
         self.diagonal = np.array(self.diagonal, dtype=bool)
         self.n_theta = first
-        self.simple = bool(np.all(self.n_effects == 1))  # every term a random intercept: Lambda is diagonal
+        # every term a random intercept: Z is indicators and Lambda diagonal (the fast engines' case)
+        intercepts = np.ones(len(self.n_effects), dtype=bool) if intercepts is None else np.asarray(intercepts)
+        self.simple = bool(np.all(self.n_effects == 1) and np.all(intercepts))
+
+    @classmethod
+    def of(cls, design) -> "Structure":
+        """The structure of a design's grouping terms."""
+        return cls(design.n_effects, design.n_levels, [g.intercept for g in design.group_terms])
 
     def start(self) -> np.ndarray:
         """lme4's starting theta: each T the identity."""

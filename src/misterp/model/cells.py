@@ -26,7 +26,7 @@ from ..data.frame import Frame
 from ..data.survey import Survey
 from ..data.tables import require_columns
 from ..errors import MisterpInputError
-from .design import Design, Levels
+from .design import Design, Levels, offset_values
 from .family import DEFAULT_FAMILY, Family
 from .formula import Formula, parse_formula
 
@@ -101,6 +101,7 @@ def collapse(survey: Survey, formula, family: Family = DEFAULT_FAMILY) -> Cells:
     data = survey.data
     require_columns(data, formula.columns, "survey")
     rows = family.rows(data, formula, trials=survey.trials, exposure=survey.exposure)
+    offset_values(formula, data, "survey")  # named by the survey's rows, before they become cells
     predictors = formula.predictors
     if predictors:
         levels, codes = Levels.learn(data, predictors)
@@ -119,6 +120,7 @@ def check_frame(cells: Cells, frame: Frame) -> None:
     grouping = [c for g in design.group_terms for c in g.columns]
     checks.check_levels_covered(cells.table, frame, list(design.categorical) + grouping)
     checks.check_fixed_levels(cells.table, frame, list(design.categorical))
+    checks.check_fixed_levels(cells.table, frame, list(design.slope_levels), slope=True)
 
 
 def prepare(survey: Survey, frame: Frame | None, formula, drop_missing: bool = False,

@@ -188,14 +188,24 @@ class Design:
         """Names of a grouping term's effects, lme4 style ("(Intercept)", "male", "factor(male)0.5")."""
         g = self.group_terms[term]
         names = ["(Intercept)"] if g.intercept else []
-        for col, as_factor in g.slopes:
+        for col, as_factor, full in self._slope_coding(g):
             if col in self.slope_levels:
                 shown = f"factor({col})" if as_factor else col
-                keep = list(self.slope_levels[col])[1:] if g.intercept else list(self.slope_levels[col])
+                keep = list(self.slope_levels[col]) if full else list(self.slope_levels[col])[1:]
                 names += [f"{shown}{v}" for v in keep]
             else:
                 names.append(col)
         return names
+
+    def _slope_coding(self, g) -> list[tuple[str, bool, bool]]:
+        """(column, as_factor, full dummy coding) per slope: as R's model.matrix, only the first
+        factor of a term without an intercept gets a column per level, the others contrasts."""
+        out, full_left = [], not g.intercept
+        for col, as_factor in g.slopes:
+            factor = col in self.slope_levels
+            out.append((col, as_factor, factor and full_left))
+            full_left = full_left and not factor
+        return out
 
     @property
     def n_effects(self) -> np.ndarray:
@@ -213,16 +223,17 @@ class Design:
         intercept)."""
         g = self.group_terms[term]
         pieces = [np.ones((len(data), 1))] if g.intercept else []
-        for col, _ in g.slopes:
+        for col, _, full in self._slope_coding(g):
             if col in self.slope_levels:
                 levels = self.slope_levels[col]
                 codes = levels.get_indexer(data[col])
                 if (codes < 0).any():
-                    raise unseen_fixed_level(col, sorted(set(data[col][codes < 0].astype(str))), levels)
+                    raise unseen_fixed_level(col, sorted(set(data[col][codes < 0].astype(str))), levels,
+                                             slope=True)
                 dummies = np.eye(len(levels))[codes]
-                pieces.append(dummies[:, 1:] if g.intercept else dummies)
+                pieces.append(dummies if full else dummies[:, 1:])
             else:
-                pieces.append(pd.to_numeric(data[col]).to_numpy(float)[:, None])
+                pieces.append(_numeric(data, col)[:, None])
         return np.hstack(pieces)
 
     @property
@@ -249,7 +260,7 @@ class Design:
                     first = not self.formula.intercept and k == 0 and len(term.columns) == 1
                     pieces.append(dummies if first else dummies[:, 1:])
                 else:
-                    pieces.append(pd.to_numeric(data[col]).to_numpy(float)[:, None])
+                    pieces.append(_numeric(data, col)[:, None])
             for combo in product(*[range(p.shape[1]) for p in pieces]):
                 cols.append(np.prod([p[:, j] for p, j in zip(pieces, combo)], axis=0))
         return np.column_stack(cols) if cols else np.zeros((len(data), 0))
@@ -301,7 +312,7 @@ class Design:
                 continue
             keys = data.loc[~seen, list(self.group_terms[k].columns)].astype(str).agg(":".join, axis=1)
             new_level, names = pd.factorize(keys)
-            labels[self.group_names[k]] = list(names)
+            labels[self.group_terms[k].name] = list(names)  # (x || g)'s two terms share g's levels
             if unseen == "zero":
                 continue
             slot = new_level if unseen == "level" else np.zeros(len(new_level), dtype=int)
@@ -317,17 +328,7 @@ class Design:
 
     def offset(self, data: pd.DataFrame) -> np.ndarray:
         """The offset column (its log for ``offset(log(col))``), or zeros; shape (n_rows,)."""
-        col = self.formula.offset
-        if col is None:
-            return np.zeros(len(data))
-        values = pd.to_numeric(data[col], errors="coerce").to_numpy(float)
-        bad = ~np.isfinite(values) | ((values <= 0) if self.formula.offset_log else False)
-        if bad.any():
-            need = "positive numbers (an exposure, under log())" if self.formula.offset_log else "finite numbers"
-            raise MisterpInputError(
-                f"The offset column {col!r} must hold {need}, but rows {describe_rows(np.flatnonzero(bad) + 1)} "
-                f"hold {sorted(set(data[col][bad].astype(str)))[:5]}. Fix those values or drop those rows.")
-        return np.log(values) if self.formula.offset_log else values
+        return offset_values(self.formula, data)
 
 
 def _term_names(term, categorical, full_first: bool) -> list[str]:
@@ -340,3 +341,31 @@ def _term_names(term, categorical, full_first: bool) -> list[str]:
         else:
             parts.append([col])
     return [":".join(p) for p in product(*parts)]
+
+
+def offset_values(formula: Formula, data: pd.DataFrame, what: str = "table") -> np.ndarray:
+    """The formula's offset for the rows of ``data`` (its log for ``offset(log(col))``), or zeros;
+    an error names the rows (1-based, as in the file after its header) whose values do not fit."""
+    col = formula.offset
+    if col is None:
+        return np.zeros(len(data))
+    values = pd.to_numeric(data[col], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(values) | ((values <= 0) if formula.offset_log else False)
+    if bad.any():
+        need = "positive numbers (an exposure, under log())" if formula.offset_log else "finite numbers"
+        raise MisterpInputError(
+            f"The offset column {col!r} must hold {need}, but {what} rows {describe_rows(np.flatnonzero(bad) + 1)} "
+            f"hold {sorted(set(data[col][bad].astype(str)))[:5]}. Fix those values or drop those rows.")
+    return np.log(values) if formula.offset_log else values
+
+
+def _numeric(data: pd.DataFrame, col: str) -> np.ndarray:
+    """A numeric column's values; an error names the rows that are not numbers."""
+    values = pd.to_numeric(data[col], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise MisterpInputError(
+            f"Column {col!r} is used as a number, but rows {describe_rows(np.flatnonzero(bad) + 1)} hold "
+            f"{sorted(set(data[col][bad].astype(str)))[:5]}. Fix those values, or write factor({col}) to use it "
+            "as categories.")
+    return values

@@ -285,6 +285,10 @@ class Poisson:
                 f"but rows {describe_rows(np.flatnonzero(bad) + 1)} hold "
                 f"{sorted(set(data[formula.response][bad].astype(str)))[:5]}. Fix those rows.")
         e = np.ones(len(y))
+        if exposure and formula.offset_log:
+            raise MisterpInputError(
+                f"The exposure comes once: either as --exposure {exposure} or as offset(log({formula.offset})) in "
+                "the formula, not both (it would count twice). Drop one of them.")
         if exposure:
             require_columns(data, [exposure], "survey", "Name the survey's exposure column (--exposure).")
             e = _numbers(data, exposure)
@@ -393,14 +397,15 @@ class Gaussian:
     """Continuous outcomes with the identity link and a residual sd sigma.
 
     A cell's statistics are ``n`` (respondents), ``total`` (sum of y) and
-    ``total_sq`` (sum of y^2): the cell mean and the within-cell sum of
+    ``within`` (the within-cell sum of squares, from the cell's own mean, so
+    that no precision is lost to a large mean): the cell mean and the within-cell sum of
     squares, which is all a linear model's likelihood needs. Its
     ``dispersion`` is sigma^2.
     """
 
     name: str = "gaussian"
     link: str = "identity"
-    stats: tuple[str, ...] = ("n", "total", "total_sq")
+    stats: tuple[str, ...] = ("n", "total", "within")
     response: str = "total"
     profiled: bool = True
 
@@ -425,7 +430,7 @@ class Gaussian:
         """Rows summed by ``cell`` index (n_rows,) into (n_cells,) arrays."""
         return {"n": np.bincount(cell, weights=rows.count, minlength=n_cells),
                 "total": np.bincount(cell, weights=rows.total, minlength=n_cells),
-                "total_sq": np.bincount(cell, weights=rows.total ** 2, minlength=n_cells)}
+                "within": _within_squares(rows.total, cell, n_cells)}
 
     def check_cell_stats(self, stats: dict, response: str) -> None:
         """Raise when the outcome never varies: nothing to model."""
@@ -486,9 +491,11 @@ class Gaussian:
     def outcome_scale(stats: dict) -> tuple[float, float]:
         """The outcome's mean and sd over respondents (N - 1), by which rstanarm centres and
         scales a gaussian model's priors."""
-        N = stats["n"].sum()
+        n = stats["n"]
+        N = n.sum()
         mean = stats["total"].sum() / N
-        return float(mean), float(np.sqrt((stats["total_sq"].sum() - N * mean ** 2) / (N - 1)))
+        between = np.sum(n * (stats["total"] / n - mean) ** 2)
+        return float(mean), float(np.sqrt((stats["within"].sum() + between) / (N - 1)))
 
     @staticmethod
     def working(stats: dict, eta: np.ndarray):
@@ -505,7 +512,7 @@ class Gaussian:
         sd = np.sqrt(dispersion)
         mean = mu + sd / np.sqrt(n) * rng.standard_normal(shape)
         within = dispersion * np.where(n > 1, rng.chisquare(np.maximum(n - 1, 1)), 0.0)
-        return {"n": n, "total": n * mean, "total_sq": within + n * mean ** 2}
+        return {"n": n, "total": n * mean, "within": within}
 
     @staticmethod
     def numpyro_likelihood(stats: dict, eta, dispersion=1.0) -> None:
@@ -519,8 +526,15 @@ class Gaussian:
 
 
 def _within(stats: dict) -> np.ndarray:
-    """Within-cell sums of squares, sum y^2 - (sum y)^2 / n (never below 0 by rounding)."""
-    return np.maximum(stats["total_sq"] - stats["total"] ** 2 / stats["n"], 0.0)
+    """Within-cell sums of squares about each cell's mean."""
+    return stats["within"]
+
+
+def _within_squares(y: np.ndarray, cell: np.ndarray, n_cells: int) -> np.ndarray:
+    """Sum over each cell's rows of (y - the cell's mean)^2, (n_cells,): two passes, no cancellation."""
+    n = np.bincount(cell, minlength=n_cells)
+    mean = np.bincount(cell, weights=y, minlength=n_cells) / np.maximum(n, 1)
+    return np.bincount(cell, weights=(y - mean[cell]) ** 2, minlength=n_cells)
 
 
 def _numbers(data: pd.DataFrame, column: str) -> np.ndarray:
