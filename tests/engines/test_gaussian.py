@@ -78,7 +78,7 @@ def test_lmer_matches_lme4(tag, survey, frame):
 
 def test_summary_reads_like_lmer(survey, frame):
     text = fit_lmer(survey, frame, "reml").summary()
-    assert text.startswith("Linear mixed model fit by REML") and "REML criterion at convergence: 8481.04" in text
+    assert text.startswith("Linear mixed model fit by REML") and "REML criterion at convergence: 8481\n" in text
     assert "Residual" in text
 
 

@@ -397,6 +397,12 @@ class BayesFit(Fit):
                              [np.median(sd, axis=0) for sd, _ in pairs], [np.median(c, axis=0) for _, c in pairs],
                              float(np.median(self._flat("aux"))) if "aux" in self.samples else None)
 
+    def summary(self) -> str:
+        """rstanarm's print: posterior medians and MAD_SDs, the error terms, the levels, the problems."""
+        from .summaries import bayes_summary
+
+        return bayes_summary(self)
+
     # -- the Fit protocol --------------------------------------------------------
     @property
     def draw_seed(self) -> int:

@@ -116,6 +116,12 @@ class GlmFit(Fit):
         mu = self.family.mean(eta)
         return (mu, self.family.mean_deriv(eta) * se_eta) if se_fit else mu
 
+    def summary(self) -> str:
+        """summary.glm's coefficients table, with the log-likelihood and AIC."""
+        from .summaries import glm_summary
+
+        return glm_summary(self)
+
     # -- the Fit protocol --------------------------------------------------------
     def point_coef(self) -> np.ndarray:
         return self.beta

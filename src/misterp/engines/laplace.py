@@ -227,11 +227,37 @@ class MixedFit(Fit):
             out[name] = table
         return out
 
-    def vcov(self) -> pd.DataFrame:
-        """Covariance of the fixed effects (lme4's ``vcov(use.hessian = FALSE)``)."""
+    def vcov(self, use_hessian: bool = False) -> pd.DataFrame:
+        """Covariance of the fixed effects: lme4's ``vcov(use.hessian = FALSE)`` (the penalized
+        system's, which the normal-approximation draws use), or with ``use_hessian`` for a glmer
+        fit, the beta block of twice the inverse of the deviance's Hessian in (theta, beta), as
+        lme4's default ``vcov`` and ``summary`` report; where that is not positive definite (at some
+        boundaries), the penalized system's, as lme4 falls back."""
         p = len(self.beta)
         names = self.design.fixed_names
-        return pd.DataFrame(self.cov[:p, :p], index=names, columns=names)
+        cov = self.cov[:p, :p]
+        if use_hessian and not self.family.profiled:
+            with np.errstate(all="ignore"):
+                try:
+                    full = np.linalg.inv(self._deviance_hessian())[-p:, -p:]
+                except np.linalg.LinAlgError:
+                    full = np.full((p, p), np.nan)
+            hess = full + full.T
+            if np.all(np.isfinite(hess)) and np.all(np.linalg.eigvalsh(hess) > 0):
+                cov = hess
+        return pd.DataFrame(cov, index=names, columns=names)
+
+    def _deviance_hessian(self) -> np.ndarray:
+        """The Laplace deviance's Hessian in (theta, beta) at the optimum, by central differences
+        of its exact gradient."""
+        params = np.concatenate([self.theta, self.beta])
+        if self.structure.simple:
+            from .optimize import hessian_at
+
+            return hessian_at(Problem(self.cells), params, self.u)
+        from .slopes import hessian_at as slopes_hessian
+
+        return slopes_hessian(self.cells, params, self.u)
 
     def refit(self, cells: Cells) -> "MixedFit":
         """The same model fitted again to other statistics on the same cells, from this fit's
@@ -293,26 +319,9 @@ class MixedFit(Fit):
                    arrays["cov"], singular_tol=meta["singular_tol"], sigma=meta["sigma"], reml=meta["reml"])
 
     def summary(self) -> str:
-        """A short lme4-style printout."""
-        family = self.family
-        if family.profiled:
-            title = f"Linear mixed model fit by {'REML' if self.reml else 'maximum likelihood'} [misterp]"
-            fit_line = (f" REML criterion at convergence: {self.objective:.4f}" if self.reml else
-                        f" logLik: {self.loglik:.4f}   deviance: {self.deviance:.4f}")
-        else:
-            title = "Generalized linear mixed model fit by maximum likelihood (Laplace) [misterp]"
-            fit_line = f" logLik: {self.loglik:.4f}   deviance: {self.deviance:.4f}"
-        lines = [title, f" Family: {family.name} ({family.link})", f" Formula: {self.design.formula.text}",
-                 fit_line, "Random effects:"]
-        for _, row in self.varcorr().iterrows():
-            if np.isnan(row["sd"]):
-                lines.append(f"  {row['term']:<20} cor({row['effect']}, {row['other']}) = {row['cor']:.3f}")
-            else:
-                lines.append(f"  {row['term']:<20} {row['effect'] or 'Std.Dev.':<12} sd = {row['sd']:.6f}")
-        lines.append("Fixed effects:")
-        se = np.sqrt(np.diag(self.vcov().to_numpy()))
-        for (name, value), s in zip(self.fixef().items(), se):
-            lines.append(f"  {name:<20} {value: .6f}  (se {s:.6f})")
-        lines.append(f"Cells: {self.cells.n_cells}, respondents: {self.cells.n_respondents}")
-        lines += [f"warning: {m}" for m in self.problems()]
-        return "\n".join(lines)
+        """lme4's printed ``summary(merMod)``: the fit criterion (AIC, BIC, logLik, deviance,
+        df.resid, or the REML criterion), random effects with variances, sds and correlations,
+        fixed effects with SEs and z (or t) values, and the problems."""
+        from .summaries import mixed_summary
+
+        return mixed_summary(self)

@@ -184,6 +184,18 @@ def fit_slopes(cells: Cells, start: np.ndarray | None = None, u0: np.ndarray | N
             "info": info, "state": st, "problem": prob}
 
 
+def hessian_at(cells: Cells, params: np.ndarray, u0: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """The deviance's Hessian at ``params`` (theta, beta), by central differences of the exact gradient."""
+    obj = _Objective(SlopeProblem(cells), u0)
+    d = len(params)
+    hess = np.empty((d, d))
+    for j in range(d):
+        step = np.zeros(d)
+        step[j] = h
+        hess[:, j] = (obj(params + step)[1] - obj(params - step)[1]) / (2 * h)
+    return 0.5 * (hess + hess.T)
+
+
 def _start(prob: SlopeProblem, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """T = c I for every term, c minimising the deviance by a bounded 1-D search (as the
     intercept-only engine starts), with the GLM's beta."""
