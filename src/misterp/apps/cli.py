@@ -23,25 +23,11 @@ def _seeds(text: str) -> tuple[int, int, int]:
     return seeds
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="misterp", description="Multilevel Regression and Poststratification.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="walk through the article's MRP example")
-    demo.add_argument("--seeds", type=_seeds, default=(10, 20, 30),
-                      help="seeds of the representative sample, the non-response sample and the responses")
-    demo.add_argument("--json", action="store_true", help="print one JSON object with every number")
-    demo.add_argument("--nsim", type=int, default=999, help="bootstrap refits (default 999)")
-    demo.add_argument("--seed", type=int, default=1, help="seed of the bootstrap (or of the states example)")
-    demo.add_argument("--example", choices=["article", "states"], default="article",
-                      help="article: the article's walk-through; states: MRP against raw, weighted and raked "
-                           "state estimates on a simulated 6,300-cell population")
-    demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-
-    fit = sub.add_parser("fit", help="fit a model to a survey and poststratify it to a frame")
-    fit.add_argument("--survey", required=True, help="respondent table (CSV or Parquet)")
+def _fit_arguments(fit: argparse.ArgumentParser, required: bool) -> None:
+    """The options of ``misterp fit``, shared with ``misterp report``."""
+    fit.add_argument("--survey", required=required, help="respondent table (CSV or Parquet)")
     fit.add_argument("--frame", required=True, help="poststratification table (CSV or Parquet)")
-    fit.add_argument("--formula", required=True, help='lme4 formula, e.g. "y ~ x + (1|g) + (1|a:b)"')
+    fit.add_argument("--formula", required=required, help='lme4 formula, e.g. "y ~ x + (1|g) + (1|a:b)"')
     fit.add_argument("--count", required=True, help="the frame's population-count column")
     fit.add_argument("--join", action="append", default=[], metavar="FILE",
                      help="group-level predictors (e.g. state -> repvote), joined onto survey and frame "
@@ -83,6 +69,29 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     fit.add_argument("--save-fit", metavar="FILE", help="save the fitted model, to poststratify it again later")
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="misterp", description="Multilevel Regression and Poststratification.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="walk through the article's MRP example")
+    demo.add_argument("--seeds", type=_seeds, default=(10, 20, 30),
+                      help="seeds of the representative sample, the non-response sample and the responses")
+    demo.add_argument("--json", action="store_true", help="print one JSON object with every number")
+    demo.add_argument("--nsim", type=int, default=999, help="bootstrap refits (default 999)")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the bootstrap (or of the states example)")
+    demo.add_argument("--example", choices=["article", "states"], default="article",
+                      help="article: the article's walk-through; states: MRP against raw, weighted and raked "
+                           "state estimates on a simulated 6,300-cell population")
+    demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    demo.add_argument("--html", metavar="FILE", help="write the article's report to FILE instead")
+
+    _fit_arguments(sub.add_parser("fit", help="fit a model to a survey and poststratify it to a frame"), True)
+    report = sub.add_parser("report", help="fit (or load a saved fit) and write one offline HTML report")
+    _fit_arguments(report, False)
+    report.add_argument("--html", required=True, metavar="FILE", help="the report's HTML file")
+    report.add_argument("--fit", metavar="FILE", dest="saved", help="report a saved fit (no --survey or --formula)")
+
     post = sub.add_parser("poststratify", help="poststratify a saved fit against a frame, without refitting")
     post.add_argument("--fit", required=True, help="a file written by misterp fit --save-fit")
     post.add_argument("--frame", required=True, help="poststratification table (CSV or Parquet)")
@@ -102,6 +111,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fit(args) -> int:
+    estimate, notes, _ = _run_fit(args)
+    _report(estimate, notes, args.out)
+    return 0
+
+
+def _run_fit(args):
+    """Read, fit and poststratify as the fit options say; returns (estimate, notes, context),
+    context holding the fit, survey, frame and inputs a report shows."""
     from ..data.checks import coverage
     from ..data.frame import read_frame
     from ..data.survey import read_survey
@@ -136,8 +153,39 @@ def _fit(args) -> int:
     notes.append(f"{cells.n_respondents} respondents in {cells.n_cells} cells; frame of "
                  f"{cover['frame_cells']} cells, {cover['without_respondents']} of them without respondents "
                  "(predicted by the model)")
+    inputs = {"survey": args.survey, "frame": args.frame, "formula": args.formula, "family": args.family,
+              "engine": args.engine + (f" with {args.bootstrap} bootstrap refits" if args.bootstrap else ""),
+              "respondents": cells.n_respondents, "survey cells": cells.n_cells,
+              "frame cells": cover["frame_cells"], "frame cells without respondents": cover["without_respondents"]}
+    return estimate, notes, {"fit": model, "survey": survey, "frame": frame, "inputs": inputs}
+
+
+def _report_command(args) -> int:
+    """misterp report: fit (or load a saved fit), then write the HTML report."""
+    from ..report.html import html_report
+
+    if args.saved:
+        estimate, notes, context = _run_poststratify(args, args.saved)
+    else:
+        if not args.survey or not args.formula:
+            raise MisterpInputError("misterp report needs --survey and --formula to fit, or --fit FILE to report "
+                                    "a saved fit.")
+        estimate, notes, context = _run_fit(args)
     _report(estimate, notes, args.out)
+    page = html_report(estimate, context["fit"], context.get("survey"), context["frame"],
+                       title=f"misterp: {context['fit'].design.formula.text}", inputs=context["inputs"], notes=notes)
+    _write(args.html, page)
+    print(f"misterp: wrote the report to {args.html} ({len(page) / 1e6:.1f} MB)", file=sys.stderr)
     return 0
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise MisterpInputError(f"Cannot write {path!r}: {e.strerror}. Check that its folder exists and is "
+                                "writable.") from None
 
 
 def _exposure_weight(model, column: str | None) -> str | None:
@@ -208,19 +256,25 @@ def _report(estimate, notes: list[str], out: str | None) -> None:
 
 
 def _poststratify(args) -> int:
+    estimate, notes, _ = _run_poststratify(args, args.fit)
+    _report(estimate, notes, args.out)
+    return 0
+
+
+def _run_poststratify(args, path: str):
     from ..data.frame import read_frame
     from ..model.cells import check_frame
     from ..results.draws import cell_draws
     from ..results.poststratify import poststratify
     from ..results.saved import load_fit
 
-    model = load_fit(args.fit)
+    model = load_fit(path)
     frame = read_frame(args.frame, args.count, join=args.join)
     check_frame(model.cells, frame)
     weight = _exposure_weight(model, args.frame_exposure)
     estimate = poststratify(cell_draws(model, frame, seed=args.seed), frame, by=args.by, weight=weight)
-    _report(estimate, [], args.out)
-    return 0
+    inputs = {"saved fit": path, "frame": args.frame, "formula": model.design.formula.text, "engine": model.kind}
+    return estimate, [], {"fit": model, "frame": frame, "inputs": inputs}
 
 
 def main(argv=None) -> int:
@@ -229,9 +283,11 @@ def main(argv=None) -> int:
         if args.command == "demo":
             from .demo import main as demo_main
             return demo_main(args.seeds, args.json, args.nsim, args.seed, args.example,
-                             progress=not args.no_progress and not args.json)
+                             progress=not args.no_progress and not args.json, html=args.html)
         if args.command == "poststratify":
             return _poststratify(args)
+        if args.command == "report":
+            return _report_command(args)
         return _fit(args)
     except MisterpInputError as e:
         print(f"misterp: error: {e}", file=sys.stderr)

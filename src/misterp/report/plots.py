@@ -1,0 +1,252 @@
+"""MRP plots with matplotlib: each returns its Figure and draws into ``ax`` when given one.
+
+- :func:`estimates_plot`: groups sorted by estimate, with interval bars and the raw,
+  design-weighted and raked estimates and the raw n beside them.
+- :func:`draws_plot`: a poststratified estimate's draws as a density, the interval marked,
+  or the contrast of two groups.
+- :func:`balance_plot`: each model variable's share in the survey and in the frame, the
+  standardised mean difference per level, and Kish's design effect of the weights.
+- :func:`state_map`: a US tile grid coloured by a ``state`` column of postal codes.
+- :func:`pooling_plot`: complete, no and partial pooling per level of a grouping term.
+- :func:`sampler_plot`: a Bayesian fit's R-hat and bulk ESS per parameter.
+
+The figures use matplotlib's object interface (no pyplot state, no display needed).
+
+Example
+-------
+>>> import pandas as pd
+>>> from misterp.results.estimate import Estimate
+>>> table = pd.DataFrame({"state": ["AK", "AL"], "estimate": [0.4, 0.6], "lower": [0.3, 0.5],
+...                       "upper": [0.5, 0.7], "raw_n": [10, 20]})
+>>> fig = estimates_plot(Estimate(table, ["state"]))
+>>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+['AK', 'AL']
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+# a common US tile grid: (row, column) of each state's square, DC included
+US_TILES = {
+    "AK": (0, 0), "ME": (0, 10), "VT": (1, 9), "NH": (1, 10),
+    "WA": (2, 0), "ID": (2, 1), "MT": (2, 2), "ND": (2, 3), "MN": (2, 4), "IL": (2, 5), "WI": (2, 6),
+    "MI": (2, 7), "NY": (2, 8), "RI": (2, 9), "MA": (2, 10),
+    "OR": (3, 0), "NV": (3, 1), "WY": (3, 2), "SD": (3, 3), "IA": (3, 4), "IN": (3, 5), "OH": (3, 6),
+    "PA": (3, 7), "NJ": (3, 8), "CT": (3, 9),
+    "CA": (4, 0), "UT": (4, 1), "CO": (4, 2), "NE": (4, 3), "MO": (4, 4), "KY": (4, 5), "WV": (4, 6),
+    "VA": (4, 7), "MD": (4, 8), "DE": (4, 9),
+    "AZ": (5, 1), "NM": (5, 2), "KS": (5, 3), "AR": (5, 4), "TN": (5, 5), "NC": (5, 6), "SC": (5, 7),
+    "DC": (5, 8),
+    "OK": (6, 3), "LA": (6, 4), "MS": (6, 5), "AL": (6, 6), "GA": (6, 7),
+    "HI": (7, 0), "TX": (7, 3), "FL": (7, 8),
+}
+COMPARISONS = {"raw_mean": ("raw", "o"), "weighted_mean": ("weighted", "s"), "raked_mean": ("raked", "D")}
+
+
+def _axes(ax, size=(7, 4)):
+    """(figure, axes): the given axes' figure, or a new figure with one axes."""
+    if ax is not None:
+        return ax.figure, ax
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _label(table: pd.DataFrame, by: list) -> list[str]:
+    return table[by].astype(str).agg(":".join, axis=1).tolist() if by else ["overall"]
+
+
+def estimates_plot(estimate, ax=None, comparisons: bool = True):
+    """Groups sorted by estimate with their intervals; the comparison estimates and raw n beside them.
+
+    Parameters
+    ----------
+    estimate : Estimate
+        ``poststratify``'s result (with ``add_comparisons``' columns, when they are there).
+    ax : matplotlib Axes, optional
+    comparisons : bool
+        Draw the raw, design-weighted and raked estimates when the table has them.
+
+    Returns
+    -------
+    matplotlib Figure; the groups run bottom to top in increasing estimate.
+    """
+    table = estimate.table.assign(label=_label(estimate.table, estimate.by))
+    table = table[table["estimate"].notna()].sort_values("estimate", kind="stable").reset_index(drop=True)
+    fig, ax = _axes(ax, (7, max(3.0, 0.22 * len(table) + 1)))
+    y = np.arange(len(table))
+    ax.hlines(y, table["lower"], table["upper"], color="0.35", linewidth=1.5, label="interval", gid="intervals")
+    ax.plot(table["estimate"], y, "o", color="C0", label="MRP", gid="estimates")
+    if comparisons:
+        for k, (column, (name, marker)) in enumerate(COMPARISONS.items()):
+            if column in table and table[column].notna().any():
+                ax.plot(table[column], y, marker, mfc="none", color=f"C{k + 1}", label=name, gid=column)
+    ax.set_yticks(y, table["label"])
+    if "raw_n" in table:
+        for yi, n in zip(y, table["raw_n"]):
+            ax.annotate(f"n={int(n)}", (1.0, yi), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                        textcoords="offset points", va="center", fontsize=7, color="0.4")
+    ax.set_xlabel("estimate")
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    return fig
+
+
+def draws_plot(estimate, group=None, contrast=None, ax=None, bins: int = 60):
+    """The draws of one group's estimate (or of group - contrast) as a histogram density, with the
+    estimate and the interval's ends marked.
+
+    ``group`` and ``contrast`` are labels as the estimates plot writes them ("CA", "CA:White").
+    """
+    if estimate.draws is None:
+        raise ValueError("this Estimate carries no draws (a delta-method interval); fit with draws")
+    labels = _label(estimate.table, estimate.by)
+    pick = 0 if group is None else labels.index(str(group))
+    values = estimate.draws[:, pick]
+    title = labels[pick]
+    if contrast is not None:
+        values = values - estimate.draws[:, labels.index(str(contrast))]
+        title = f"{title} - {contrast}"
+    fig, ax = _axes(ax)
+    ax.hist(values, bins=bins, density=True, color="C0", alpha=0.6, gid="density")
+    low, high = np.quantile(values, [0.025, 0.975])
+    row = estimate.table.iloc[pick]
+    if contrast is None:
+        low, high = row["lower"], row["upper"]
+        ax.axvline(row["estimate"], color="k", gid="estimate")
+    else:
+        ax.axvline(np.mean(values), color="k", gid="estimate")
+    ax.axvspan(low, high, color="C1", alpha=0.15, gid="interval")
+    ax.set_title(title)
+    ax.set_xlabel("poststratified estimate" if contrast is None else "difference")
+    return fig
+
+
+def kish_deff(weights: np.ndarray) -> float:
+    """Kish's design effect of unequal weights: n sum(w^2) / (sum w)^2."""
+    w = np.asarray(weights, dtype=float)
+    return float(len(w) * np.sum(w ** 2) / np.sum(w) ** 2)
+
+
+def balance_table(survey, frame, columns) -> pd.DataFrame:
+    """Each level's share in the survey (weighted by design weights when given) and in the frame,
+    and the standardised mean difference of its indicator, (share_s - share_f) / sqrt(pooled var)."""
+    data = survey.data
+    weights = data[survey.weights].to_numpy(float) if survey.weights else np.ones(len(data))
+    rows = []
+    for col in columns:
+        frame_share = frame.data.groupby(col)[frame.count].sum() / frame.counts.sum()
+        survey_share = pd.Series(weights).groupby(data[col].to_numpy()).sum() / weights.sum()
+        for level in frame_share.index.union(survey_share.index):
+            s, f = float(survey_share.get(level, 0.0)), float(frame_share.get(level, 0.0))
+            pooled = np.sqrt((s * (1 - s) + f * (1 - f)) / 2)
+            rows.append({"variable": col, "level": level, "survey": s, "population": f,
+                         "smd": (s - f) / pooled if pooled > 0 else 0.0})
+    return pd.DataFrame(rows)
+
+
+def balance_plot(survey, frame, columns, ax=None):
+    """The sample against the population: per variable and level, the survey's and the frame's
+    shares, and the standardised mean difference; Kish's design effect in the title when the
+    survey has weights."""
+    table = balance_table(survey, frame, columns)
+    fig, ax = _axes(ax, (7, max(3.0, 0.2 * len(table) + 1)))
+    y = np.arange(len(table))
+    ax.barh(y - 0.2, table["survey"], height=0.4, label="survey", color="C0", gid="survey")
+    ax.barh(y + 0.2, table["population"], height=0.4, label="population", color="C1", gid="population")
+    ax.set_yticks(y, [f"{v}: {lv}" for v, lv in zip(table["variable"], table["level"])], fontsize=7)
+    ax.set_xlabel("share")
+    for yi, smd in zip(y, table["smd"]):
+        ax.annotate(f"SMD {smd:+.2f}", (1.0, yi), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                    textcoords="offset points", va="center", fontsize=7,
+                    color="C3" if abs(smd) > 0.1 else "0.4")
+    title = "sample against population"
+    if survey.weights:
+        title += f" (Kish design effect {kish_deff(survey.data[survey.weights]):.2f})"
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.invert_yaxis()
+    return fig
+
+
+def state_map(estimate, column: str = "estimate", ax=None, cmap: str = "viridis"):
+    """A US tile grid: one square per state of the Estimate's ``state`` column, coloured by
+    ``column``; states without a value are grey."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Rectangle
+
+    if "state" not in estimate.table:
+        raise ValueError("the map needs an Estimate by state (postal codes, as 'CA')")
+    values = estimate.table.set_index(estimate.table["state"].astype(str))[column]
+    norm = Normalize(values.min(), values.max())
+    colours = colormaps[cmap]
+    fig, ax = _axes(ax, (8, 5))
+    for state, (row, col) in US_TILES.items():
+        value = values.get(state, np.nan)
+        face = colours(norm(value)) if np.isfinite(value) else (0.85, 0.85, 0.85, 1.0)
+        ax.add_patch(Rectangle((col, -row), 0.95, 0.95, facecolor=face, edgecolor="white", gid=f"tile-{state}"))
+        ax.text(col + 0.475, -row + 0.475, state, ha="center", va="center", fontsize=7,
+                color="white" if np.isfinite(value) and norm(value) < 0.6 else "black")
+    ax.set_xlim(-0.2, 11.2)
+    ax.set_ylim(-7.2, 1.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    from matplotlib.cm import ScalarMappable
+
+    fig.colorbar(ScalarMappable(norm, colours), ax=ax, shrink=0.6, label=column)
+    return fig
+
+
+def pooling_plot(fit, term: str | None = None, ax=None):
+    """Complete pooling (the overall raw mean), no pooling (each level's raw mean) and partial
+    pooling (the multilevel fit's prediction at the level, other terms at zero) for the levels of
+    one grouping term, on the outcome's scale, as the article compares them."""
+    design, cells = fit.design, fit.cells
+    k = 0 if term is None else design.group_names.index(term)
+    family = fit.family
+    codes = cells.groups[k]
+    stats = {name: np.bincount(codes, weights=v, minlength=design.n_levels[k]) for name, v in cells.stats.items()}
+    none = family.observed_mean(stats)
+    complete = family.observed_mean({name: v.sum(keepdims=True) for name, v in cells.stats.items()})[0]
+    start = len(design.fixed_names) + int((design.n_levels * design.n_effects)[:k].sum())
+    K = design.n_effects[k]
+    b = fit.point_coef()[start:start + design.n_levels[k] * K].reshape(-1, K)[:, 0]
+    partial = family.mean(fit.point_coef()[0] + b) if "(Intercept)" in design.fixed_names else family.mean(b)
+    labels = design.level_labels(k)
+    fig, ax = _axes(ax)
+    x = np.arange(len(labels))
+    ax.axhline(complete, color="0.5", linestyle="--", label="complete pooling", gid="complete")
+    ax.plot(x, none, "o", mfc="none", color="C1", label="no pooling", gid="none")
+    ax.plot(x, partial, "o", color="C0", label="partial pooling", gid="partial")
+    ax.set_xticks(x, labels, rotation=90 if len(labels) > 10 else 0, fontsize=7)
+    ax.set_title(f"pooling across {design.group_names[k]}")
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def sampler_plot(fit, ax=None):
+    """A Bayesian fit's diagnostics per parameter: R-hat (line at 1.01) and bulk and tail ESS
+    (line at 400)."""
+    table = fit.diagnostics()
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7, 3.5), layout="constrained")
+        axes = fig.subplots(1, 2)
+    else:
+        fig, axes = ax.figure, [ax, ax.twinx()]
+    x = np.arange(len(table))
+    axes[0].plot(x, table["rhat"], ".", gid="rhat")
+    axes[0].axhline(1.01, color="C3", linewidth=0.8)
+    axes[0].set_ylabel("R-hat")
+    axes[1].plot(x, table["ess_bulk"], ".", label="bulk", gid="ess_bulk")
+    axes[1].plot(x, table["ess_tail"], ".", label="tail", gid="ess_tail")
+    axes[1].axhline(400, color="C3", linewidth=0.8)
+    axes[1].set_ylabel("ESS")
+    axes[1].legend(fontsize=8, frameon=False)
+    for a in axes:
+        a.set_xlabel("parameter")
+    return fig
