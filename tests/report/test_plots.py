@@ -89,3 +89,9 @@ def test_sampler_plot_draws_the_diagnostics(article_fit):
     table = article_fit.diagnostics()
     np.testing.assert_allclose(by_gid(fig.axes[0], "rhat").get_ydata(), table["rhat"])
     np.testing.assert_allclose(by_gid(fig.axes[1], "ess_bulk").get_ydata(), table["ess_bulk"])
+
+
+def test_estimate_plot_is_the_estimates_plot(article):
+    _, est = article
+    ax = est.plot().axes[0]
+    np.testing.assert_allclose(by_gid(ax, "estimates").get_xdata(), np.sort(est.table["estimate"]))

@@ -91,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     _fit_arguments(report, False)
     report.add_argument("--html", required=True, metavar="FILE", help="the report's HTML file")
     report.add_argument("--fit", metavar="FILE", dest="saved", help="report a saved fit (no --survey or --formula)")
+    report.add_argument("--figures", metavar="DIR", help="also write each figure to DIR as a PNG file")
 
     post = sub.add_parser("poststratify", help="poststratify a saved fit against a frame, without refitting")
     post.add_argument("--fit", required=True, help="a file written by misterp fit --save-fit")
@@ -162,7 +163,9 @@ def _run_fit(args):
 
 def _report_command(args) -> int:
     """misterp report: fit (or load a saved fit), then write the HTML report."""
-    from ..report.html import html_report
+    from pathlib import Path
+
+    from ..report.html import html_report, report_figures
 
     if args.saved:
         estimate, notes, context = _run_poststratify(args, args.saved)
@@ -172,8 +175,17 @@ def _report_command(args) -> int:
                                     "a saved fit.")
         estimate, notes, context = _run_fit(args)
     _report(estimate, notes, args.out)
+    figures = report_figures(estimate, context["fit"], context.get("survey"), context["frame"])
     page = html_report(estimate, context["fit"], context.get("survey"), context["frame"],
-                       title=f"misterp: {context['fit'].design.formula.text}", inputs=context["inputs"], notes=notes)
+                       title=f"misterp: {context['fit'].design.formula.text}", inputs=context["inputs"], notes=notes,
+                       figures=figures)
+    if args.figures:
+        folder = Path(args.figures)
+        if not folder.is_dir():
+            raise MisterpInputError(f"--figures names {args.figures!r}, which is not a folder; create it first.")
+        for name, _, fig in figures:
+            fig.savefig(folder / f"{name}.png", dpi=90)
+        print(f"misterp: wrote {len(figures)} figure(s) to {folder}", file=sys.stderr)
     _write(args.html, page)
     print(f"misterp: wrote the report to {args.html} ({len(page) / 1e6:.1f} MB)", file=sys.stderr)
     return 0

@@ -54,29 +54,31 @@ def figure_tag(fig, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def report_figures(estimate, fit=None, survey=None, frame=None) -> list[tuple[str, object]]:
-    """(caption, Figure) of every plot that applies to these results."""
+def report_figures(estimate, fit=None, survey=None, frame=None) -> list[tuple[str, str, object]]:
+    """(name, caption, Figure) of every plot that applies to these results."""
     figures = []
     if estimate.by:
-        figures.append(("Estimates by group, with the raw, weighted and raked estimates", plots.estimates_plot(estimate)))
+        figures.append(("estimates", "Estimates by group, with the raw, weighted and raked estimates",
+                        plots.estimates_plot(estimate)))
     if estimate.by == ["state"] and estimate.table["state"].astype(str).isin(plots.US_TILES).mean() > 0.5:
-        figures.append(("The estimates on a US tile map", plots.state_map(estimate)))
+        figures.append(("map", "The estimates on a US tile map", plots.state_map(estimate)))
     if estimate.draws is not None:
-        figures.append(("The draws of the first group's estimate", plots.draws_plot(estimate)))
+        figures.append(("draws", "The draws of the first group's estimate", plots.draws_plot(estimate)))
     if survey is not None and frame is not None and fit is not None:
         columns = [c for c in margin_columns(fit.design, frame) if c in survey.data]
         if columns:
-            figures.append(("The sample against the population", plots.balance_plot(survey, frame, columns)))
+            figures.append(("balance", "The sample against the population", plots.balance_plot(survey, frame, columns)))
     if isinstance(fit, MixedFit) and fit.design.group_terms:
-        figures.append(("Complete, no and partial pooling", plots.pooling_plot(fit)))
+        figures.append(("pooling", "Complete, no and partial pooling", plots.pooling_plot(fit)))
     if isinstance(fit, BayesFit):
-        figures.append(("Sampler diagnostics per parameter", plots.sampler_plot(fit)))
+        figures.append(("sampler", "Sampler diagnostics per parameter", plots.sampler_plot(fit)))
     return figures
 
 
 def html_report(estimate, fit=None, survey=None, frame=None, *, title: str = "misterp report",
-                inputs: dict | None = None, notes: list[str] | None = None) -> str:
-    """The report as one HTML page (a string)."""
+                inputs: dict | None = None, notes: list[str] | None = None, figures: list | None = None) -> str:
+    """The report as one HTML page (a string); ``figures`` as :func:`report_figures` gives them (by
+    default, made here)."""
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if inputs:
         rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in inputs.items())
@@ -87,11 +89,11 @@ def html_report(estimate, fit=None, survey=None, frame=None, *, title: str = "mi
     if fit is not None:
         parts.append(f"<h2>Model</h2><pre>{html.escape(fit.summary())}</pre>")
     parts.append("<h2>Estimates</h2>" + _table(estimate.table))
-    figures = report_figures(estimate, fit, survey, frame)
+    figures = report_figures(estimate, fit, survey, frame) if figures is None else figures
     if figures:
         parts.append("<h2>Figures</h2>" + "".join(f"<figure>{figure_tag(fig, caption)}<figcaption>"
                                                   f"{html.escape(caption)}</figcaption></figure>"
-                                                  for caption, fig in figures))
+                                                  for _, caption, fig in figures))
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
             + "\n".join(parts) + f"<script>{SORTING}</script></body></html>\n")

@@ -39,5 +39,12 @@ class Estimate:
             raise ValueError("this Estimate has several groups; read .table")
         return float(self.table["estimate"].iloc[0])
 
+    def plot(self, ax=None, comparisons: bool = True):
+        """The estimates sorted, with their intervals (and the comparison estimates when the table
+        has them); returns the matplotlib Figure (see :func:`misterp.report.plots.estimates_plot`)."""
+        from ..report.plots import estimates_plot  # the one upward import the layers contract allows
+
+        return estimates_plot(self, ax=ax, comparisons=comparisons)
+
     def __repr__(self) -> str:
         return f"Estimate(by={self.by})\n{self.table.to_string(index=False)}"
