@@ -203,13 +203,15 @@ def test_old_pickle_fit_file_is_refused_without_loading_it(tmp_path, capsys):
     assert "format version 1, a pickle" in err and "Fit the model again" in err
 
 
-@pytest.mark.parametrize("command", ["demo", "fit", "poststratify"])
-def test_every_subcommand_takes_no_progress(command):
+@pytest.mark.parametrize("command", ["demo", "fit", "poststratify", "report"])
+def test_every_subcommand_takes_no_progress_and_quiet(command):
     from misterp.apps.cli import _parser
 
     required = {"fit": ["--survey", "s", "--frame", "f", "--formula", "y ~ 1", "--count", "n"],
-                "poststratify": ["--fit", "m", "--frame", "f", "--count", "n"], "demo": []}
-    assert _parser().parse_args([command, *required[command], "--no-progress"]).no_progress
+                "poststratify": ["--fit", "m", "--frame", "f", "--count", "n"], "demo": [],
+                "report": ["--frame", "f", "--count", "n", "--html", "r.html"]}
+    args = _parser().parse_args([command, *required[command], "--no-progress", "--quiet"])
+    assert args.no_progress and args.quiet
 
 
 def test_saved_bayes_fit_reproduces_its_table_with_unseen_levels(files, capsys):
@@ -273,3 +275,13 @@ def test_gaussian_outcome_reml_and_ml(tmp_path, capsys):
     assert "--ml chooses maximum likelihood over REML" in err
     err = bad(capsys, *common)
     assert "for a continuous outcome, use --family gaussian" in err
+
+
+def test_quiet_prints_only_the_table(files, capsys):
+    tmp, survey, frame = files
+    code, out, err = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)",
+                         "--count", "N", "--seed", "1", "--quiet")
+    assert code == 0 and err == "" and out.splitlines()[0].split()[0] == "estimate"
+    code, out, err = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)",
+                         "--count", "N", "--seed", "1")
+    assert code == 0 and "respondents in 5 cells" in err

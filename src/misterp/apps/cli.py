@@ -67,6 +67,7 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool) -> None:
     fit.add_argument("--seed", type=int, default=None, help="seed for draws and the bootstrap")
     fit.add_argument("--workers", type=int, default=1, help="processes for bootstrap refits")
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    fit.add_argument("--quiet", action="store_true", help="print only the table (no notes or progress)")
     fit.add_argument("--save-fit", metavar="FILE", help="save the fitted model, to poststratify it again later")
 
 
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
                       help="article: the article's walk-through; states: MRP against raw, weighted and raked "
                            "state estimates on a simulated 6,300-cell population")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars, no notes")
     demo.add_argument("--html", metavar="FILE", help="write the article's report to FILE instead")
 
     _fit_arguments(sub.add_parser("fit", help="fit a model to a survey and poststratify it to a frame"), True)
@@ -106,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
                            "estimate becomes a rate")
     post.add_argument("--seed", type=int, default=None,
                       help="seed of the normal-approximation draws and of unseen levels' draws")
+    post.add_argument("--quiet", action="store_true", help="print only the table (no notes)")
     post.add_argument("--no-progress", action="store_true",
                       help="hide progress output (poststratifying shows none; accepted by every subcommand)")
     return parser
@@ -113,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _fit(args) -> int:
     estimate, notes, _ = _run_fit(args)
-    _report(estimate, notes, args.out)
+    _report(estimate, notes, args.out, args.quiet)
     return 0
 
 
@@ -174,7 +177,7 @@ def _report_command(args) -> int:
             raise MisterpInputError("misterp report needs --survey and --formula to fit, or --fit FILE to report "
                                     "a saved fit.")
         estimate, notes, context = _run_fit(args)
-    _report(estimate, notes, args.out)
+    _report(estimate, notes, args.out, args.quiet)
     figures = report_figures(estimate, context["fit"], context.get("survey"), context["frame"])
     page = html_report(estimate, context["fit"], context.get("survey"), context["frame"],
                        title=f"misterp: {context['fit'].design.formula.text}", inputs=context["inputs"], notes=notes,
@@ -185,9 +188,9 @@ def _report_command(args) -> int:
             raise MisterpInputError(f"--figures names {args.figures!r}, which is not a folder; create it first.")
         for name, _, fig in figures:
             fig.savefig(folder / f"{name}.png", dpi=90)
-        print(f"misterp: wrote {len(figures)} figure(s) to {folder}", file=sys.stderr)
+        _note(args, f"wrote {len(figures)} figure(s) to {folder}")
     _write(args.html, page)
-    print(f"misterp: wrote the report to {args.html} ({len(page) / 1e6:.1f} MB)", file=sys.stderr)
+    _note(args, f"wrote the report to {args.html} ({len(page) / 1e6:.1f} MB)")
     return 0
 
 
@@ -234,7 +237,8 @@ def _fit_model(args, cells, notes: list[str]):
             engine = BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws,
                                  adapt_delta=args.adapt_delta,
                                  priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
-                                 seed=args.seed or 0, progress=not args.no_progress and sys.stderr.isatty(),
+                                 seed=args.seed or 0,
+                                 progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
                                  remedy=not args.no_remedy, parameterization=args.parameterization)
             model = engine.fit(cells)
             notes += [model.remedy_note] if model.remedy_note else []
@@ -244,17 +248,22 @@ def _fit_model(args, cells, notes: list[str]):
             model = LaplaceEngine(reml=not args.ml).fit(cells)
             if args.bootstrap:
                 model = bootstrap(model, nsim=args.bootstrap, use_u=True, seed=args.seed, workers=args.workers,
-                                  progress=not args.no_progress)
+                                  progress=not (args.no_progress or args.quiet))
     notes += [f"warning: {m}" for m in model.problems()]
     return model
 
 
-def _report(estimate, notes: list[str], out: str | None) -> None:
-    """Notes to stderr, with the unseen levels; the table to ``out`` (CSV) or stdout."""
+def _note(args, text: str) -> None:
+    if not args.quiet:
+        print(f"misterp: {text}", file=sys.stderr)
+
+
+def _report(estimate, notes: list[str], out: str | None, quiet: bool = False) -> None:
+    """Notes to stderr (none when ``quiet``), with the unseen levels; the table to ``out`` (CSV) or stdout."""
     for term, levels in estimate.unseen.items():
         notes.append(f"{len(levels)} level(s) of {term} are not in the survey and get the population-level "
                      f"prediction: {', '.join(levels[:10])}{' ...' if len(levels) > 10 else ''}")
-    for note in notes:
+    for note in [] if quiet else notes:
         print(f"misterp: {note}", file=sys.stderr)
     if out:
         try:
@@ -262,14 +271,15 @@ def _report(estimate, notes: list[str], out: str | None) -> None:
         except OSError as e:
             raise MisterpInputError(f"Cannot write the table to {out!r}: {e.strerror}. Check that its folder "
                                     "exists and is writable.") from None
-        print(f"misterp: wrote {len(estimate.table)} row(s) to {out}", file=sys.stderr)
+        if not quiet:
+            print(f"misterp: wrote {len(estimate.table)} row(s) to {out}", file=sys.stderr)
     else:
         print(estimate.table.to_string(index=False))
 
 
 def _poststratify(args) -> int:
     estimate, notes, _ = _run_poststratify(args, args.fit)
-    _report(estimate, notes, args.out)
+    _report(estimate, notes, args.out, args.quiet)
     return 0
 
 
@@ -295,7 +305,8 @@ def main(argv=None) -> int:
         if args.command == "demo":
             from .demo import main as demo_main
             return demo_main(args.seeds, args.json, args.nsim, args.seed, args.example,
-                             progress=not args.no_progress and not args.json, html=args.html)
+                             progress=not (args.no_progress or args.quiet or args.json), html=args.html,
+                             quiet=args.quiet)
         if args.command == "poststratify":
             return _poststratify(args)
         if args.command == "report":

@@ -29,8 +29,18 @@ divergent. On the CPU the chains run side by side, one XLA device each.
 
 Example
 -------
->>> fit = BayesEngine(seed=1).fit(cells)                            # doctest: +SKIP
->>> poststratify(cell_draws(fit, frame), frame).table              # doctest: +SKIP
+>>> import pandas as pd, warnings
+>>> from misterp import Frame, MisterpWarning, Survey, cell_draws, poststratify, prepare
+>>> data = pd.DataFrame({"y": [1, 0, 1, 1, 0, 0, 1, 0] * 5, "g": list("aabbccdd") * 5})
+>>> frame = Frame(pd.DataFrame({"g": list("abcd"), "N": [1, 2, 3, 4]}), "N")
+>>> cells, _ = prepare(Survey(data, "y"), frame, "y ~ (1|g)")
+>>> with warnings.catch_warnings():  # 2 x 100 draws: too few for the ESS check, enough for an example
+...     warnings.simplefilter("ignore", MisterpWarning)
+...     fit = BayesEngine(chains=2, warmup=100, draws=100, seed=1, progress=False).fit(cells)
+>>> fit.samples["sigma"].shape
+(2, 100, 1)
+>>> poststratify(cell_draws(fit, frame), frame).table["interval"].item()
+'posterior central 95%'
 """
 
 from __future__ import annotations

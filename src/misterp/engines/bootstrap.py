@@ -19,8 +19,16 @@ estimate -/+ 2 sd of the refits.
 
 Example
 -------
->>> boot = bootstrap(fit, nsim=999, use_u=True, seed=1)          # doctest: +SKIP
->>> poststratify(cell_draws(boot, frame), frame).table            # doctest: +SKIP
+>>> import pandas as pd
+>>> from misterp import Frame, LaplaceEngine, Survey, cell_draws, poststratify, prepare
+>>> data = pd.DataFrame({"y": [1, 0, 1, 1, 0, 0, 1, 0] * 5, "g": list("aabbccdd") * 5})
+>>> frame = Frame(pd.DataFrame({"g": list("abcd"), "N": [1, 2, 3, 4]}), "N")
+>>> fit = LaplaceEngine().fit(prepare(Survey(data, "y"), frame, "y ~ (1|g)")[0])
+>>> boot = bootstrap(fit, nsim=50, use_u=True, seed=1, progress=False)
+>>> boot.failed, boot.params.shape
+(0, (50, 5))
+>>> poststratify(cell_draws(boot, frame), frame).table["interval"].item()
+'bootstrap ±2sd'
 """
 
 from __future__ import annotations

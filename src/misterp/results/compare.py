@@ -3,8 +3,15 @@ mean, and the raking estimate (survey weights raked to the frame's margins).
 
 Example
 -------
->>> est = add_comparisons(estimate, survey, frame, cells.design, family=cells.family)   # doctest: +SKIP
->>> est.table[["state", "estimate", "raw_mean", "raw_n", "raked_mean"]]   # doctest: +SKIP
+>>> import numpy as np, pandas as pd
+>>> from misterp import CellDraws, Frame, Survey, poststratify, prepare
+>>> survey = Survey(pd.DataFrame({"y": [1, 0, 1, 1], "g": ["a", "a", "b", "b"]}), "y")
+>>> frame = Frame(pd.DataFrame({"g": ["a", "b"], "N": [1, 3]}), "N")
+>>> cells, _ = prepare(survey, frame, "y ~ (1|g)")
+>>> estimate = poststratify(CellDraws(point=np.array([0.55, 0.9])), frame, by="g")
+>>> est, notes = add_comparisons(estimate, survey, frame, cells.design, family=cells.family)
+>>> est.table[["raw_mean", "raw_n", "raked_mean"]].values.tolist()
+[[0.5, 2.0, 0.5], [1.0, 2.0, 1.0]]
 """
 
 from __future__ import annotations

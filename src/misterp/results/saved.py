@@ -17,7 +17,14 @@ loading and poststratifying again gives the same numbers, bit for bit.
 
 Example
 -------
->>> save_fit(fit, "model.fit"); fit = load_fit("model.fit")     # doctest: +SKIP
+>>> import os, tempfile, pandas as pd
+>>> from misterp import GlmEngine, Survey, collapse
+>>> fit = GlmEngine().fit(collapse(Survey(pd.DataFrame({"y": [1, 0, 1], "x": [0.0, 1.0, 2.0]}), "y"), "y ~ x"))
+>>> path = os.path.join(tempfile.mkdtemp(), "model.fit")
+>>> save_fit(fit, path)
+>>> loaded = load_fit(path)
+>>> loaded.kind, bool((loaded.beta == fit.beta).all())
+('glm', True)
 """
 
 from __future__ import annotations
