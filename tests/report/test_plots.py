@@ -95,3 +95,14 @@ def test_estimate_plot_is_the_estimates_plot(article):
     _, est = article
     ax = est.plot().axes[0]
     np.testing.assert_allclose(by_gid(ax, "estimates").get_xdata(), np.sort(est.table["estimate"]))
+
+
+def test_rank_plot_counts_each_chains_ranks(article_fit):
+    draws = article_fit.samples["tau"][:, :, 0]
+    counts = plots.rank_counts(draws, bins=10)
+    assert counts.shape == (4, 10) and counts.sum() == draws.size
+    pooled = np.sort(draws.ravel())
+    first_bin = draws < pooled[draws.size // 10]  # each chain's draws in the lowest tenth
+    np.testing.assert_array_equal(counts[:, 0], first_bin.sum(axis=1))
+    fig = plots.rank_plot(article_fit, ["tau"], bins=10)
+    np.testing.assert_array_equal(by_gid(fig.axes[0], "tau-chain2").get_ydata(), counts[2])

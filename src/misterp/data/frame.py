@@ -65,6 +65,13 @@ def read_frame(source, count: str = "N", *, join=()) -> Frame:
 
     ``join`` takes group-level tables (DataFrames or paths) joined on by
     their shared key columns (see :mod:`misterp.data.join`).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> read_frame(pd.DataFrame({"state": ["AK"], "N": [5]}), "N",
+    ...            join=pd.DataFrame({"state": ["AK"], "repvote": [0.6]})).data.columns.tolist()
+    ['state', 'N', 'repvote']
     """
     data = read_table(source, "frame")
     for table in as_tables(join):

@@ -110,6 +110,13 @@ def read_survey(source, outcome: str, *, weights: str | None = None, trials: str
     recode : dict or path, optional
         Survey answers mapped onto census categories, applied before the
         joins (see :mod:`misterp.data.harmonise`).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> read_survey(pd.DataFrame({"y": [1, 0], "age": ["18-24", "75+"]}), "y",
+    ...             recode={"age": {"18-24": "18-29", "75+": "65+"}}).data["age"].tolist()
+    ['18-29', '65+']
     """
     data = read_table(source, "survey")
     if recode is not None:

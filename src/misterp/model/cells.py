@@ -91,6 +91,12 @@ def collapse(survey: Survey, formula, family: Family = DEFAULT_FAMILY) -> Cells:
 
     The survey must already be complete in the formula's columns (see
     :meth:`Survey.complete`).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> collapse(Survey(pd.DataFrame({"y": [1, 0, 1], "g": ["a", "a", "b"]}), "y"), "y ~ (1|g)").n_respondents
+    3
     """
     formula = as_formula(formula)
     if formula.response != survey.outcome:
@@ -128,6 +134,14 @@ def prepare(survey: Survey, frame: Frame | None, formula, drop_missing: bool = F
     """Validate survey and frame against the formula, then collapse.
 
     Returns the cells and a list of notes for the user (such as rows dropped).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> survey = Survey(pd.DataFrame({"y": [1, 0, np.nan], "g": ["a", "b", "b"]}), "y")
+    >>> cells, notes = prepare(survey, None, "y ~ (1|g)", drop_missing=True)
+    >>> cells.n_cells, notes
+    (2, ['dropped 1 survey row(s) with missing values'])
     """
     formula = as_formula(formula)
     if formula.response != survey.outcome:

@@ -194,7 +194,14 @@ def _fixed_factor(text: str, piece: str) -> tuple[str, bool]:
 
 
 def parse_formula(text: str) -> Formula:
-    """Parse an lme4-style formula string into a :class:`Formula`."""
+    """Parse an lme4-style formula string into a :class:`Formula`.
+
+    Examples
+    --------
+    >>> f = parse_formula("y ~ male + (1 + male | state) + offset(log(e))")
+    >>> f.response, [g.effects for g in f.groups], f.offset, f.offset_log
+    ('y', [('(Intercept)', 'male')], 'e', True)
+    """
     if not isinstance(text, str) or text.count("~") != 1:
         raise _fail(str(text), "it needs exactly one '~' between the outcome and the predictors")
     lhs, rhs = (p.strip() for p in text.split("~"))

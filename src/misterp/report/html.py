@@ -72,6 +72,7 @@ def report_figures(estimate, fit=None, survey=None, frame=None) -> list[tuple[st
         figures.append(("pooling", "Complete, no and partial pooling", plots.pooling_plot(fit)))
     if isinstance(fit, BayesFit):
         figures.append(("sampler", "Sampler diagnostics per parameter", plots.sampler_plot(fit)))
+        figures.append(("ranks", "Rank plots per chain", plots.rank_plot(fit)))
     return figures
 
 

@@ -9,6 +9,7 @@
 - :func:`state_map`: a US tile grid coloured by a ``state`` column of postal codes.
 - :func:`pooling_plot`: complete, no and partial pooling per level of a grouping term.
 - :func:`sampler_plot`: a Bayesian fit's R-hat and bulk ESS per parameter.
+- :func:`rank_plot`: rank histograms per chain (Vehtari et al. 2021), flat when chains agree.
 
 The figures use matplotlib's object interface (no pyplot state, no display needed).
 
@@ -224,6 +225,41 @@ def pooling_plot(fit, term: str | None = None, ax=None):
     ax.set_xticks(x, labels, rotation=90 if len(labels) > 10 else 0, fontsize=7)
     ax.set_title(f"pooling across {design.group_names[k]}")
     ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def rank_counts(draws: np.ndarray, bins: int = 20) -> np.ndarray:
+    """Per chain, the counts of its draws' ranks (among all chains' draws) in ``bins`` equal bins:
+    (chains, bins) for draws (chains, iterations)."""
+    chains, n = draws.shape
+    ranks = np.argsort(np.argsort(draws.ravel(), kind="stable"), kind="stable").reshape(chains, n)
+    edges = np.linspace(0, chains * n, bins + 1)
+    return np.stack([np.histogram(r, bins=edges)[0] for r in ranks])
+
+
+def rank_plot(fit, parameters: list[str] | None = None, bins: int = 20):
+    """Rank plots of a Bayesian fit: for each parameter (by default the intercept and the group-sd
+    scales), each chain's histogram of ranks among all draws, drawn as steps; they lie flat, near
+    the dashed line, when the chains sample the same distribution."""
+    from matplotlib.figure import Figure
+
+    names = parameters or [p for p in ("alpha", "tau", "aux_unscaled") if p in fit.samples]
+    columns = []
+    for name in names:
+        value = fit.samples[name]
+        flat = value.reshape(value.shape[0], value.shape[1], -1)
+        columns += [(f"{name}[{j}]" if flat.shape[2] > 1 else name, flat[:, :, j]) for j in range(flat.shape[2])]
+    fig = Figure(figsize=(7, 1.8 * len(columns) + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(columns), 1, squeeze=False)[:, 0])
+    for ax, (label, draws) in zip(axes, columns):
+        counts = rank_counts(draws, bins)
+        for c, row in enumerate(counts):
+            ax.step(np.arange(bins), row, where="mid", label=f"chain {c + 1}", gid=f"{label}-chain{c}")
+        ax.axhline(draws.shape[1] / bins, color="0.5", linestyle="--", linewidth=0.8)
+        ax.set_ylabel(label)
+        ax.set_yticks([])
+    axes[0].legend(fontsize=7, frameon=False, ncol=4)
+    axes[-1].set_xlabel("rank bin")
     return fig
 
 

@@ -128,6 +128,16 @@ def cell_draws(fit: Fit, frame: Frame, *, n_draws: int | None = None, seed=None)
         For the frame's rows, in frame order. A grouping level the survey
         never saw gets b = 0 in the point prediction, and in the draws what
         the fit's ``unseen`` policy says.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from misterp import Frame, LaplaceEngine, Survey, prepare
+    >>> data = pd.DataFrame({"y": [1, 0, 1, 1, 0, 0, 1, 0] * 5, "g": list("aabbccdd") * 5})
+    >>> fit = LaplaceEngine().fit(prepare(Survey(data, "y"), None, "y ~ (1|g)")[0])
+    >>> draws = cell_draws(fit, Frame(pd.DataFrame({"g": ["a", "z"], "N": [1, 1]}), "N"), n_draws=200, seed=1)
+    >>> draws.unseen, draws.draws.n_draws, draws.interval
+    ({'g': ['z']}, 200, 'draws')
     """
     design, family = fit.design, fit.family
     matrix, extra_term, unseen = design.linear_map(frame.data, unseen=fit.unseen)

@@ -53,7 +53,7 @@ OLD_MAGIC = b"misterp-fit\n"  # version 1: a pickle behind this header
 
 
 def save_fit(fit: Fit, path) -> None:
-    """Write ``fit`` (any engine's) to ``path``."""
+    """Write ``fit`` (any engine's) to ``path`` (see the module's example)."""
     cells = fit.cells
     columns, arrays = _table_arrays(cells.table)
     fit_meta, fit_arrays = fit.saved_state()
@@ -71,7 +71,17 @@ def save_fit(fit: Fit, path) -> None:
 
 
 def load_fit(path) -> Fit:
-    """Read a fit written by :func:`save_fit`; never runs code from the file."""
+    """Read a fit written by :func:`save_fit`; never runs code from the file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "not-a-fit.csv")
+    >>> _ = open(path, "w").write("a,b")
+    >>> load_fit(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    misterp.errors.MisterpInputError: '...not-a-fit.csv' is not a misterp fit file (save one with --save-fit).
+    """
     path = Path(path)
     if not path.is_file():
         raise MisterpInputError(f"The fit file {str(path)!r} does not exist. Save one with --save-fit.")
