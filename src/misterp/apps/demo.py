@@ -196,8 +196,13 @@ def article_report(seeds=ARTICLE_SEEDS, seed: int = 1) -> str:
 def main(seeds=ARTICLE_SEEDS, as_json: bool = False, nsim: int = 999, seed: int = 1, example: str = "article",
          progress: bool = True, html: str | None = None, quiet: bool = False) -> int:
     if html:
-        with open(html, "w", encoding="utf-8") as f:
-            f.write(article_report(tuple(seeds), seed))
+        from ..errors import MisterpInputError
+
+        try:
+            with open(html, "w", encoding="utf-8") as f:
+                f.write(article_report(tuple(seeds), seed))
+        except OSError as e:
+            raise MisterpInputError(f"Cannot write {html!r}: {e.strerror}. Check that its folder exists.") from None
         if not quiet:
             print(f"misterp: wrote the article's report to {html}", file=sys.stderr)
         return 0

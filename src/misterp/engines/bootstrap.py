@@ -97,6 +97,12 @@ class BootstrapFit(Fit):
     def problems(self) -> list[str]:
         return self.original.problems() + ([_failed_refits(self.failed, len(self.params))] if self.failed else [])
 
+    def summary(self) -> str:
+        """The bootstrapped fit's summary, then the refits."""
+        refits = len(self.params)
+        return (self.original.summary() + f"\nParametric bootstrap (bootMer, use.u = {self.use_u}): {refits} refits, "
+                f"{refits - self.failed} used for intervals, {self.failed} failed")
+
     def saved_state(self) -> tuple[dict, dict]:
         meta, arrays = self.original.saved_state()
         meta = {"original": meta, "failed": self.failed, "use_u": self.use_u}

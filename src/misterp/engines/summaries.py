@@ -88,6 +88,8 @@ def mixed_summary(fit) -> str:
         "Fixed effects:"]
     se = np.sqrt(np.diag(fit.vcov(use_hessian=True).to_numpy()))
     lines += fixed_effects_table(design.fixed_names, fit.beta, se, z=not family.profiled)
+    if not family.profiled:
+        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
     lines += [f"warning: {m}" for m in fit.problems()]
     return "\n".join(lines)
 

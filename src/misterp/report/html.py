@@ -21,6 +21,7 @@ import io
 import pandas as pd
 
 from ..engines.bayes import BayesFit
+from ..engines.bootstrap import BootstrapFit
 from ..engines.laplace import MixedFit
 from ..results.compare import margin_columns
 from . import plots
@@ -30,7 +31,8 @@ document.querySelectorAll("table.sortable th").forEach((th, column) => th.addEve
   const body = th.closest("table").tBodies[0];
   const up = th.dataset.order !== "up";
   th.dataset.order = up ? "up" : "down";
-  const key = row => { const t = row.cells[column].textContent; const n = parseFloat(t); return isNaN(n) ? t : n; };
+  const key = row => { const c = row.cells[column]; const n = parseFloat(c.dataset.sort);
+                       return isNaN(n) ? (c.dataset.sort === "" ? -Infinity : c.textContent) : n; };
   Array.from(body.rows).sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (up ? 1 : -1))
     .forEach(row => body.appendChild(row));
 }));
@@ -68,8 +70,9 @@ def report_figures(estimate, fit=None, survey=None, frame=None) -> list[tuple[st
         columns = [c for c in margin_columns(fit.design, frame) if c in survey.data]
         if columns:
             figures.append(("balance", "The sample against the population", plots.balance_plot(survey, frame, columns)))
-    if isinstance(fit, MixedFit) and fit.design.group_terms:
-        figures.append(("pooling", "Complete, no and partial pooling", plots.pooling_plot(fit)))
+    mixed = fit.original if isinstance(fit, BootstrapFit) else fit
+    if isinstance(mixed, MixedFit) and mixed.design.group_terms and mixed.design.group_terms[0].intercept:
+        figures.append(("pooling", "Complete, no and partial pooling", plots.pooling_plot(mixed)))
     if isinstance(fit, BayesFit):
         figures.append(("sampler", "Sampler diagnostics per parameter", plots.sampler_plot(fit)))
         figures.append(("ranks", "Rank plots per chain", plots.rank_plot(fit)))
@@ -102,9 +105,16 @@ def html_report(estimate, fit=None, survey=None, frame=None, *, title: str = "mi
 
 def _table(table: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
-                   for row in table.itertuples(index=False))
+    body = "".join("<tr>" + "".join(f'<td data-sort="{html.escape(_sort_key(v))}">{html.escape(_cell(v))}</td>'
+                                    for v in row) + "</tr>" for row in table.itertuples(index=False))
     return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _sort_key(value) -> str:
+    """The raw value the table sorts by (numbers unformatted; empty for a missing one)."""
+    if isinstance(value, float) and pd.isna(value):
+        return ""
+    return repr(float(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
 def _cell(value) -> str:

@@ -44,6 +44,7 @@ US_TILES = {
     "HI": (7, 0), "TX": (7, 3), "FL": (7, 8),
 }
 COMPARISONS = {"raw_mean": ("raw", "o"), "weighted_mean": ("weighted", "s"), "raked_mean": ("raked", "D")}
+MAX_ROWS = 60  # above this many groups or levels, a plot shows the lowest and highest 30
 
 
 def _axes(ax, size=(7, 4)):
@@ -77,7 +78,12 @@ def estimates_plot(estimate, ax=None, comparisons: bool = True):
     """
     table = estimate.table.assign(label=_label(estimate.table, estimate.by))
     table = table[table["estimate"].notna()].sort_values("estimate", kind="stable").reset_index(drop=True)
+    shown = len(table)
+    if shown > MAX_ROWS:  # the table holds every group; the plot, the extremes
+        table = pd.concat([table.head(MAX_ROWS // 2), table.tail(MAX_ROWS // 2)], ignore_index=True)
     fig, ax = _axes(ax, (7, max(3.0, 0.22 * len(table) + 1)))
+    if shown > MAX_ROWS:
+        ax.set_title(f"the {MAX_ROWS // 2} lowest and highest of {shown} groups")
     y = np.arange(len(table))
     ax.hlines(y, table["lower"], table["upper"], color="0.35", linewidth=1.5, label="interval", gid="intervals")
     ax.plot(table["estimate"], y, "o", color="C0", label="MRP", gid="estimates")
@@ -88,6 +94,8 @@ def estimates_plot(estimate, ax=None, comparisons: bool = True):
     ax.set_yticks(y, table["label"])
     if "raw_n" in table:
         for yi, n in zip(y, table["raw_n"]):
+            if pd.isna(n):
+                continue
             ax.annotate(f"n={int(n)}", (1.0, yi), xycoords=("axes fraction", "data"), xytext=(4, 0),
                         textcoords="offset points", va="center", fontsize=7, color="0.4")
     ax.set_xlabel("estimate")
@@ -104,12 +112,20 @@ def draws_plot(estimate, group=None, contrast=None, ax=None, bins: int = 60):
     if estimate.draws is None:
         raise ValueError("this Estimate carries no draws (a delta-method interval); fit with draws")
     labels = _label(estimate.table, estimate.by)
-    pick = 0 if group is None else labels.index(str(group))
+    if group is None:  # the largest group with draws
+        population = estimate.table["population"].to_numpy(float) if "population" in estimate.table else None
+        finite = np.isfinite(estimate.draws).all(axis=0)
+        pick = int(np.argmax(np.where(finite, population if population is not None else 1.0, -np.inf)))
+    else:
+        pick = labels.index(str(group))
     values = estimate.draws[:, pick]
     title = labels[pick]
     if contrast is not None:
         values = values - estimate.draws[:, labels.index(str(contrast))]
         title = f"{title} - {contrast}"
+    values = values[np.isfinite(values)]
+    if not len(values):
+        raise ValueError(f"{title} has no draws to plot (an empty group?)")
     fig, ax = _axes(ax)
     ax.hist(values, bins=bins, density=True, color="C0", alpha=0.6, gid="density")
     low, high = np.quantile(values, [0.025, 0.975])
@@ -179,8 +195,8 @@ def state_map(estimate, column: str = "estimate", ax=None, cmap: str = "viridis"
     from matplotlib.colors import Normalize
     from matplotlib.patches import Rectangle
 
-    if "state" not in estimate.table:
-        raise ValueError("the map needs an Estimate by state (postal codes, as 'CA')")
+    if estimate.by != ["state"]:
+        raise ValueError("the map needs an Estimate by state alone (postal codes, as 'CA')")
     values = estimate.table.set_index(estimate.table["state"].astype(str))[column]
     norm = Normalize(values.min(), values.max())
     colours = colormaps[cmap]
@@ -203,8 +219,9 @@ def state_map(estimate, column: str = "estimate", ax=None, cmap: str = "viridis"
 
 def pooling_plot(fit, term: str | None = None, ax=None):
     """Complete pooling (the overall raw mean), no pooling (each level's raw mean) and partial
-    pooling (the multilevel fit's prediction at the level, other terms at zero) for the levels of
-    one grouping term, on the outcome's scale, as the article compares them."""
+    pooling (the multilevel fit's predictions for the level's survey cells, averaged over its
+    respondents) for the levels of one grouping term, on the outcome's scale, as the article
+    compares them; the lowest and highest 30 levels when there are more than 60."""
     design, cells = fit.design, fit.cells
     k = 0 if term is None else design.group_names.index(term)
     family = fit.family
@@ -212,17 +229,18 @@ def pooling_plot(fit, term: str | None = None, ax=None):
     stats = {name: np.bincount(codes, weights=v, minlength=design.n_levels[k]) for name, v in cells.stats.items()}
     none = family.observed_mean(stats)
     complete = family.observed_mean({name: v.sum(keepdims=True) for name, v in cells.stats.items()})[0]
-    start = len(design.fixed_names) + int((design.n_levels * design.n_effects)[:k].sum())
-    K = design.n_effects[k]
-    b = fit.point_coef()[start:start + design.n_levels[k] * K].reshape(-1, K)[:, 0]
-    partial = family.mean(fit.point_coef()[0] + b) if "(Intercept)" in design.fixed_names else family.mean(b)
-    labels = design.level_labels(k)
+    n = family.count(cells.stats)
+    partial = np.bincount(codes, weights=n * fit.predict(cells.table), minlength=design.n_levels[k]) / family.count(stats)
+    labels = np.array(design.level_labels(k), dtype=object)
+    if len(labels) > MAX_ROWS:
+        keep = np.argsort(partial)[np.r_[:MAX_ROWS // 2, -(MAX_ROWS // 2):0]]
+        none, partial, labels = none[keep], partial[keep], labels[keep]
     fig, ax = _axes(ax)
     x = np.arange(len(labels))
     ax.axhline(complete, color="0.5", linestyle="--", label="complete pooling", gid="complete")
     ax.plot(x, none, "o", mfc="none", color="C1", label="no pooling", gid="none")
     ax.plot(x, partial, "o", color="C0", label="partial pooling", gid="partial")
-    ax.set_xticks(x, labels, rotation=90 if len(labels) > 10 else 0, fontsize=7)
+    ax.set_xticks(x, list(labels), rotation=90 if len(labels) > 10 else 0, fontsize=7)
     ax.set_title(f"pooling across {design.group_names[k]}")
     ax.legend(fontsize=8, frameon=False)
     return fig
