@@ -171,6 +171,9 @@ def _report_command(args) -> int:
     from ..report.html import html_report, report_figures
 
     if args.saved:
+        if args.survey or args.formula:
+            raise MisterpInputError("misterp report --fit reports a saved fit as it is; --survey and --formula "
+                                    "would refit. Drop them, or drop --fit.")
         estimate, notes, context = _run_poststratify(args, args.saved)
     else:
         if not args.survey or not args.formula:

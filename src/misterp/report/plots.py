@@ -261,7 +261,8 @@ def rank_plot(fit, parameters: list[str] | None = None, bins: int = 20):
     the dashed line, when the chains sample the same distribution."""
     from matplotlib.figure import Figure
 
-    names = parameters or [p for p in ("alpha", "tau", "aux_unscaled") if p in fit.samples]
+    names = parameters or [p for p in fit.samples if p in ("alpha", "beta", "tau", "aux_unscaled")
+                           or p.startswith("simplex_")]
     columns = []
     for name in names:
         value = fit.samples[name]
@@ -294,6 +295,8 @@ def sampler_plot(fit, ax=None):
         fig, axes = ax.figure, [ax, ax.twinx()]
     x = np.arange(len(table))
     axes[0].plot(x, table["rhat"], ".", gid="rhat")
+    for i in np.argsort(-table["rhat"].fillna(0).to_numpy())[:3]:  # name the worst
+        axes[0].annotate(table["parameter"].iloc[i], (x[i], table["rhat"].iloc[i]), fontsize=6)
     axes[0].axhline(1.01, color="C3", linewidth=0.8)
     axes[0].set_ylabel("R-hat")
     axes[1].plot(x, table["ess_bulk"], ".", label="bulk", gid="ess_bulk")
