@@ -68,6 +68,9 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool) -> None:
     fit.add_argument("--workers", type=int, default=1, help="processes for bootstrap refits")
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     fit.add_argument("--quiet", action="store_true", help="print only the table (no notes or progress)")
+    fit.add_argument("--calibrate", action="append", default=[], metavar="FILE",
+                     help="known totals (frame group columns and 'target'): shift every draw's cell predictions on "
+                          "the link scale to match them; give two tables for a two-way shift")
     fit.add_argument("--save-fit", metavar="FILE", help="save the fitted model, to poststratify it again later")
 
 
@@ -149,7 +152,15 @@ def _run_fit(args):
     weight = _exposure_weight(model, args.frame_exposure)
     if weight:
         notes.append(f"cells weighted by the frame's exposure {weight!r}: the estimate is a rate per unit of it")
-    estimate = poststratify(cell_draws(model, frame, seed=seed), frame, by=args.by, weight=weight)
+    draws = cell_draws(model, frame, seed=seed)
+    if args.calibrate:
+        from ..data.tables import read_table
+        from ..results.calibrate import calibrate
+
+        draws = calibrate(draws, frame, [read_table(path, "calibration table") for path in args.calibrate],
+                          model.family)
+        notes.append(f"calibrated every draw to the totals in {', '.join(args.calibrate)} (a shift on the link scale)")
+    estimate = poststratify(draws, frame, by=args.by, weight=weight)
     estimate, compare_notes = add_comparisons(estimate, survey, frame, cells.design, args.drop_missing,
                                               family=cells.family)
     notes += compare_notes

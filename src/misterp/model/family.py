@@ -25,7 +25,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, gammaln
+from scipy.special import expit, gammaln, logit
 
 from ..data.tables import describe_rows, require_columns
 from ..errors import MisterpInputError
@@ -85,6 +85,7 @@ class Family(Protocol):
     def count(self, stats: dict) -> np.ndarray: ...
     def observed_mean(self, stats: dict) -> np.ndarray: ...
     def mean(self, eta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray: ...
+    def link_function(self, mu: np.ndarray) -> np.ndarray: ...
     def mean_deriv(self, eta: np.ndarray) -> np.ndarray: ...
     def initial_eta(self, stats: dict) -> np.ndarray: ...
     def working(self, stats: dict, eta: np.ndarray) -> tuple: ...
@@ -187,6 +188,11 @@ class Binomial:
     def mean(eta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Inverse link: probabilities from the linear predictor (in place with ``out``)."""
         return expit(eta, out=out) if out is not None else expit(eta)
+
+    @staticmethod
+    def link_function(mu: np.ndarray) -> np.ndarray:
+        """The link: log(mu / (1 - mu))."""
+        return logit(mu)
 
     @staticmethod
     def mean_deriv(eta: np.ndarray) -> np.ndarray:
@@ -332,6 +338,11 @@ class Poisson:
         return np.exp(eta, out=out) if out is not None else np.exp(eta)
 
     @staticmethod
+    def link_function(mu: np.ndarray) -> np.ndarray:
+        """The link: log(mu)."""
+        return np.log(mu)
+
+    @staticmethod
     def mean_deriv(eta: np.ndarray) -> np.ndarray:
         """d mu / d eta = mu."""
         return np.exp(eta)
@@ -458,6 +469,11 @@ class Gaussian:
             return np.array(eta, dtype=float)
         out[...] = eta
         return out
+
+    @staticmethod
+    def link_function(mu: np.ndarray) -> np.ndarray:
+        """The identity link."""
+        return np.array(mu, dtype=float)
 
     @staticmethod
     def mean_deriv(eta: np.ndarray) -> np.ndarray:

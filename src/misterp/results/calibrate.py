@@ -1,0 +1,175 @@
+"""Calibration to known totals: the one-way and two-way shift on the link scale.
+
+Ghitza and Gelman (2013), as ccesMRPrun's ``calib_oneway`` and ``calib_twoway``: each cell's
+prediction moves on the link scale (logit for a share, the identity for a mean) by a shift per
+group, chosen so that the poststratified value of every group matches its known total, such as
+turnout by state. Two margins (say state, and age group) are matched together by alternating
+one-way shifts until both hold. It works draw by draw, so the uncertainty carries through: every
+draw is shifted to the totals, and the spread that remains is within the groups.
+
+Example
+-------
+>>> import numpy as np, pandas as pd
+>>> from misterp import CellDraws, Frame, poststratify
+>>> from misterp.model.family import BINOMIAL
+>>> frame = Frame(pd.DataFrame({"g": ["a", "a", "b"], "N": [1, 1, 2]}), "N")
+>>> cells = CellDraws(point=np.array([0.2, 0.4, 0.5]))
+>>> shifted = calibrate(cells, frame, [pd.DataFrame({"g": ["a", "b"], "target": [0.5, 0.7]})], BINOMIAL)
+>>> poststratify(shifted, frame, by="g").table["estimate"].round(10).tolist()
+[0.5, 0.7]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..data.frame import Frame
+from ..errors import MisterpInputError
+from .draws import CellDraws, LinearDraws
+
+
+@dataclass(frozen=True)
+class Margin:
+    """One table of known totals: the frame's groups it covers and their targets.
+
+    Attributes
+    ----------
+    columns : list of str
+        The frame columns that name a group.
+    group : (n_cells,) int array
+        The group of each frame cell.
+    weights : sparse (n_groups, n_cells)
+        N_c / N_g within each group.
+    target : (n_groups,) array
+    """
+
+    columns: list
+    group: np.ndarray
+    weights: sp.csr_matrix
+    target: np.ndarray
+
+
+def margin(frame: Frame, totals: pd.DataFrame) -> Margin:
+    """A :class:`Margin` from a table with the group columns and ``target``; every group of the
+    table must be in the frame and every frame group in the table."""
+    if "target" not in totals:
+        raise MisterpInputError(f"A calibration table needs a 'target' column; its columns are {list(totals)}.")
+    columns = [c for c in totals.columns if c != "target"]
+    missing = [c for c in columns if c not in frame.data]
+    if not columns or missing:
+        raise MisterpInputError(
+            f"A calibration table's group columns must be frame columns; {missing or 'it has none'} "
+            f"{'are not' if missing else ''} (the frame's columns are {list(frame.data.columns)}).")
+    key = lambda d: d[columns].astype(str).agg(":".join, axis=1)  # noqa: E731
+    table_keys, frame_keys = key(totals), key(frame.data)
+    unknown = sorted(set(table_keys) - set(frame_keys))
+    uncovered = sorted(set(frame_keys) - set(table_keys))
+    if unknown or uncovered or table_keys.duplicated().any():
+        raise MisterpInputError(
+            f"The calibration table on {columns} and the frame must name the same groups, once each: the table "
+            f"has {unknown[:10] or 'no'} unknown group(s), the frame {uncovered[:10] or 'no'} group(s) without a "
+            f"target{', and the table repeats groups' if table_keys.duplicated().any() else ''}. Fix the table.")
+    group = pd.Index(table_keys).get_indexer(frame_keys)
+    counts = frame.counts
+    population = np.bincount(group, weights=counts, minlength=len(totals))
+    weights = sp.csr_matrix((counts / np.where(population > 0, population, 1.0)[group], (group, np.arange(len(counts)))),
+                            shape=(len(totals), len(counts)))
+    return Margin(columns, group, weights, pd.to_numeric(totals["target"]).to_numpy(float))
+
+
+def shifts(eta: np.ndarray, margins: list[Margin], family, tol: float = 1e-12, max_iter: int = 200) -> list:
+    """The link-scale shift of each group of each margin, [(n_draws, n_groups)], for eta
+    (n_draws, n_cells): Newton steps per group, alternated across margins until all hold."""
+    eta = np.atleast_2d(eta)
+    deltas = [np.zeros((len(eta), len(m.target))) for m in margins]
+    total = lambda: sum(d[:, m.group] for d, m in zip(deltas, margins))  # noqa: E731
+    for _ in range(max_iter):
+        worst = 0.0
+        for k, m in enumerate(margins):
+            others = total() - deltas[k][:, m.group]
+            for _ in range(50):  # Newton per group: the poststratified mean is increasing in the shift
+                shifted = eta + others + deltas[k][:, m.group]
+                gap = np.asarray(m.weights @ family.mean(shifted).T).T - m.target
+                slope = np.asarray(m.weights @ family.mean_deriv(shifted).T).T
+                step = gap / np.where(slope > 0, slope, np.inf)
+                deltas[k] -= np.clip(step, -2.0, 2.0)
+                if np.max(np.abs(gap), initial=0.0) < tol:
+                    break
+            worst = max(worst, np.max(np.abs(gap), initial=0.0))
+        # the other margins may have moved: check them all
+        gaps = [np.max(np.abs(np.asarray(m.weights @ family.mean(eta + total()).T).T - m.target), initial=0.0)
+                for m in margins]
+        if max(gaps) < 10 * tol:
+            return deltas
+    raise MisterpInputError(
+        f"Calibration did not reach the totals (largest gap {max(gaps):.2e}): the margins may contradict each "
+        "other (different overall totals), or a target lies outside what the cells can reach.")
+
+
+@dataclass(frozen=True)
+class ShiftedDraws:
+    """Draws of cell means with a per-draw shift on the link scale (the calibrated draws).
+
+    Attributes
+    ----------
+    base : LinearDraws
+    deltas : list of (n_draws, n_groups) arrays
+        Each margin's shift per group and draw.
+    groups : list of (n_cells,) int arrays
+        Each margin's group of every cell.
+    """
+
+    base: LinearDraws
+    deltas: list
+    groups: list
+
+    @property
+    def n_draws(self) -> int:
+        return self.base.n_draws
+
+    def chunks(self, size: int) -> Iterator[np.ndarray]:
+        """Yield calibrated cell means, (<= size, n_cells) per chunk, in draw order."""
+        base = self.base
+        for start in range(0, self.n_draws, size):
+            eta = np.asarray(base.matrix @ base.coef[start:start + size].T).T + base.offset
+            for delta, group in zip(self.deltas, self.groups):
+                eta += delta[start:start + size][:, group]
+            yield base.family.mean(eta, out=eta)
+
+
+def calibrate(cells: CellDraws, frame: Frame, totals: list[pd.DataFrame], family) -> CellDraws:
+    """``cells`` shifted to the known totals (one table for a one-way shift, two for two-way).
+
+    Parameters
+    ----------
+    cells : CellDraws
+        Predictions for the frame's cells (their point and draws are shifted alike).
+    frame : Frame
+    totals : list of DataFrame
+        Each with group columns of the frame and ``target`` (a share for binomial models, a mean
+        for gaussian ones).
+    family : Family
+        The model's family: its link is the scale of the shift.
+    """
+    if not 1 <= len(totals) <= 2:
+        raise MisterpInputError("Calibration takes one table of totals (one-way) or two (two-way).")
+    margins = [margin(frame, t) for t in totals]
+    groups = [m.group for m in margins]
+    point_eta = family.link_function(cells.point)
+    point_deltas = shifts(point_eta[None, :], margins, family)
+    point = family.mean(point_eta + sum(d[0][g] for d, g in zip(point_deltas, groups)))
+    draws = cells.draws
+    if draws is not None:  # in chunks: draws x cells never sits in memory at once
+        parts = []
+        for start in range(0, draws.n_draws, 256):
+            eta = np.asarray(draws.matrix @ draws.coef[start:start + 256].T).T + draws.offset
+            parts.append(shifts(eta, margins, family))
+        draws = ShiftedDraws(draws, [np.vstack([p[k] for p in parts]) for k in range(len(margins))], groups)
+    return replace(cells, point=point, draws=draws, se=None, delta=None,
+                   interval=cells.interval if draws is not None else "none",
+                   method=f"{cells.method}, calibrated" if cells.method != "none" else "calibrated")
