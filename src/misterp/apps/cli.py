@@ -92,6 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--html", metavar="FILE", help="write the article's report to FILE instead")
 
     _fit_arguments(sub.add_parser("fit", help="fit a model to a survey and poststratify it to a frame"), True)
+    validate = sub.add_parser("validate", help="fit, then score the estimates against known true values")
+    _fit_arguments(validate, True)
+    validate.add_argument("--truth", required=True, metavar="FILE",
+                          help="the true values: the --by columns and a 'truth' column")
     report = sub.add_parser("report", help="fit (or load a saved fit) and write one offline HTML report")
     _fit_arguments(report, False)
     report.add_argument("--html", required=True, metavar="FILE", help="the report's HTML file")
@@ -205,6 +209,19 @@ def _report_command(args) -> int:
         _note(args, f"wrote {len(figures)} figure(s) to {folder}")
     _write(args.html, page)
     _note(args, f"wrote the report to {args.html} ({len(page) / 1e6:.1f} MB)")
+    return 0
+
+
+def _validate_command(args) -> int:
+    """misterp validate: the fit's estimates table, then each method's errors against the truth."""
+    from ..data.tables import read_table
+    from ..results.validate import validate
+
+    estimate, notes, _ = _run_fit(args)
+    scores = validate(estimate, read_table(args.truth, "truth"))
+    _report(estimate, notes, args.out, args.quiet)
+    print("\nAgainst the truth:")
+    print(scores.to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
 
 
@@ -325,6 +342,8 @@ def main(argv=None) -> int:
             return _poststratify(args)
         if args.command == "report":
             return _report_command(args)
+        if args.command == "validate":
+            return _validate_command(args)
         return _fit(args)
     except MisterpInputError as e:
         print(f"misterp: error: {e}", file=sys.stderr)
