@@ -106,3 +106,13 @@ def test_rank_plot_counts_each_chains_ranks(article_fit):
     np.testing.assert_array_equal(counts[:, 0], first_bin.sum(axis=1))
     fig = plots.rank_plot(article_fit, ["tau"], bins=10)
     np.testing.assert_array_equal(by_gid(fig.axes[0], "tau-chain2").get_ydata(), counts[2])
+
+
+def test_check_plot_flags_small_p_values():
+    check = pd.DataFrame({"g": ["a", "b"], "respondents": [10, 10], "observed": [0.2, 0.9], "replicated": [0.25, 0.5],
+                          "lower": [0.1, 0.4], "upper": [0.4, 0.6], "p_value": [0.5, 0.01]})
+    ax = plots.check_plot(check).axes[0]
+    np.testing.assert_allclose(by_gid(ax, "flagged").get_xdata(), [0.9])
+    np.testing.assert_allclose(by_gid(ax, "observed").get_xdata(), [0.2])
+    ends = np.array([s[:, 0] for s in by_gid(ax, "replicated").get_segments()])
+    np.testing.assert_allclose(ends, [[0.1, 0.4], [0.4, 0.6]])

@@ -68,6 +68,9 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool) -> None:
     fit.add_argument("--workers", type=int, default=1, help="processes for bootstrap refits")
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     fit.add_argument("--quiet", action="store_true", help="print only the table (no notes or progress)")
+    fit.add_argument("--check", type=lambda s: [c for c in s.split(",") if c], metavar="COLS",
+                     help="also check the model: observed survey means by these columns against replicated data "
+                          "(posterior predictive for bayes, parametric bootstrap otherwise), with p-values")
     fit.add_argument("--calibrate", action="append", default=[], metavar="FILE",
                      help="known totals (frame group columns and 'target'): shift every draw's cell predictions on "
                           "the link scale to match them; give two tables for a two-way shift")
@@ -122,8 +125,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fit(args) -> int:
-    estimate, notes, _ = _run_fit(args)
+    estimate, notes, context = _run_fit(args)
     _report(estimate, notes, args.out, args.quiet)
+    if args.check:
+        from ..results.model_checks import predictive_check
+
+        missing = [c for c in args.check if c not in context["fit"].cells.table]
+        if missing:
+            raise MisterpInputError(f"--check takes columns of the model's predictors; {missing} are not "
+                                    f"({context['fit'].design.formula.predictors}).")
+        check = predictive_check(context["fit"], by=args.check, seed=args.seed)
+        print(f"\nModel check by {', '.join(args.check)} (p < 0.05: {int((check['p_value'] < 0.05).sum())} of "
+              f"{len(check)} groups):")
+        print(check.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     return 0
 
 

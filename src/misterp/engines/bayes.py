@@ -407,6 +407,12 @@ class BayesFit(Fit):
                              [np.median(sd, axis=0) for sd, _ in pairs], [np.median(c, axis=0) for _, c in pairs],
                              float(np.median(self._flat("aux"))) if "aux" in self.samples else None)
 
+    def dispersion_draws(self, n_draws: int) -> np.ndarray:
+        """sigma^2 of each of the first ``n_draws`` posterior draws (a gaussian's), else 1; (n_draws, 1)."""
+        if "aux" not in self.samples:
+            return np.ones((n_draws, 1))
+        return self._flat("aux")[:n_draws, None] ** 2
+
     def summary(self) -> str:
         """rstanarm's print: posterior medians and MAD_SDs, the error terms, the levels, the problems."""
         from .summaries import bayes_summary

@@ -113,6 +113,11 @@ class Fit:
         """What the user should know before trusting the fit, with the remedy (empty when all is well)."""
         return []
 
+    def dispersion_draws(self, n_draws: int) -> np.ndarray:
+        """The outcome's dispersion (a gaussian's sigma^2; 1 otherwise) for each of ``n_draws``
+        replicates, (n_draws, 1): the point estimate's, repeated."""
+        return np.full((n_draws, 1), float(getattr(self, "sigma", 1.0)) ** 2)
+
     def warn_problems(self, stacklevel: int = 3) -> None:
         """Each of ``problems()`` as a :class:`MisterpWarning`."""
         for message in self.problems():

@@ -70,6 +70,12 @@ def report_figures(estimate, fit=None, survey=None, frame=None) -> list[tuple[st
         columns = [c for c in margin_columns(fit.design, frame) if c in survey.data]
         if columns:
             figures.append(("balance", "The sample against the population", plots.balance_plot(survey, frame, columns)))
+    if fit is not None and estimate.by and all(c in fit.cells.table for c in estimate.by) and \
+            len(estimate.table) <= plots.MAX_ROWS:
+        from ..results.model_checks import predictive_check
+
+        figures.append(("check", "Model check: observed survey means against replicated data",
+                        plots.check_plot(predictive_check(fit, by=estimate.by, n_rep=200, seed=1))))
     mixed = fit.original if isinstance(fit, BootstrapFit) else fit
     if isinstance(mixed, MixedFit) and mixed.design.group_terms and mixed.design.group_terms[0].intercept:
         figures.append(("pooling", "Complete, no and partial pooling", plots.pooling_plot(mixed)))

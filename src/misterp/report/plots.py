@@ -10,6 +10,7 @@
 - :func:`pooling_plot`: complete, no and partial pooling per level of a grouping term.
 - :func:`sampler_plot`: a Bayesian fit's R-hat and bulk ESS per parameter.
 - :func:`rank_plot`: rank histograms per chain (Vehtari et al. 2021), flat when chains agree.
+- :func:`check_plot`: observed group means against replicated ones (a model check's table).
 
 The figures use matplotlib's object interface (no pyplot state, no display needed).
 
@@ -242,6 +243,24 @@ def pooling_plot(fit, term: str | None = None, ax=None):
     ax.plot(x, partial, "o", color="C0", label="partial pooling", gid="partial")
     ax.set_xticks(x, list(labels), rotation=90 if len(labels) > 10 else 0, fontsize=7)
     ax.set_title(f"pooling across {design.group_names[k]}")
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def check_plot(check: pd.DataFrame, ax=None):
+    """A model check (:func:`misterp.results.model_checks.predictive_check`'s table): each group's
+    replicated 95% range and the observed mean, red where the p-value is below 0.05."""
+    groups = [c for c in check.columns if c not in ("respondents", "observed", "replicated", "lower", "upper",
+                                                     "p_value")]
+    labels = check[groups].astype(str).agg(":".join, axis=1) if groups else pd.Series(["all"])
+    fig, ax = _axes(ax, (7, max(3.0, 0.22 * len(check) + 1)))
+    y = np.arange(len(check))
+    ax.hlines(y, check["lower"], check["upper"], color="0.6", linewidth=3, label="replicated 95%", gid="replicated")
+    flagged = check["p_value"].to_numpy() < 0.05
+    ax.plot(check["observed"][~flagged], y[~flagged], "o", color="C0", label="observed", gid="observed")
+    ax.plot(check["observed"][flagged], y[flagged], "o", color="C3", label="observed, p < 0.05", gid="flagged")
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlabel("group mean")
     ax.legend(fontsize=8, frameon=False)
     return fig
 

@@ -1,0 +1,77 @@
+"""Model checks: the survey's observed group means against means replicated from the fit.
+
+Replicated data are drawn from the fit's family at the fitted cell means: at each posterior
+draw's means for a Bayesian fit (a posterior predictive check), at the point estimate for the
+others (a parametric-bootstrap check). For each group of the survey's cells (the ``by`` columns,
+or each cell), the check reports the observed mean, the replicated means' mean and central 95%
+interval, and a two-sided p-value: twice the smaller share of replicates on either side of the
+observed mean. Small p-values flag groups the model does not reproduce.
+
+Example
+-------
+>>> import pandas as pd
+>>> from misterp import LaplaceEngine, Survey, prepare
+>>> data = pd.DataFrame({"y": [1, 0, 1, 1, 0, 0, 1, 0] * 5, "g": list("aabbccdd") * 5})
+>>> fit = LaplaceEngine().fit(prepare(Survey(data, "y"), None, "y ~ (1|g)")[0])
+>>> check = predictive_check(fit, by="g", n_rep=200, seed=1)
+>>> check.columns.tolist()
+['g', 'respondents', 'observed', 'replicated', 'lower', 'upper', 'p_value']
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..data.frame import Frame
+from ..engines.fit import Fit
+from .draws import cell_draws
+
+
+def predictive_check(fit: Fit, by=None, n_rep: int = 500, seed=None) -> pd.DataFrame:
+    """Observed against replicated group means, one row per group of the survey's cells.
+
+    Parameters
+    ----------
+    fit : Fit
+        Any engine's fit; a Bayesian one replicates from its posterior draws.
+    by : str or list of str, optional
+        Survey columns that define the groups; by default every cell is a group.
+    n_rep : int
+        Replicated data sets (a posterior fit uses its first ``n_rep`` draws).
+    seed : int, optional
+
+    Returns
+    -------
+    DataFrame with the group columns, ``respondents``, ``observed``, ``replicated`` (the
+    replicates' mean), ``lower`` and ``upper`` (their central 95%) and ``p_value``.
+    """
+    cells, family = fit.cells, fit.family
+    by = [by] if isinstance(by, str) else list(by or cells.design.formula.predictors)
+    table = cells.table
+    codes, keys = pd.MultiIndex.from_frame(table[by]).factorize(sort=True) if by else (np.zeros(len(table), int),
+                                                                                      None)
+    n_groups = int(codes.max()) + 1
+    rng = np.random.default_rng(seed)
+    survey_cells = Frame(table.assign(_respondents=family.count(cells.stats)), "_respondents")
+    draws = cell_draws(fit, survey_cells, n_draws=n_rep, seed=rng)
+    if fit.point == "mean":  # a posterior: each replicate at its own draw's means
+        means = np.vstack(list(draws.draws.chunks(256)))[:n_rep]
+    else:  # at the point estimate
+        means = np.broadcast_to(draws.point, (n_rep, cells.n_cells))
+    replicated = family.simulate(cells.stats, means, rng, dispersion=fit.dispersion_draws(n_rep)[:len(means)])
+
+    def group_means(stats: dict) -> np.ndarray:
+        summed = {k: np.stack([np.bincount(codes, weights=row, minlength=n_groups) for row in np.atleast_2d(v)])
+                  for k, v in stats.items()}
+        return family.observed_mean(summed)
+
+    observed = group_means(cells.stats)[0]
+    rep = group_means({k: np.broadcast_to(v, means.shape) for k, v in replicated.items()})
+    above, below = (rep >= observed).mean(axis=0), (rep <= observed).mean(axis=0)
+    out = keys.to_frame(index=False) if keys is not None else pd.DataFrame(index=range(1))
+    if keys is not None:
+        out.columns = by
+    return out.assign(respondents=np.bincount(codes, weights=family.count(cells.stats), minlength=n_groups),
+                      observed=observed, replicated=rep.mean(axis=0), lower=np.quantile(rep, 0.025, axis=0),
+                      upper=np.quantile(rep, 0.975, axis=0), p_value=np.minimum(1.0, 2 * np.minimum(above, below)))
