@@ -11,7 +11,6 @@ JAX's compilation cache warm), and whole processes for the CLI rows.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from misterp import (Frame, LaplaceEngine, MisterpWarning, Survey, bootstrap, ce
                      read_frame)
 from misterp.engines.bayes import BayesEngine
 from misterp.model.family import GAUSSIAN, POISSON
+from run import median_time  # bench/run.py's median of repeated timings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -34,15 +34,6 @@ SLOPE = "abortion ~ male + (1 + male | state) + (1 | eth) + (1 | educ) + (1 | ag
 def r_seconds(file: str, name: str, key: str = "name", column: str = "value") -> float:
     table = pd.read_csv(FIXTURES / file) if (FIXTURES / file).exists() else pd.read_csv(ROOT / "bench" / file)
     return float(table.set_index(key)[column][name])
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def row(label: str, ours: float, theirs: float) -> None:
@@ -61,14 +52,14 @@ def main() -> None:
                       family=POISSON)[0]
     poisson_fit = LaplaceEngine().fit(poisson)
     row("bootMer 500 refits, poisson glmer (2,000 rows)",
-        timed(lambda: bootstrap(poisson_fit, nsim=500, seed=1, progress=False), args.repeats),
+        median_time(lambda: bootstrap(poisson_fit, nsim=500, seed=1, progress=False), args.repeats),
         r_seconds("poisson_bootmer.csv", "boot_seconds"))
     scores = pd.read_csv(FIXTURES / "gaussian_survey.csv")
     score_frame = Frame(pd.read_csv(FIXTURES / "gaussian_frame.csv"), "N")
     gaussian = prepare(Survey(scores, "score"), score_frame, "score ~ male + (1|state) + (1|age)", family=GAUSSIAN)[0]
     lmer = LaplaceEngine().fit(gaussian)
     row("bootMer 500 refits, lmer (1,500 rows)",
-        timed(lambda: bootstrap(lmer, nsim=500, seed=1, progress=False), args.repeats),
+        median_time(lambda: bootstrap(lmer, nsim=500, seed=1, progress=False), args.repeats),
         r_seconds("gaussian_bootmer.csv", "boot_seconds"))
     for label, cells, frame, file in [("stan_glmer poisson, crossed intercepts (2,000 rows)", poisson, count_frame,
                                        "poisson_stan_scalars.csv"),
@@ -92,12 +83,12 @@ def main() -> None:
     cces = pd.read_csv(CCES / "cces_all_clean.csv")
     cces_frame = read_frame(CCES / "poststrat_df.csv", "n")
     row("glmer (1 + male | state) + 3 intercepts, all 59,810 rows",
-        timed(lambda: LaplaceEngine().fit(prepare(Survey(cces, "abortion"), cces_frame, SLOPE)[0]), args.repeats),
+        median_time(lambda: LaplaceEngine().fit(prepare(Survey(cces, "abortion"), cces_frame, SLOPE)[0]), args.repeats),
         r_seconds("r_slope_times.csv", "glmer_slope_all", key="task", column="seconds"))
     command = [str(Path(sys.executable).parent / "misterp"), "fit", "--survey", str(CCES / "cces_all_clean.csv"),
                "--frame", str(CCES / "poststrat_df.csv"), "--count", "n", "--formula", SLOPE, "--by", "state"]
     row("  whole process: misterp fit, the same model, --by state",
-        timed(lambda: subprocess.run(command, check=True, capture_output=True), args.repeats),
+        median_time(lambda: subprocess.run(command, check=True, capture_output=True), args.repeats),
         r_seconds("r_slope_times.csv", "glmer_slope_all", key="task", column="seconds"))
 
 
