@@ -235,13 +235,7 @@ def _slope_data(cells: Cells) -> dict:
     """Terms with effects beyond an intercept: each cell's Z entries as (columns, values), each
     (n_entries, n_cells), and every term's effects and levels, for decov's blocks."""
     design = cells.design
-    Z = design.linear_map(cells.table)[0][:, len(design.fixed_names):].tocsr()
-    width = int(np.diff(Z.indptr).max())
-    cols = np.zeros((cells.n_cells, width), dtype=int)
-    vals = np.zeros((cells.n_cells, width))
-    for row in range(cells.n_cells):
-        lo, hi = Z.indptr[row], Z.indptr[row + 1]
-        cols[row, :hi - lo], vals[row, :hi - lo] = Z.indices[lo:hi], Z.data[lo:hi]
+    cols, vals = design.random_entries(cells.table)
     return {"cols": cols.T, "vals": vals.T, "n_effects": tuple(int(k) for k in design.n_effects),
             "n_levels": tuple(int(j) for j in design.n_levels)}
 

@@ -122,7 +122,7 @@ def _simulate(fit: MixedFit, nsim: int, use_u: bool, rng: np.random.Generator) -
     """Simulated cell statistics, each (nsim, n_cells)."""
     cells = fit.cells
     eta0 = cells.offset + cells.X @ fit.beta
-    Z = cells.design.linear_map(cells.table)[0][:, len(fit.beta):]
+    Z = cells.design.random_matrix(cells.table)
     if use_u:
         eta = np.broadcast_to(eta0 + Z @ fit.b, (nsim, cells.n_cells))
     else:  # u ~ N(0, sigma^2 I): sigma is 1 but for a gaussian outcome

@@ -63,12 +63,9 @@ class LaplaceEngine:
         if cells.family.profiled:
             fit = lmm_fit(cells, self.reml, self.singular_tol, start)
         elif not Structure.of(cells.design).simple:
-            from .slopes import fit_slopes, joint_covariance as slopes_covariance
+            from .slopes import slopes_fit
 
-            found = fit_slopes(cells, start, u0)
-            fit = MixedFit(cells=cells, theta=found["theta"], beta=found["beta"], u=found["u"],
-                           objective=found["objective"], info=found["info"],
-                           cov=slopes_covariance(found["problem"], found["state"]), singular_tol=self.singular_tol)
+            fit = slopes_fit(cells, self.singular_tol, start, u0)
         else:
             prob = Problem(cells)
             if start is None:
@@ -264,14 +261,12 @@ class MixedFit(Fit):
         optimum (for the bootstrap); no warnings, the caller counts failures."""
         if self.family.profiled:
             return lmm_fit(cells, self.reml, self.singular_tol, start=self.theta)
-        from .slopes import fit_slopes, joint_covariance as slopes_covariance
+        from .slopes import slopes_fit
 
-        found = fit_slopes(cells, np.concatenate([self.theta, self.beta]), self.u)
-        if not found["info"]["converged"]:
+        refit = slopes_fit(cells, self.singular_tol, np.concatenate([self.theta, self.beta]), self.u)
+        if not refit.info["converged"]:
             raise FloatingPointError("the refit did not converge")
-        return MixedFit(cells=cells, theta=found["theta"], beta=found["beta"], u=found["u"],
-                        objective=found["objective"], info=found["info"],
-                        cov=slopes_covariance(found["problem"], found["state"]), singular_tol=self.singular_tol)
+        return refit
 
     def predict(self, newdata: pd.DataFrame, type: str = "response") -> np.ndarray:
         """lme4's ``predict(newdata, allow.new.levels = TRUE)``: unseen levels get b = 0."""

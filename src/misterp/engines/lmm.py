@@ -44,7 +44,7 @@ class ProfiledDeviance:
         design = cells.design
         self.structure = Structure.of(design)
         self.term_of_level = np.repeat(np.arange(len(design.n_levels)), design.n_levels)
-        Z = design.linear_map(cells.table)[0][:, len(design.fixed_names):].toarray()
+        Z = design.random_matrix(cells.table).toarray()
         X, y = cells.X, stats["total"] / n - cells.offset  # cell means, less the offset
         self.X, self.Z, self.n, self.y = X, Z, n, y
         self.within = float(stats["within"].sum())

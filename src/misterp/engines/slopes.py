@@ -35,21 +35,14 @@ class SlopeProblem:
         self.family, self.stats = cells.family, cells.stats
         self.X, self.offset = cells.X, cells.offset
         self.structure = Structure.of(design)
-        matrix, _, _ = design.linear_map(cells.table)
-        self.Z = matrix[:, len(design.fixed_names):].tocsr()
+        self.Z = design.random_matrix(cells.table)
         self.q = self.Z.shape[1]
         # Z'WZ as one sparse product: each cell's pairs of nonzero effects, with their products
-        Z = self.Z.tocoo()
-        by_cell = [[] for _ in range(cells.n_cells)]
-        for r, c, v in zip(Z.row, Z.col, Z.data):
-            by_cell[r].append((c, v))
-        flat, cell, value = [], [], []
-        for r, entries in enumerate(by_cell):
-            for c1, v1 in entries:
-                for c2, v2 in entries:
-                    flat.append(c1 * self.q + c2)
-                    cell.append(r)
-                    value.append(v1 * v2)
+        # (padded entries have value 0 and add nothing)
+        cols, vals = design.random_entries(cells.table)
+        flat = (cols[:, :, None] * self.q + cols[:, None, :]).ravel()
+        value = (vals[:, :, None] * vals[:, None, :]).ravel()
+        cell = np.repeat(np.arange(cells.n_cells), cols.shape[1] ** 2)
         self.pairs = sp.csr_matrix((value, (flat, cell)), shape=(self.q * self.q, cells.n_cells))
         self.constant = float(self.family.log_constant(self.stats).sum())
 
@@ -134,6 +127,16 @@ class _Objective:
 def positive_diagonal(structure: Structure, theta: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The same fit with every T's diagonal >= 0: a column of T and its effects in u change sign together."""
     return structure.positive(theta), u * structure.column_signs(theta)
+
+
+def slopes_fit(cells: Cells, singular_tol: float, start: np.ndarray | None = None, u0: np.ndarray | None = None):
+    """The Laplace fit with slopes as a MixedFit, with the covariance of (beta, u) at the mode."""
+    from .laplace import MixedFit
+
+    found = fit_slopes(cells, start, u0)
+    return MixedFit(cells=cells, theta=found["theta"], beta=found["beta"], u=found["u"],
+                    objective=found["objective"], info=found["info"],
+                    cov=joint_covariance(found["problem"], found["state"]), singular_tol=singular_tol)
 
 
 def fit_slopes(cells: Cells, start: np.ndarray | None = None, u0: np.ndarray | None = None,

@@ -326,6 +326,22 @@ class Design:
         Z = sp.csr_matrix((v, (r, c)), shape=(len(data), next_col))
         return sp.hstack([sp.csr_matrix(X), Z]).tocsr(), np.asarray(extra_term, dtype=int), labels
 
+    def random_matrix(self, data: pd.DataFrame) -> sp.csr_matrix:
+        """Z for the rows of ``data`` (levels the survey never saw get no column), sparse (n_rows, q)."""
+        return self.linear_map(data)[0][:, len(self.fixed_names):].tocsr()
+
+    def random_entries(self, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's nonzero columns of Z and their values, (n_rows, width) each, padded with
+        column 0 and value 0 where a row has fewer entries."""
+        Z = self.random_matrix(data)
+        counts = np.diff(Z.indptr)
+        width = int(counts.max(initial=0))
+        slot = np.arange(Z.nnz) - np.repeat(Z.indptr[:-1], counts)  # position within its row
+        cols, vals = np.zeros((len(data), width), dtype=int), np.zeros((len(data), width))
+        rows = np.repeat(np.arange(len(data)), counts)
+        cols[rows, slot], vals[rows, slot] = Z.indices, Z.data
+        return cols, vals
+
     def offset(self, data: pd.DataFrame) -> np.ndarray:
         """The offset column (its log for ``offset(log(col))``), or zeros; shape (n_rows,)."""
         return offset_values(self.formula, data)
