@@ -54,7 +54,8 @@ def predictive_check(fit: Fit, by=None, n_rep: int = 500, seed=None) -> pd.DataF
     n_groups = int(codes.max()) + 1
     rng = np.random.default_rng(seed)
     survey_cells = Frame(table.assign(_respondents=family.count(cells.stats)), "_respondents")
-    draws = cell_draws(fit, survey_cells, n_draws=n_rep, seed=rng)
+    # a posterior's draws are needed; the other fits replicate at their point, so they draw none
+    draws = cell_draws(fit, survey_cells, n_draws=n_rep if fit.point == "mean" else 0, seed=rng)
     if fit.point == "mean":  # a posterior: each replicate at its own draw's means
         means = np.vstack(list(draws.draws.chunks(256)))[:n_rep]
     else:  # at the point estimate
