@@ -107,6 +107,21 @@ class VignetteSimulation:
 def vignette_simulation(seed: int = 1, n: int = 1200) -> VignetteSimulation:
     """The vignette's 6,300-cell population with a known truth, and a biased sample of ``n``."""
     rng = np.random.default_rng(seed)
+    population = vignette_population(rng)
+    return VignetteSimulation(vignette_sample(population, n, rng), population.frame)
+
+
+@dataclass(frozen=True)
+class VignettePopulation:
+    """The vignette's population: ``frame`` (6,300 cells with ``N`` and ``truth``) and each
+    cell's response propensity ``response`` (6,300,), which biases the samples."""
+
+    frame: Frame
+    response: np.ndarray
+
+
+def vignette_population(rng: np.random.Generator) -> VignettePopulation:
+    """Draw the vignette's states (their sizes, response rates and effects) from ``rng``."""
     n_states = 50
     state_share = rng.uniform(10, 20, n_states)
     state_share /= state_share.sum()
@@ -126,10 +141,20 @@ def vignette_simulation(seed: int = 1, n: int = 1200) -> VignetteSimulation:
     truth = 1 / (1 + np.exp(-linear))
     cells = pd.DataFrame({"male": male, "eth": eth + 1, "age": age + 1, "income": income + 1,
                           "state": state + 1, "N": counts, "truth": truth})
-    selection = counts * response
+    return VignettePopulation(Frame(cells, "N"), response)
+
+
+def vignette_sample(population: VignettePopulation, n: int, rng: np.random.Generator) -> pd.DataFrame:
+    """A biased sample of ``n`` from ``population``: cells chosen by count x response propensity.
+
+    Returns ``pref`` (0/1), male, eth, age, income, state and ``weight`` (inverse
+    selection probability, normalised to mean 1), n rows.
+    """
+    cells, response = population.frame.data, population.response
+    selection = cells["N"].to_numpy() * response
     chosen = rng.choice(len(cells), size=n, replace=True, p=selection / selection.sum())
     survey = cells.iloc[chosen].drop(columns=["N", "truth"]).reset_index(drop=True)
-    survey.insert(0, "pref", rng.binomial(1, truth[chosen]))
+    survey.insert(0, "pref", rng.binomial(1, cells["truth"].to_numpy()[chosen]))
     weight = 1 / response[chosen]
     survey["weight"] = weight / weight.mean()
-    return VignetteSimulation(survey, Frame(cells, "N"))
+    return survey
