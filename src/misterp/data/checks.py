@@ -69,8 +69,21 @@ def check_levels_covered(survey_cells: pd.DataFrame, frame: Frame, columns) -> N
             raise MisterpInputError(
                 f"Survey column {col!r} has level(s) {[str(v) for v in absent][:10]} that the frame "
                 f"never has (the frame's levels are {frame_levels}). "
-                "Recode the survey to the frame's categories, or add those cells to the frame."
+                + (padding_hint(absent, frame.data[col].unique()) or
+                   "Recode the survey to the frame's categories, or add those cells to the frame.")
             )
+
+
+def padding_hint(levels, others) -> str:
+    """The fix when ``levels`` differ from ``others`` only by spaces around them (tables made in
+    Python: the file readers strip them), else ''."""
+    stripped = {v.strip(): v for v in map(str, others)}
+    pairs = [(str(v), stripped[str(v).strip()]) for v in levels if str(v).strip() in stripped]
+    if not pairs:
+        return ""
+    shown = ", ".join(f"{a!r} vs {b!r}" for a, b in pairs[:5])
+    return (f"They differ from the other table's levels only by spaces around them ({shown}): strip the "
+            "spaces (read_survey and read_frame strip them when they read a table).")
 
 
 def unseen_fixed_level(col: str, unseen, survey_levels, slope: bool = False) -> MisterpInputError:
@@ -82,7 +95,7 @@ def unseen_fixed_level(col: str, unseen, survey_levels, slope: bool = False) -> 
     return MisterpInputError(
         f"Column {col!r} has level(s) {[str(v) for v in unseen][:10]} that the survey never has. "
         f"{what} cannot predict an unseen level; the survey's levels are "
-        f"{[str(v) for v in survey_levels][:20]}. {fix}"
+        f"{[str(v) for v in survey_levels][:20]}. {padding_hint(unseen, survey_levels) or fix}"
     )
 
 

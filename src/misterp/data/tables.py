@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -12,26 +14,145 @@ from ..errors import MisterpInputError
 def read_table(source, what: str) -> pd.DataFrame:
     """Return ``source`` as a DataFrame; ``source`` is a DataFrame or a CSV/Parquet path.
 
-    ``what`` names the table in error messages ("survey", "frame").
+    ``what`` names the table in error messages ("survey", "frame"). A CSV
+    file is UTF-8 (a byte-order mark is allowed) and comma-separated, every
+    row with as many fields as the header; another separator, a row too
+    long or too short, or another encoding is a :class:`MisterpInputError`
+    naming the line. Spaces around column names and text labels are dropped,
+    from files and DataFrames alike, so " a " and "a" are one level.
     """
     if isinstance(source, pd.DataFrame):
-        return source.copy()
+        return strip_labels(source.copy(), what)
     path = Path(source)
     if not path.is_file():
         raise MisterpInputError(
             f"The {what} file {str(path)!r} does not exist or is not a file. "
             "Check the path (it is read relative to the current directory)."
         )
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    if not parquet:
+        _check_separator(path, what)
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
+        if parquet:
+            data = pd.read_parquet(path)
+        else:
+            with warnings.catch_warnings():
+                # a header shorter than every row: pandas would silently take the first column as the index
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                data = pd.read_csv(path, skipinitialspace=True, index_col=False)
+    except UnicodeDecodeError as e:
+        raise MisterpInputError(
+            f"The {what} file {str(path)!r} is not UTF-8 text (byte {e.start} is not valid UTF-8). "
+            "Save it as UTF-8 CSV (in Excel: 'CSV UTF-8')."
+        ) from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning):
+        raise _ragged(path, what) from None
     except Exception as e:  # every reader failure is the user's file, not our bug
         raise MisterpInputError(
             f"The {what} file {str(path)!r} cannot be read as "
-            f"{'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'}: {e}. "
+            f"{'Parquet' if parquet else 'CSV'}: {' '.join(str(e).split())}. "
             "Give a CSV file with a header row, or a Parquet file (.parquet)."
         ) from None
+    if not parquet and data.isna().to_numpy().any():
+        _check_short_rows(path, what)  # pandas fills a short row with missing values; only then look
+    return strip_labels(data, what)
+
+
+SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _header(path: Path) -> str:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        return f.readline().rstrip("\r\n")
+
+
+def _check_separator(path: Path, what: str) -> None:
+    """Raise if the header has no comma but another common separator: the file is not comma-separated."""
+    header = _header(path)
+    if "," in header:
+        return
+    for sep, name in SEPARATORS.items():
+        if sep in header:
+            raise MisterpInputError(
+                f"The {what} file {str(path)!r} looks {name}-separated (its header is {header[:80]!r}), but "
+                "misterp reads comma-separated CSV. Save it with commas between the fields (in Excel: "
+                "'CSV UTF-8 (Comma delimited)'), or convert it, e.g. pandas.read_csv(path, sep="
+                f"{sep!r}).to_csv(new_path, index=False)."
+            )
+
+
+def _field_counts(path: Path):
+    """(line number, fields) of each non-blank record after the header, and the header's fields."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, skipinitialspace=True)
+        header = next(reader, [])
+        rows = ((reader.line_num, len(row)) for row in reader if row and any(field != "" for field in row))
+        yield len(header)
+        yield from rows
+
+
+def _ragged_lines(path: Path, short: bool) -> tuple[int, list[tuple[int, int]]]:
+    counts = _field_counts(path)
+    width = next(counts)
+    bad = [(line, n) for line, n in counts if (n < width if short else n != width)]
+    return width, bad
+
+
+def _ragged_error(path: Path, what: str, width: int, bad: list[tuple[int, int]]) -> MisterpInputError:
+    shown = ", ".join(f"line {line} has {n}" for line, n in bad[:5])
+    more = f" (and {len(bad) - 5} more lines)" if len(bad) > 5 else ""
+    return MisterpInputError(
+        f"The {what} file {str(path)!r} has rows whose number of fields differs from its header's {width}: "
+        f"{shown}{more}. A value with a comma in it must be quoted (\"a, b\"); fix or remove those rows."
+    )
+
+
+def _ragged(path: Path, what: str) -> MisterpInputError:
+    """The error for a file pandas could not split into the header's columns."""
+    width, bad = _ragged_lines(path, short=False)
+    if not bad:  # a fault the field counts do not show (an unclosed quote, say)
+        return MisterpInputError(
+            f"The {what} file {str(path)!r} cannot be split into the columns of its header (an unclosed "
+            "quote?). Check that quotes pair up and every row has the header's fields."
+        )
+    return _ragged_error(path, what, width, bad)
+
+
+def _check_short_rows(path: Path, what: str) -> None:
+    width, bad = _ragged_lines(path, short=True)
+    if bad:
+        raise _ragged_error(path, what, width, bad)
+
+
+def strip_labels(data: pd.DataFrame, what: str) -> pd.DataFrame:
+    """``data`` without spaces around its column names and text values (in place, and returned).
+
+    A column that is numbers once stripped becomes numeric, as pandas would
+    have read it; column names that become equal are an error naming them.
+    """
+    names = [c.strip() if isinstance(c, str) else c for c in data.columns]
+    if len(set(names)) < len(names):
+        repeated = sorted({str(n) for n in names if names.count(n) > 1})
+        raise MisterpInputError(
+            f"The {what} has column names that differ only by spaces around them: {repeated} "
+            f"(its columns are {[str(c) for c in data.columns]}). Rename them."
+        )
+    data.columns = names
+    for column in data.columns:
+        values = data[column]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue
+        codes, uniques = pd.factorize(values)  # strip each distinct label once, not each row
+        stripped = [u.strip() if isinstance(u, str) else u for u in uniques]
+        if all(a == b for a, b in zip(stripped, uniques)):
+            continue
+        text = pd.Series(pd.array(stripped, dtype=object)[codes], index=data.index, dtype=object)
+        text[codes < 0] = None
+        try:
+            data[column] = pd.to_numeric(text)
+        except (ValueError, TypeError):
+            data[column] = text.astype(values.dtype)
+    return data
 
 
 def require_rows(data, what: str, reader: str, empty: str) -> None:
