@@ -31,6 +31,11 @@ from ..data.tables import describe_rows, require_columns
 from ..errors import MisterpInputError
 from .formula import Formula
 
+# A survey cell whose fitted mean expects fewer answers of its rarer kind than this is
+# numerically at the edge of the mean's range: no survey supports such a value, so it
+# comes from separation (a coefficient running off towards infinity), not from data.
+EDGE_COUNT = 1e-6
+
 
 class RowOutcome(NamedTuple):
     """The outcome of each input row.
@@ -95,6 +100,7 @@ class Family(Protocol):
     def outcome_scale(self, stats: dict) -> tuple[float, float] | None: ...
     def simulate(self, stats: dict, mu: np.ndarray, rng: np.random.Generator, dispersion: float = 1.0) -> dict: ...
     def numpyro_likelihood(self, stats: dict, eta, dispersion=1.0) -> None: ...
+    def boundary(self, stats: dict, eta: np.ndarray) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -137,14 +143,32 @@ class Binomial:
     @staticmethod
     def _check_answers(y: np.ndarray, column: str) -> None:
         bad = ~np.isin(y, (0, 1))
-        if bad.any():
-            values = sorted(set(np.asarray(y)[bad].tolist()), key=str)[:5]
+        if not bad.any():
+            return
+        values = sorted(set(np.asarray(y).tolist()), key=str)
+        if len(values) == 2:
+            # two codes other than 0/1 (1/2, yes/no): which one is "yes" is the user's to say
+            texts = [str(v) for v in values]
+            yes = next((v for v in texts if v.strip().lower() in ("yes", "y", "true")), None)
+            if yes:
+                example, which = f"{column}: {{'{yes}': 1, '{next(v for v in texts if v != yes)}': 0}}", ""
+            elif "0" in texts:
+                other = next(v for v in texts if v != "0")
+                example, which = f"{column}: {{{other}: 1}}", f" (if {other} is the answer to model)"
+            else:
+                example, which = f"{column}: {{{texts[0]}: 1, {texts[1]}: 0}}", f" (if {texts[0]} means yes)"
             raise MisterpInputError(
-                f"Outcome column {column!r} must hold only 0 and 1, but it has "
-                f"{int(bad.sum())} other value(s), such as {values}. Recode it to 0/1 "
-                "(for example yes -> 1, no -> 0) before fitting; for a continuous outcome, use --family gaussian; "
-                "for counts, use --family poisson."
+                f"Outcome column {column!r} must hold only 0 and 1, but it holds the two values {texts[0]!r} and "
+                f"{texts[1]!r}; misterp does not guess which one is the answer to model. Recode it to 1 for that "
+                f"answer and 0 for the other, for example with --map and a YAML file holding \"{example}\"{which} "
+                "(recode= in Python)."
             )
+        raise MisterpInputError(
+            f"Outcome column {column!r} must hold only 0 and 1, but it has "
+            f"{int(bad.sum())} other value(s), such as {values[:5]}. Recode it to 0/1 "
+            "(for example yes -> 1, no -> 0) before fitting; for a continuous outcome, use --family gaussian; "
+            "for counts, use --family poisson."
+        )
 
     @staticmethod
     def _check_counts(successes: np.ndarray, trials: np.ndarray, names: tuple[str, str]) -> None:
@@ -256,6 +280,14 @@ class Binomial:
 
         numpyro.sample("y", dist.Binomial(total_count=jnp.asarray(stats["trials"]), logits=eta),
                        obs=jnp.asarray(stats["successes"]))
+
+    @staticmethod
+    def boundary(stats: dict, eta: np.ndarray) -> str | None:
+        """How many survey cells are fitted numerically at 0 or 1 (fewer than ``EDGE_COUNT``
+        expected answers of the rarer kind), or None."""
+        rarer = stats["trials"] * expit(-np.abs(eta))  # n min(mu, 1 - mu), without 1 - mu's rounding
+        k = int(np.sum(rarer < EDGE_COUNT))
+        return f"fitted probabilities numerically 0 or 1 occurred in {k} of {len(rarer)} survey cells" if k else None
 
 
 @dataclass(frozen=True)
@@ -402,6 +434,13 @@ class Poisson:
         rate = jnp.exp(eta + jnp.log(jnp.asarray(stats["exposure"])))
         numpyro.sample("y", dist.Poisson(rate), obs=jnp.asarray(stats["count"]))
 
+    @staticmethod
+    def boundary(stats: dict, eta: np.ndarray) -> str | None:
+        """How many survey cells are fitted at a numerically zero mean (fewer than ``EDGE_COUNT``
+        expected counts), or None."""
+        k = int(np.sum(stats["exposure"] * np.exp(eta) < EDGE_COUNT))
+        return f"fitted means numerically 0 occurred in {k} of {len(eta)} survey cells" if k else None
+
 
 @dataclass(frozen=True)
 class Gaussian:
@@ -539,6 +578,11 @@ class Gaussian:
         n = jnp.asarray(stats["n"])
         squares = jnp.asarray(_within(stats)) + n * (jnp.asarray(stats["total"]) / n - eta) ** 2
         numpyro.factor("y", -0.5 * jnp.sum(squares) / dispersion - 0.5 * jnp.sum(n) * jnp.log(2 * jnp.pi * dispersion))
+
+    @staticmethod
+    def boundary(stats: dict, eta: np.ndarray) -> None:
+        """None: an identity link's mean has no edge."""
+        return None
 
 
 def _within(stats: dict) -> np.ndarray:
