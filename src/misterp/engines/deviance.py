@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import cho_factor, cho_solve
+from scipy.linalg import cho_solve
 from scipy.linalg.lapack import dpotri
 
 from ..model.cells import Cells
+from .fit import spd_solve
 
 
 class Problem:
@@ -256,4 +257,4 @@ def joint_covariance(prob: Problem, state: State) -> np.ndarray:
     top = np.hstack([X.T @ (w[:, None] * X), zl_w_x.T])
     bottom = np.hstack([zl_w_x, lam[:, None] * state.A[0] * lam[None, :] + np.eye(prob.q)])
     precision = np.vstack([top, bottom])
-    return cho_solve(cho_factor(precision, lower=True), np.eye(p + prob.q))
+    return spd_solve(precision, np.eye(p + prob.q), lower=True)

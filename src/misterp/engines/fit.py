@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from scipy.linalg import cho_factor, cho_solve
 
 from ..errors import MisterpWarning
 from ..model.cells import Cells
@@ -166,6 +167,40 @@ def correlations(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def normal_draws(mean: np.ndarray, cov: np.ndarray, n_draws: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_draws, k) draws of N(mean, cov) from the Cholesky factor of ``cov``."""
+    """(n_draws, k) draws of N(mean, cov) from the Cholesky factor of ``cov``, or, where rounding
+    has left ``cov`` numerically indefinite (a separated fit's huge variances), from its
+    eigendecomposition with negative eigenvalues taken as 0."""
     z = rng.standard_normal((n_draws, len(mean)))
-    return mean + z @ np.linalg.cholesky(cov).T
+    try:
+        factor = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh(cov)
+        factor = vectors * np.sqrt(np.maximum(values, 0.0))
+    return mean + z @ factor.T
+
+
+def spd_solve(a: np.ndarray, b: np.ndarray, lower: bool = False) -> np.ndarray:
+    """a^-1 b for a symmetric positive (semi)definite ``a``, by Cholesky.
+
+    Where weights near 0 (separation) have left ``a`` numerically indefinite,
+    by its eigenvalues kept at least eps times the largest instead: a
+    direction the data cannot identify gets a huge variance, not an error.
+    """
+    try:
+        return cho_solve(cho_factor(a, lower=lower), b)
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh(a)
+        values = np.maximum(values, np.finfo(float).eps * max(values.max(), np.finfo(float).tiny))
+        return vectors @ ((vectors.T @ b) / (values[:, None] if np.ndim(b) == 2 else values))
+
+
+def separation_problems(cells: Cells, eta: np.ndarray) -> list[str]:
+    """The problem to report when fitted means on the survey's cells (linear predictor ``eta``)
+    sit numerically at the edge of their range: a sign of separation, which no engine without
+    priors can fit (its coefficients run off towards infinity)."""
+    note = cells.family.boundary(cells.stats, eta)
+    if not note:
+        return []
+    return [f"{note}: a predictor separates the answers (perfect or quasi-complete separation), so its "
+            "coefficients run off towards infinity and their SEs and intervals are not reliable. Merge the "
+            "sparse categories or drop the separating term; the bayes engine's priors keep such effects finite."]

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import cho_factor, cho_solve
 
 from ..errors import MisterpInputError
 from ..model.cells import Cells
-from .fit import Fit, ParameterDraws, normal_draws
+from .fit import Fit, ParameterDraws, normal_draws, separation_problems, spd_solve
 
 
 @dataclass(frozen=True)
@@ -50,25 +49,33 @@ class GlmEngine:
 
 
 def irls(X, stats, offset, family, tol=1e-12, max_iter=100):
-    """Newton/IRLS for the fixed-effects model; returns (beta, cov, converged)."""
+    """Newton/IRLS for the fixed-effects model; returns (beta, cov, converged).
+
+    Under separation the fitted means run to the edge of their range and the
+    working weights underflow to 0; as R's ``glm.fit`` (whose ``mu.eta`` is at
+    least DBL_EPSILON) each weight is kept at least ``eps`` per respondent, so
+    the steps stay finite and the separated coefficients end large with huge
+    SEs, which ``GlmFit.problems`` reports.
+    """
+    floor = np.finfo(float).eps * family.count(stats)
     eta = family.initial_eta(stats)
     beta = np.zeros(X.shape[1])
     dev_old = np.inf
     for _ in range(max_iter):
         _, w, r, _ = family.working(stats, eta)
+        w = np.maximum(w, floor)
         z = eta - offset + r / np.maximum(w, 1e-300)
         xtwx = X.T @ (w[:, None] * X)
-        factor = cho_factor(xtwx)
-        beta = cho_solve(factor, X.T @ (w * z))
+        beta = spd_solve(xtwx, X.T @ (w * z))
         eta = offset + X @ beta
         dev = -2.0 * family.loglik(stats, eta).sum()
         if abs(dev - dev_old) <= tol * (abs(dev) + 0.1):
             break
         dev_old = dev
     else:
-        return beta, np.linalg.inv(xtwx), False
+        return beta, spd_solve(xtwx, np.eye(X.shape[1])), False
     _, w, _, _ = family.working(stats, eta)
-    cov = cho_solve(cho_factor(X.T @ (w[:, None] * X)), np.eye(X.shape[1]))
+    cov = spd_solve(X.T @ (np.maximum(w, floor)[:, None] * X), np.eye(X.shape[1]))
     return beta, cov, True
 
 
@@ -136,10 +143,11 @@ class GlmFit(Fit):
         return ParameterDraws(normal_draws(self.beta, self.cov, n_draws, rng), [])
 
     def problems(self) -> list[str]:
-        if self.converged:
-            return []
-        return ["glm did not converge: fitted means may be at the edge of their range (separation); "
-                "merge sparse categories or use the laplace engine with those terms as grouping terms."]
+        eta = self.cells.offset + self.cells.X @ self.beta
+        messages = [] if self.converged else [
+            "glm did not converge: fitted means may be at the edge of their range (separation); "
+            "merge sparse categories or use the laplace engine with those terms as grouping terms."]
+        return messages + separation_problems(self.cells, eta)
 
     def saved_state(self) -> tuple[dict, dict]:
         return {"loglik": self.loglik, "converged": self.converged}, {"beta": self.beta, "cov": self.cov}
