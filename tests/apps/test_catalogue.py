@@ -290,3 +290,10 @@ def test_non_convergence_is_reported_by_laplace(tmp_path, capsys, monkeypatch):
                                                 < np.where(d["g"] == "a", 0.2, 0.7)).astype(int))
     _, notes = table(fit(tmp_path, capsys, survey))
     assert "warning: the optimizer did not converge" in notes
+
+
+def test_an_intercept_only_model_rakes_to_no_margins(tmp_path, capsys):
+    # no main effects to rake to: the raked mean is the raw mean (this crashed before)
+    result, _ = table(fit(tmp_path, capsys, survey_table(), None, "y ~ 1", "--engine", "glm"))
+    assert result["raked_mean"][0] == pytest.approx(result["raw_mean"][0], abs=1e-6)
+    assert result["estimate"][0] == pytest.approx(survey_table()["y"].mean(), abs=1e-6)

@@ -58,7 +58,7 @@ def rake(weights: np.ndarray, codes: list[np.ndarray], targets: list[np.ndarray]
         for code, target in zip(codes, targets):
             current = np.bincount(code, weights=w, minlength=len(target))
             w *= np.divide(target, current, out=np.zeros(len(target)), where=current > 0)[code]
-        gap = max(_gap(code, target, w) for code, target in zip(codes, targets))
+        gap = max((_gap(code, target, w) for code, target in zip(codes, targets)), default=0.0)  # no margins: as given
         if gap < tol:
             return w
     raise MisterpInputError(
