@@ -297,3 +297,19 @@ def test_an_intercept_only_model_rakes_to_no_margins(tmp_path, capsys):
     result, _ = table(fit(tmp_path, capsys, survey_table(), None, "y ~ 1", "--engine", "glm"))
     assert result["raked_mean"][0] == pytest.approx(result["raw_mean"][0], abs=1e-6)
     assert result["estimate"][0] == pytest.approx(survey_table()["y"].mean(), abs=1e-6)
+
+
+def test_true_false_outcome_reads_as_1_0(tmp_path, capsys):
+    expected, _ = table(fit(tmp_path, capsys, survey_table()))
+    got, _ = table(fit(tmp_path, capsys, survey_table().assign(y=lambda d: d["y"] == 1)))
+    pd.testing.assert_frame_equal(got, expected)
+
+
+def test_counts_of_zero_in_a_whole_category_are_reported_as_separation(tmp_path, capsys):
+    # poisson: no visits at all in g = a pushes its rate towards 0, as separation does a probability
+    survey = survey_table().assign(y=lambda d: np.where(d["g"] == "a", 0,
+                                                        np.random.default_rng(2).poisson(2.0, len(d))))
+    result, notes = table(fit(tmp_path, capsys, survey, None, "y ~ male + g", "--engine", "glm",
+                              "--family", "poisson", "--by", "g"))
+    assert "warning: fitted means numerically 0 occurred in 2 of 8 survey cells" in notes
+    assert result.set_index("g")["estimate"]["a"] < 1e-8
