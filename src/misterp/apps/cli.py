@@ -1,4 +1,5 @@
-"""The ``misterp`` command line: ``misterp demo``, ``misterp fit`` and ``misterp poststratify``.
+"""The ``misterp`` command line: ``misterp demo``, ``fit``, ``validate``, ``compare``, ``report`` and
+``poststratify``.
 
 A user mistake (:class:`MisterpInputError`) prints one paragraph and exits
 with code 2, never a traceback.
@@ -23,11 +24,13 @@ def _seeds(text: str) -> tuple[int, int, int]:
     return seeds
 
 
-def _fit_arguments(fit: argparse.ArgumentParser, required: bool) -> None:
-    """The options of ``misterp fit``, shared with ``misterp report``."""
+def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool = False) -> None:
+    """The options of ``misterp fit``, shared with ``validate``, ``report`` and ``compare`` (whose
+    ``--formula`` is given once per model: ``several``)."""
     fit.add_argument("--survey", required=required, help="respondent table (CSV or Parquet)")
     fit.add_argument("--frame", required=True, help="poststratification table (CSV or Parquet)")
-    fit.add_argument("--formula", required=required, help='lme4 formula, e.g. "y ~ x + (1|g) + (1|a:b)"')
+    fit.add_argument("--formula", required=required, action="append" if several else "store",
+                     help='lme4 formula, e.g. "y ~ x + (1|g) + (1|a:b)"' + ("; once per model" if several else ""))
     fit.add_argument("--count", required=True, help="the frame's population-count column")
     fit.add_argument("--join", action="append", default=[], metavar="FILE",
                      help="group-level predictors (e.g. state -> repvote), joined onto survey and frame "
@@ -99,6 +102,17 @@ def _parser() -> argparse.ArgumentParser:
     _fit_arguments(validate, True)
     validate.add_argument("--truth", required=True, metavar="FILE",
                           help="the true values: the --by columns and a 'truth' column")
+    compare = sub.add_parser("compare", help="rank models by held-out data: K-fold and leave-areas-out "
+                                             "cross-validation, or PSIS-LOO for bayes")
+    _fit_arguments(compare, True, several=True)
+    compare.add_argument("--area", metavar="COL",
+                         help="the survey column whose groups the estimates are for (default: the first --by "
+                              "column): K-fold is stratified by it, leave-areas-out holds its levels out, and "
+                              "area_mse is scored by it")
+    compare.add_argument("--folds", type=int, default=5, metavar="K", help="folds of each cross-validation (5)")
+    compare.add_argument("--cv", type=lambda s: [c for c in s.split(",") if c], metavar="SCHEMES",
+                         help="comma-separated: kfold (held-out respondents, stratified by area), areas (held-out "
+                              "areas), loo (PSIS-LOO, bayes only); default kfold,areas, or loo for --engine bayes")
     report = sub.add_parser("report", help="fit (or load a saved fit) and write one offline HTML report")
     _fit_arguments(report, False)
     report.add_argument("--html", required=True, metavar="FILE", help="the report's HTML file")
@@ -239,6 +253,50 @@ def _validate_command(args) -> int:
     return 0
 
 
+def _compare_command(args) -> int:
+    """misterp compare: score every --formula by held-out data, then print the ranking."""
+    from ..data.frame import read_frame
+    from ..data.survey import read_survey
+    from ..model.family import family_named
+    from ..model.formula import parse_formula
+    from ..results.crossval import compare_models
+
+    given = [f"--{name.replace('_', '-')}" for name in ("bootstrap", "check", "calibrate", "save_fit",
+                                                          "frame_exposure") if getattr(args, name)]
+    if given:
+        raise MisterpInputError(f"misterp compare scores models by held-out data and makes no estimates, so "
+                                f"{', '.join(given)} do(es) not apply. Drop them, or use misterp fit on the chosen "
+                                "model.")
+    if len(args.formula) < 2:
+        raise MisterpInputError("misterp compare ranks models: give --formula once per model, at least twice.")
+    area = args.area or (args.by[0] if args.by else None)
+    if not area:
+        raise MisterpInputError("misterp compare needs the area column the estimates are for (such as state): "
+                                "give --area COL, or --by COL (its first column is the area).")
+    _check_options(args)
+    formulas = [parse_formula(f) for f in args.formula]
+    survey = read_survey(args.survey, formulas[0].response, weights=args.weights, join=args.join,
+                         trials=args.trials, exposure=args.exposure, recode=args.map)
+    frame = read_frame(args.frame, args.count, join=args.join)
+    table = compare_models(survey, frame, formulas, area=area, engine=_engine(args), family=family_named(args.family),
+                           folds=args.folds, seed=args.seed, schemes=args.cv, drop_missing=args.drop_missing)
+    for note in [] if args.quiet else table.attrs["notes"]:
+        print(f"misterp: {note}", file=sys.stderr)
+    if args.out:
+        try:
+            table.to_csv(args.out, index=False)
+        except OSError as e:
+            raise MisterpInputError(f"Cannot write the table to {args.out!r}: {e.strerror}. Check that its folder "
+                                    "exists and is writable.") from None
+        _note(args, f"wrote {len(table)} row(s) to {args.out}")
+        return 0
+    for name, text in table.drop_duplicates("model").sort_values("model")[["model", "formula"]].itertuples(index=False):
+        print(f"{name}: {text}")
+    print()
+    print(table.drop(columns="formula").to_string(index=False, float_format=lambda v: f"{v:.5f}"))
+    return 0
+
+
 def _write(path: str, text: str) -> None:
     try:
         with open(path, "w", encoding="utf-8") as f:
@@ -267,33 +325,37 @@ def _check_options(args) -> None:
             f"engine); it does not apply to --family {args.family} with --engine {args.engine}. Drop --ml.")
 
 
-def _fit_model(args, cells, notes: list[str]):
-    """Fit the chosen engine (the only place where an engine's name picks its class); its
-    problems and any remedy become notes."""
-    from ..engines.bootstrap import bootstrap
-    from ..engines.glm import GlmEngine
+def _engine(args):
+    """The engine the options choose (the only place where an engine's name picks its class)."""
+    if args.engine == "bayes":
+        from ..engines.bayes import BayesEngine, Priors
+
+        return BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws, adapt_delta=args.adapt_delta,
+                           priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
+                           seed=args.seed or 0,
+                           progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
+                           remedy=not args.no_remedy, parameterization=args.parameterization)
+    if args.engine == "glm":
+        from ..engines.glm import GlmEngine
+
+        return GlmEngine()
     from ..engines.laplace import LaplaceEngine
+
+    return LaplaceEngine(reml=not args.ml)
+
+
+def _fit_model(args, cells, notes: list[str]):
+    """Fit the chosen engine; its problems and any remedy become notes."""
+    from ..engines.bootstrap import bootstrap
 
     with warnings.catch_warnings():  # reported below as notes, once
         warnings.simplefilter("ignore", MisterpWarning)
+        model = _engine(args).fit(cells)
         if args.engine == "bayes":
-            from ..engines.bayes import BayesEngine, Priors
-
-            engine = BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws,
-                                 adapt_delta=args.adapt_delta,
-                                 priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
-                                 seed=args.seed or 0,
-                                 progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
-                                 remedy=not args.no_remedy, parameterization=args.parameterization)
-            model = engine.fit(cells)
             notes += [model.remedy_note] if model.remedy_note else []
-        elif args.engine == "glm":
-            model = GlmEngine().fit(cells)
-        else:
-            model = LaplaceEngine(reml=not args.ml).fit(cells)
-            if args.bootstrap:
-                model = bootstrap(model, nsim=args.bootstrap, use_u=True, seed=args.seed, workers=args.workers,
-                                  progress=not (args.no_progress or args.quiet))
+        elif args.engine == "laplace" and args.bootstrap:
+            model = bootstrap(model, nsim=args.bootstrap, use_u=True, seed=args.seed, workers=args.workers,
+                              progress=not (args.no_progress or args.quiet))
     notes += [f"warning: {m}" for m in model.problems()]
     return model
 
@@ -358,6 +420,8 @@ def main(argv=None) -> int:
             return _report_command(args)
         if args.command == "validate":
             return _validate_command(args)
+        if args.command == "compare":
+            return _compare_command(args)
         return _fit(args)
     except MisterpInputError as e:
         print(f"misterp: error: {e}", file=sys.stderr)
