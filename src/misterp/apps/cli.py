@@ -166,6 +166,7 @@ def _run_fit(args):
     from ..model.formula import parse_formula
     from ..results.compare import add_comparisons
     from ..results.draws import cell_draws
+    from ..results.interval_notes import interval_notes
     from ..results.poststratify import poststratify
     from ..results.saved import save_fit
 
@@ -193,6 +194,7 @@ def _run_fit(args):
                           model.family)
         notes.append(f"calibrated every draw to the totals in {', '.join(args.calibrate)} (a shift on the link scale)")
     estimate = poststratify(draws, frame, by=args.by, weight=weight)
+    notes += interval_notes(model, args.by)
     estimate, compare_notes = add_comparisons(estimate, survey, frame, cells.design, args.drop_missing,
                                               family=cells.family)
     notes += compare_notes
@@ -394,6 +396,7 @@ def _run_poststratify(args, path: str):
     from ..data.frame import read_frame
     from ..model.cells import check_frame
     from ..results.draws import cell_draws
+    from ..results.interval_notes import interval_notes
     from ..results.poststratify import poststratify
     from ..results.saved import load_fit
 
@@ -403,7 +406,7 @@ def _run_poststratify(args, path: str):
     weight = _exposure_weight(model, args.frame_exposure)
     estimate = poststratify(cell_draws(model, frame, seed=args.seed), frame, by=args.by, weight=weight)
     inputs = {"saved fit": path, "frame": args.frame, "formula": model.design.formula.text, "engine": model.kind}
-    return estimate, [], {"fit": model, "frame": frame, "inputs": inputs}
+    return estimate, interval_notes(model, args.by), {"fit": model, "frame": frame, "inputs": inputs}
 
 
 def main(argv=None) -> int:

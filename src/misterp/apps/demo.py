@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import warnings
 
 import numpy as np
@@ -15,6 +16,7 @@ from ..engines.laplace import LaplaceEngine
 from ..errors import MisterpWarning
 from ..model.cells import cell_proportions, prepare
 from ..results.draws import CellDraws, cell_draws
+from ..results.interval_notes import CELL_BOUNDS
 from ..results.poststratify import poststratify
 from ..sim.simulate import article_simulation
 
@@ -150,6 +152,7 @@ def print_walkthrough(r: dict, seeds) -> None:
     d = r["glm_poststrat_delta_sd"][0]
     e = r["glm_poststrat"][0]
     print(f"  {'interval: delta method ±2 sd':<{width}} {_fmt([e - 2 * d, e + 2 * d]):<{vwidth}} (sd {d:.5f})")
+    print(textwrap.fill(f"note: {CELL_BOUNDS}", 100, initial_indent="  ", subsequent_indent="        "))
     section("4. Complete, no and partial pooling")
     row("complete pooling (glm ~ 1)", "pooled_predict")
     row("no pooling (glm ~ class)", "glm_fit")

@@ -1,0 +1,48 @@
+"""Notes on intervals the coverage studies found to under-cover, and where they show."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from misterp import LaplaceEngine, Survey, bootstrap, prepare
+from misterp.apps.cli import main
+from misterp.results.interval_notes import interval_notes
+
+
+@pytest.fixture(scope="module")
+def fits():
+    rng = np.random.default_rng(3)
+    g = rng.integers(0, 8, 300)
+    data = pd.DataFrame({"y": rng.binomial(1, 1 / (1 + np.exp(-np.linspace(-1.5, 1.5, 8)[g]))),
+                         "g": np.array(list("abcdefgh"))[g], "x": rng.binomial(1, 0.5, 300)})
+    data["region"] = np.where(data["g"] < "e", "n", "s")
+    laplace = LaplaceEngine().fit(prepare(Survey(data, "y"), None, "y ~ x + (1|g)")[0])
+    return laplace, bootstrap(laplace, nsim=20, seed=1, progress=False)
+
+
+def test_bootstrap_intervals_by_a_grouping_factor_are_flagged_with_the_better_method(fits):
+    laplace, boot = fits
+    (note,) = interval_notes(boot, ["g"])
+    assert "under-cover" in note and "use.u = TRUE" in note and "--engine bayes" in note
+    assert interval_notes(laplace, ["g"]) == []      # the normal approximation carries the group's uncertainty
+    assert interval_notes(boot, []) == [] and interval_notes(boot, ["x"]) == []  # x is a fixed effect
+
+
+def test_estimates_by_a_column_outside_the_model_are_flagged(fits):
+    laplace, _ = fits
+    (note,) = interval_notes(laplace, ["region"])
+    assert "no term for region" in note and "(1|region)" in note
+
+
+def test_fit_and_poststratify_print_the_note(tmp_path, capsys):
+    data = pd.DataFrame({"y": [1, 0, 1, 1, 0, 0, 1, 0] * 6, "g": list("aabbccdd") * 6})
+    data.to_csv(tmp_path / "s.csv", index=False)
+    pd.DataFrame({"g": list("abcd"), "n": [10, 20, 30, 40]}).to_csv(tmp_path / "f.csv", index=False)
+    common = ["--frame", str(tmp_path / "f.csv"), "--count", "n", "--by", "g", "--no-progress"]
+    assert main(["fit", "--survey", str(tmp_path / "s.csv"), "--formula", "y ~ (1|g)", "--bootstrap", "20",
+                 "--seed", "1", "--save-fit", str(tmp_path / "m.fit"), *common]) == 0
+    assert "bootstrap's intervals by g under-cover" in capsys.readouterr().err
+    assert main(["poststratify", "--fit", str(tmp_path / "m.fit"), *common]) == 0
+    assert "bootstrap's intervals by g under-cover" in capsys.readouterr().err
+    assert main(["fit", "--survey", str(tmp_path / "s.csv"), "--formula", "y ~ (1|g)", "--seed", "1", *common]) == 0
+    assert "under-cover" not in capsys.readouterr().err
