@@ -11,11 +11,11 @@ Example
 -------
 >>> import pandas as pd
 >>> from misterp import Frame, GlmEngine, Survey, collapse
->>> survey = Survey(pd.DataFrame({"y": [1, 0, 1, 1], "g": ["a", "a", "b", "b"]}), "y")
+>>> survey = Survey(pd.DataFrame({"y": [1, 0, 1, 1, 0, 1], "g": ["a", "a", "b", "b", "b", "b"]}), "y")
 >>> frame = Frame(pd.DataFrame({"g": ["a", "b"], "N": [1, 3]}), "N")
 >>> draws = cell_draws(GlmEngine().fit(collapse(survey, "y ~ g")), frame)
 >>> draws.point.round(3).tolist(), draws.interval
-([0.5, 1.0], 'delta')
+([0.5, 0.75], 'delta')
 """
 
 from __future__ import annotations
