@@ -113,7 +113,7 @@ class BayesEngine:
     remedy: bool = True  # rerun once at adapt_delta 0.99 when the first run diverges
     # "whitened" (engines/whitening.py) samples the same posterior in coordinates
     # that a pilot Laplace fit makes near standard normal; "noncentred" is
-    # rstanarm's b = sigma * z. "auto": whitened up to 400 effects.
+    # rstanarm's b = sigma * z. "auto": whitened up to MAX_WHITENED (200) effects.
     parameterization: str = "auto"
 
     def fit(self, cells: Cells) -> "BayesFit":
