@@ -56,7 +56,7 @@ import pandas as pd
 from ..errors import MisterpInputError
 from ..model.cells import Cells
 from .diagnostics import summarize
-from .fit import Fit, ParameterDraws, correlations, varcorr_frame
+from .fit import Fit, ParameterDraws, correlations, rank_problems, varcorr_frame
 from .jax_config import ensure_jax
 
 
@@ -455,7 +455,7 @@ class BayesFit(Fit):
     def problems(self) -> list[str]:
         """Each failed diagnostic threshold, with the standard remedy (empty when all pass)."""
         table = self.diagnostics()
-        messages = []
+        messages = rank_problems(self.cells)
         if self.divergences:
             messages.append(f"{self.divergences} divergent transitions after warmup: raise --adapt-delta "
                             f"(now {self.engine.adapt_delta}) toward 0.99, or use tighter priors.")

@@ -194,6 +194,19 @@ def spd_solve(a: np.ndarray, b: np.ndarray, lower: bool = False) -> np.ndarray:
         return vectors @ ((vectors.T @ b) / (values[:, None] if np.ndim(b) == 2 else values))
 
 
+def rank_problems(cells: Cells) -> list[str]:
+    """The problem to report when the survey cannot estimate some fixed-effect columns (the design
+    dropped them, as lme4 does: "fixed-effect model matrix is rank deficient")."""
+    dropped = cells.design.dropped
+    if not dropped:
+        return []
+    return [f"fixed-effect model matrix is rank deficient, so {len(dropped)} column(s) were dropped, as lme4 does: "
+            f"{', '.join(dropped)}. The survey has no respondents that tell them apart from the other columns (a "
+            "combination nobody answered in, or one column a sum of others), so frame cells that need them are "
+            "predicted with those coefficients at 0. Replace a fixed interaction by a grouping term such as "
+            "(1|a:b), which predicts unsampled combinations, or drop the column."]
+
+
 def separation_problems(cells: Cells, eta: np.ndarray) -> list[str]:
     """The problem to report when fitted means on the survey's cells (linear predictor ``eta``)
     sit numerically at the edge of their range: a sign of separation, which no engine without

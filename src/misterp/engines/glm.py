@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..errors import MisterpInputError
 from ..model.cells import Cells
-from .fit import Fit, ParameterDraws, normal_draws, separation_problems, spd_solve
+from .fit import Fit, ParameterDraws, normal_draws, rank_problems, separation_problems, spd_solve
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class GlmFit(Fit):
         messages = [] if self.converged else [
             "glm did not converge: fitted means may be at the edge of their range (separation); "
             "merge sparse categories or use the laplace engine with those terms as grouping terms."]
-        return messages + separation_problems(self.cells, eta)
+        return rank_problems(self.cells) + messages + separation_problems(self.cells, eta)
 
     def saved_state(self) -> tuple[dict, dict]:
         return {"loglik": self.loglik, "converged": self.converged}, {"beta": self.beta, "cov": self.cov}

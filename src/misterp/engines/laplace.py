@@ -29,7 +29,7 @@ import pandas as pd
 from ..errors import MisterpInputError
 from ..model.cells import Cells
 from .deviance import Problem, joint_covariance
-from .fit import Fit, ParameterDraws, correlations, normal_draws, separation_problems, varcorr_frame
+from .fit import Fit, ParameterDraws, correlations, normal_draws, rank_problems, separation_problems, varcorr_frame
 from .optimize import optimize, start_values
 from .structure import Structure
 
@@ -301,7 +301,8 @@ class MixedFit(Fit):
             messages.append(f"boundary (singular) fit: in {', '.join(self.singular_terms())} a variance is 0 or a "
                             "correlation is +-1 (lme4's isSingular), so those effects are not separately identified. "
                             "Simplify those terms (drop a slope, or the term).")
-        return messages + separation_problems(self.cells, self.predict(self.cells.table, type="link"))
+        return (rank_problems(self.cells) + messages
+                + separation_problems(self.cells, self.predict(self.cells.table, type="link")))
 
     def saved_state(self) -> tuple[dict, dict]:
         meta = {"objective": self.objective, "info": self.info, "singular_tol": self.singular_tol,

@@ -134,6 +134,10 @@ class Design:
     slope_levels : dict[str, pd.Index]
         Levels of every column used as a factor slope ``factor(z)`` in a
         grouping term.
+    dropped : tuple[str, ...]
+        Columns of the formula's X that the survey cannot estimate (a
+        combination with no respondents, or one column a sum of others):
+        left out of X, as lme4 drops them, so their coefficients are 0.
     """
 
     formula: Formula
@@ -142,6 +146,7 @@ class Design:
     group_levels: tuple
     fixed_names: list
     slope_levels: dict = field(default_factory=dict)
+    dropped: tuple = ()
 
     @classmethod
     def learn(cls, formula: Formula, data: pd.DataFrame) -> "Design":
@@ -159,19 +164,16 @@ class Design:
         order = list(range(len(levels)))
         if any(len(levels[k + 1]) > len(levels[k]) for k in range(len(levels) - 1)):
             order = sorted(order, key=lambda k: (-len(levels[k]), -k))
-        names = ["(Intercept)"] if formula.intercept else []
-        for k, term in enumerate(formula.fixed):
-            names += _term_names(term, categorical, full_first=(not formula.intercept and k == 0))
+        names = _fixed_names(formula, categorical)
         slope_levels = {c: _sorted_values(data[c]) for g in formula.groups for c, f in g.slopes
                         if f or not _is_numeric(data[c])}
-        return cls(
-            formula,
-            categorical,
-            tuple(formula.groups[k] for k in order),
-            tuple(levels[k] for k in order),
-            names,
-            slope_levels,
-        )
+        design = cls(formula, categorical, tuple(formula.groups[k] for k in order), tuple(levels[k] for k in order),
+                     names, slope_levels)
+        keep = _estimable(design.fixed_matrix(data))
+        if keep.all():
+            return design
+        return cls(design.formula, categorical, design.group_terms, design.group_levels,
+                   [n for n, k in zip(names, keep) if k], slope_levels, tuple(n for n, k in zip(names, keep) if not k))
 
     @property
     def group_names(self) -> list[str]:
@@ -263,7 +265,10 @@ class Design:
                     pieces.append(_numeric(data, col)[:, None])
             for combo in product(*[range(p.shape[1]) for p in pieces]):
                 cols.append(np.prod([p[:, j] for p, j in zip(pieces, combo)], axis=0))
-        return np.column_stack(cols) if cols else np.zeros((len(data), 0))
+        X = np.column_stack(cols) if cols else np.zeros((len(data), 0))
+        if self.dropped:
+            X = X[:, [n not in self.dropped for n in _fixed_names(self.formula, self.categorical)]]
+        return X
 
     def group_index(self, data: pd.DataFrame) -> np.ndarray:
         """Level index of each row in each grouping term, shape (n_terms, n_rows); -1 = unseen."""
@@ -345,6 +350,38 @@ class Design:
     def offset(self, data: pd.DataFrame) -> np.ndarray:
         """The offset column (its log for ``offset(log(col))``), or zeros; shape (n_rows,)."""
         return offset_values(self.formula, data)
+
+
+def _fixed_names(formula: Formula, categorical: dict) -> list[str]:
+    """Every column name of the formula's X, before any is dropped."""
+    names = ["(Intercept)"] if formula.intercept else []
+    for k, term in enumerate(formula.fixed):
+        names += _term_names(term, categorical, full_first=(not formula.intercept and k == 0))
+    return names
+
+
+RANK_TOL = 1e-7  # lme4's and R's qr() tolerance
+
+
+def _estimable(X: np.ndarray) -> np.ndarray:
+    """Which columns of X (n, p) to keep, (p,) bool: each in turn unless it is, to RANK_TOL of
+    its norm, a combination of the columns kept before it (R's qr without pivoting, which
+    drops the later of collinear columns, as glm's NA coefficients and lme4's dropped ones)."""
+    X = X[np.isfinite(X).all(axis=1)]
+    if X.shape[1] == 0:
+        return np.ones(0, bool)
+    X = np.unique(X, axis=0)  # the cells' rows span the same space, and are few
+    keep = np.zeros(X.shape[1], bool)
+    basis = np.zeros((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        column = X[:, j]
+        norm = np.linalg.norm(column)
+        residual = column - basis @ (basis.T @ column)
+        residual -= basis @ (basis.T @ residual)  # twice is enough (Kahan, Parlett)
+        if norm > 0 and np.linalg.norm(residual) > RANK_TOL * norm:
+            keep[j] = True
+            basis = np.column_stack([basis, residual / np.linalg.norm(residual)])
+    return keep
 
 
 def _term_names(term, categorical, full_first: bool) -> list[str]:
