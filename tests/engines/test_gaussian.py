@@ -49,6 +49,8 @@ def test_glm_matches_r(survey):
     np.testing.assert_allclose(fit.coef, picked(r, "coef:"), rtol=1e-10)
     np.testing.assert_allclose(np.sqrt(np.diag(fit.cov)), picked(r, "se:"), rtol=1e-10)
     assert fit.loglik == pytest.approx(r["loglik"], abs=1e-8)
+    # R's sigma(glm) = sqrt(RSS / (N - p)): the dispersion model checks and cross-validation replicate with
+    np.testing.assert_allclose(np.sqrt(fit.dispersion_draws(3)), r["sigma"], rtol=1e-10)
 
 
 @pytest.mark.parametrize("tag", list(MODELS))

@@ -142,6 +142,13 @@ class GlmFit(Fit):
             return None
         return ParameterDraws(normal_draws(self.beta, self.cov, n_draws, rng), [])
 
+    def dispersion_draws(self, n_draws: int) -> np.ndarray:
+        """A gaussian's sigma^2 = RSS / (N - p), as R's glm (1 for binomial and poisson), repeated
+        for each of ``n_draws`` replicates, (n_draws, 1)."""
+        cells = self.cells
+        eta = cells.offset + cells.X @ self.beta
+        return np.full((n_draws, 1), cells.family.dispersion(cells.stats, eta, len(self.beta)))
+
     def problems(self) -> list[str]:
         eta = self.cells.offset + self.cells.X @ self.beta
         messages = [] if self.converged else [

@@ -242,11 +242,7 @@ def fit_dispersion(fit: Fit) -> float:
         return 1.0
     if fit.point == "mean":
         return float(np.mean(fit.dispersion_draws(fit.n_draws)))
-    if hasattr(fit, "sigma"):
-        return float(fit.sigma) ** 2
-    cells = fit.cells
-    eta = cells.offset + cells.X @ fit.point_coef()
-    return float(fit.family.dispersion(cells.stats, eta, cells.X.shape[1]))
+    return float(fit.dispersion_draws(1)[0, 0])
 
 
 @dataclass(frozen=True)
