@@ -1,5 +1,5 @@
-"""The ``misterp`` command line: ``misterp demo``, ``fit``, ``validate``, ``compare``, ``report`` and
-``poststratify``.
+"""The ``misterp`` command line: ``misterp demo``, ``fit``, ``validate``, ``compare``, ``report``,
+``poststratify`` and ``batch``.
 
 A user mistake (:class:`MisterpInputError`) prints one paragraph and exits
 with code 2, never a traceback.
@@ -119,6 +119,16 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--fit", metavar="FILE", dest="saved", help="report a saved fit (no --survey or --formula)")
     report.add_argument("--figures", metavar="DIR", help="also write each figure to DIR as a PNG file")
 
+    batch = sub.add_parser("batch", help="run many models from a YAML spec (outcomes x waves x subsets x formulas) "
+                                         "on Dask, into one Parquet dataset; see docs/batch.md")
+    batch.add_argument("spec", help="the batch spec (YAML)")
+    batch.add_argument("--scheduler", metavar="ADDRESS",
+                       help="a running Dask scheduler (tcp://host:8786, or its scheduler file) instead of a local cluster")
+    batch.add_argument("--workers", type=int, metavar="N", help="local workers, one thread each (default: the CPU count)")
+    batch.add_argument("--out", metavar="DIR", help="the results folder (default: the spec's 'out')")
+    batch.add_argument("--quiet", action="store_true", help="print only failures")
+    batch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     post = sub.add_parser("poststratify", help="poststratify a saved fit against a frame, without refitting")
     post.add_argument("--fit", required=True, help="a file written by misterp fit --save-fit")
     post.add_argument("--frame", required=True, help="poststratification table (CSV or Parquet)")
@@ -158,24 +168,36 @@ def _fit(args) -> int:
 def _run_fit(args):
     """Read, fit and poststratify as the fit options say; returns (estimate, notes, context),
     context holding the fit, survey, frame and inputs a report shows."""
-    from ..data.checks import coverage
     from ..data.frame import read_frame
     from ..data.survey import read_survey
-    from ..model.cells import prepare
-    from ..model.family import family_named
     from ..model.formula import parse_formula
-    from ..results.compare import add_comparisons
-    from ..results.draws import cell_draws
-    from ..results.interval_notes import interval_notes
-    from ..results.poststratify import poststratify
-    from ..results.saved import save_fit
 
     _check_options(args)
     formula = parse_formula(args.formula)
     survey = read_survey(args.survey, formula.response, weights=args.weights, join=args.join, trials=args.trials,
                          exposure=args.exposure, recode=args.map)
     frame = read_frame(args.frame, args.count, join=args.join)
-    cells, notes = prepare(survey, frame, formula, drop_missing=args.drop_missing, family=family_named(args.family))
+    return fit_and_poststratify(args, formula, survey, frame)
+
+
+def fit_and_poststratify(args, formula, survey, frame, prepared=None):
+    """The stages after reading (prepare → fit → cell_draws → poststratify → comparisons), as
+    :func:`_run_fit` returns them; shared with ``misterp batch``, which reads each file once per worker.
+
+    ``prepared`` is ``prepare``'s (cells, notes) when the caller already has them (the notes are copied).
+    """
+    from ..data.checks import coverage
+    from ..model.cells import prepare
+    from ..model.family import family_named
+    from ..results.compare import add_comparisons
+    from ..results.draws import cell_draws
+    from ..results.interval_notes import interval_notes
+    from ..results.poststratify import poststratify
+    from ..results.saved import save_fit
+
+    if prepared is None:
+        prepared = prepare(survey, frame, formula, drop_missing=args.drop_missing, family=family_named(args.family))
+    cells, notes = prepared[0], list(prepared[1])
     model = _fit_model(args, cells, notes)
     if args.save_fit:
         save_fit(model, args.save_fit)
@@ -297,6 +319,17 @@ def _compare_command(args) -> int:
     print()
     print(table.drop(columns="formula").to_string(index=False, float_format=lambda v: f"{v:.5f}"))
     return 0
+
+
+def _batch_command(args) -> int:
+    """misterp batch: run the spec's unfinished jobs; exit code 1 when a job failed."""
+    from .batch import run
+
+    if args.workers is not None and args.workers < 1:
+        raise MisterpInputError(f"--workers takes a positive number of workers, not {args.workers}.")
+    summary = run(args.spec, out=args.out, scheduler=args.scheduler, workers=args.workers, quiet=args.quiet,
+                  progress=None if not args.no_progress else False)
+    return 1 if summary.failed else 0
 
 
 def _write(path: str, text: str) -> None:
@@ -425,6 +458,8 @@ def main(argv=None) -> int:
             return _validate_command(args)
         if args.command == "compare":
             return _compare_command(args)
+        if args.command == "batch":
+            return _batch_command(args)
         return _fit(args)
     except MisterpInputError as e:
         print(f"misterp: error: {e}", file=sys.stderr)
