@@ -11,8 +11,10 @@ where p is the family's likelihood and u~ are the conditional modes found by PIR
 exact derivative (envelope theorem plus the implicit derivative of u~).
 Everything works on a batch of responses at once (bootstrap refits).
 
-The number of random-effect levels q of MRP models is small (tens to a few
-hundred), so H is a dense q x q matrix; cells, not respondents, are the rows.
+Cells, not respondents, are the rows. With up to SPARSE_Q random-effect levels (MRP's
+usual tens to a few hundred) H is a dense q x q matrix and LAPACK factors it; above, H lives on
+Z'Z's sparsity pattern and :mod:`.sparse` factors it with a fill-reducing order and gives the
+gradient's entries of H^-1 by selected inversion (3,142 counties, 84,000 tracts).
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from scipy.linalg.lapack import dpotri
 
 from ..model.cells import Cells
 from .fit import spd_solve
+from .sparse import Elimination, PrecisionCovariance
+
+# Above this many random-effect levels, H is sparse (bench/RESULTS.md, "Sparse random effects":
+# at q = 400 the sparse path was already faster on a county model; the CCES models' ~130 stay dense)
+SPARSE_Q = 300
 
 
 class Problem:
@@ -57,12 +64,24 @@ class Problem:
         self.Z = sp.csr_matrix((np.ones(self.cols.size), (np.tile(np.arange(n), self.n_terms), self.cols.ravel())),
                                shape=(n, self.q))
         self.ZT = self.Z.T.tocsr()
-        # flat (q*q) positions of every (term k, term l, cell) pair; as a sparse
-        # (q*q, n) map, Z'WZ is one sparse product with w
-        pair_idx = (self.cols[:, None, :] * self.q + self.cols[None, :, :]).ravel()
+        self.sparse = self.q > SPARSE_Q
+        pair_rows = np.broadcast_to(self.cols[:, None, :], (self.n_terms,) + self.cols.shape).ravel()
+        pair_cols = np.broadcast_to(self.cols[None, :, :], (self.n_terms,) + self.cols.shape).ravel()
+        if self.sparse:
+            # H's pattern: Z'Z's and the diagonal; values in the Elimination's order
+            self.elim = Elimination(self.q, pair_rows, pair_cols)
+            pair_idx, size = self.elim.positions(pair_rows, pair_cols), self.elim.nnz
+            self.h_rows, self.h_cols = self.elim.rows, self.elim.cols
+            self.h_diag = (self.h_rows == self.h_cols).astype(float)
+            # sums over each row of the pattern, (q, nnz)
+            self.row_sum = sp.csr_matrix((np.ones(size), (self.h_rows, np.arange(size))), shape=(self.q, size))
+        else:
+            pair_idx, size = pair_rows * self.q + pair_cols, self.q * self.q
+            self.eye = np.eye(self.q)
+        # positions of every (term k, term l, cell) pair in Z'WZ's values (flat (q*q) when dense);
+        # as a sparse (size, n) map, Z'WZ is one sparse product with w
         pair_cell = np.tile(np.arange(n), self.n_terms * self.n_terms)
-        self.pairs = sp.csr_matrix((np.ones(len(pair_idx)), (pair_idx, pair_cell)),
-                                   shape=(self.q * self.q, n))
+        self.pairs = sp.csr_matrix((np.ones(len(pair_idx)), (pair_idx, pair_cell)), shape=(size, n))
         self.pairs_t = self.pairs.T.tocsr()
 
     @property
@@ -99,8 +118,10 @@ class Problem:
         return _apply(self.ZT, v)
 
     def ztwz(self, w: np.ndarray) -> np.ndarray:
-        """Z' diag(w_b) Z for each row of w (B, n); dense (B, q, q)."""
-        return np.asarray(self.pairs @ w.T).T.reshape(w.shape[0], self.q, self.q)
+        """Z' diag(w_b) Z for each row of w (B, n): dense (B, q, q), or its values on the pattern
+        (B, nnz) when sparse."""
+        values = np.asarray(self.pairs @ w.T).T
+        return values if self.sparse else values.reshape(w.shape[0], self.q, self.q)
 
     def deviance(self, eta: np.ndarray) -> np.ndarray:
         """-2 log-likelihood of each response in the batch, (B,)."""
@@ -128,7 +149,9 @@ def _apply(M, v: np.ndarray) -> np.ndarray:
 class State:
     """PIRLS results at (theta, beta) for a batch: modes and what they imply.
 
-    Shapes: u, lam (B, q); eta (B, n); A, chol_lower (B, q, q); objective (B,).
+    Shapes: u, lam (B, q); eta (B, n); A, chol_lower (B, q, q); objective (B,). When the
+    problem is sparse, A is (B, nnz) values on H's pattern and chol_lower a list of B
+    :class:`.sparse.Factor`.
     """
 
     u: np.ndarray
@@ -157,17 +180,19 @@ def pirls(prob: Problem, params: np.ndarray, u0: np.ndarray,
     u = u0.copy()
     eta = eta_fixed + prob.zmul(lam * u)
     pdev = (u * u).sum(1) + prob.deviance(eta)
-    eye = np.eye(prob.q)
     for _ in range(max_iter):
         _, w, r, _ = prob.family.working(prob.stats(), eta)
         A = prob.ztwz(w)
-        L = np.linalg.cholesky(lam[:, :, None] * A * lam[:, None, :] + eye)
+        L = _factor(prob, lam, A)
         grad = u - lam * prob.ztmul(r)
-        step = -_cho_solve(L, grad)
+        step = -_solve(prob, L, grad)
         decrement = -(grad * step).sum(1)
         done = decrement < tol * np.maximum(np.abs(pdev), 1.0)
         if np.all(done):
-            logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1)
+            if prob.sparse:
+                logdet = np.array([f.logdet for f in L])
+            else:
+                logdet = 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1)
             return State(u, eta, lam, A, L, logdet + pdev)
         t = np.where(done, 0.0, 1.0)
         for _ in range(30):
@@ -180,6 +205,22 @@ def pirls(prob: Problem, params: np.ndarray, u0: np.ndarray,
             t = np.where(worse, 0.5 * t, t)
         u, eta, pdev = u_new, eta_new, pdev_new
     raise FloatingPointError("PIRLS did not converge")
+
+
+def _factor(prob: Problem, lam: np.ndarray, A: np.ndarray):
+    """H = Lambda A Lambda + I factorised for each response: lower Cholesky factors (B, q, q), or
+    a list of sparse factors."""
+    if prob.sparse:
+        H = lam[:, prob.h_rows] * A * lam[:, prob.h_cols] + prob.h_diag
+        return [prob.elim.factor(h) for h in H]
+    return np.linalg.cholesky(lam[:, :, None] * A * lam[:, None, :] + prob.eye)
+
+
+def _solve(prob: Problem, L, b: np.ndarray) -> np.ndarray:
+    """H^-1 b for b (B, q[, d]) with the factors of :func:`_factor`."""
+    if prob.sparse:
+        return np.stack([f.solve(bi) for f, bi in zip(L, b)])
+    return _cho_solve(L, b)
 
 
 def _cho_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -229,32 +270,45 @@ def gradient(prob: Problem, state: State) -> np.ndarray:
     for k in range(T):
         sl = slice(prob.starts[k], prob.starts[k + 1])
         rhs[:, sl, k] += ztr[:, sl]
-    Hinv = _cho_inverse(L)
-    du = Hinv @ rhs
+    if prob.sparse:
+        # H^-1 only on H's pattern (selected inversion): all that the traces below touch
+        Hinv = np.stack([f.inverse() for f in L])
+        du = _solve(prob, L, rhs)
+        scaled = lam[:, prob.h_rows] * Hinv * lam[:, prob.h_cols]
+        diag = _apply(prob.row_sum, A * lam[:, prob.h_cols] * Hinv)
+    else:
+        Hinv = _cho_inverse(L)
+        du = Hinv @ rhs
+        scaled = (lam[:, :, None] * Hinv * lam[:, None, :]).reshape(B, -1)
+        diag = ((A * lam[:, None, :]) * Hinv).sum(axis=2)
     d_eta_total = d_eta + prob.zmul(lam[:, :, None] * du)
     # leverage of each cell: diag(Z Lambda H^-1 Lambda Z'), gathered over term pairs
-    scaled = (lam[:, :, None] * Hinv * lam[:, None, :]).reshape(B, -1)
     lev = _apply(prob.pairs_t, scaled)
     through_w = np.einsum("bn,bnd->bd", lev * dw, d_eta_total)
-    # d log det H / d theta_k through Lambda itself: 2 tr(H^-1 E_k A Lambda)
-    diag = ((A * lam[:, None, :]) * Hinv).sum(axis=2)
+    # d log det H / d theta_k through Lambda itself: 2 tr(H^-1 E_k A Lambda); diag holds
+    # each row's sum of (A Lambda) * H^-1
     through_lambda = np.zeros_like(explicit)
     through_lambda[:, :T] = 2.0 * np.add.reduceat(diag, prob.starts[:-1], axis=1)
     return explicit + through_w + through_lambda
 
 
-def joint_covariance(prob: Problem, state: State) -> np.ndarray:
+def joint_covariance(prob: Problem, state: State) -> np.ndarray | PrecisionCovariance:
     """Covariance of (beta, u) from the curvature of the penalized deviance at the mode.
 
     The inverse of [[X'WX, X'WZL], [LZ'WX, H]], shape (p + q, p + q); its
     beta block is lme4's ``vcov(use.hessian = FALSE)``. First response of
-    the batch.
+    the batch. For a sparse problem, the precision itself, factorised
+    (:class:`.sparse.PrecisionCovariance`): never a dense (p + q)^2 matrix.
     """
     _, w, _, _ = prob.family.working(prob.stats(), state.eta)
     w, X, lam = w[0], prob.X, state.lam[0]
     zl_w_x = lam[:, None] * (prob.Z.T @ (w[:, None] * X))
     p = X.shape[1]
+    if prob.sparse:
+        h = lam[prob.h_rows] * state.A[0] * lam[prob.h_cols] + prob.h_diag
+        return PrecisionCovariance(X.T @ (w[:, None] * X), zl_w_x, prob.elim, h)
     top = np.hstack([X.T @ (w[:, None] * X), zl_w_x.T])
     bottom = np.hstack([zl_w_x, lam[:, None] * state.A[0] * lam[None, :] + np.eye(prob.q)])
     precision = np.vstack([top, bottom])
     return spd_solve(precision, np.eye(p + prob.q), lower=True)
+

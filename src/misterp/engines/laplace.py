@@ -31,6 +31,7 @@ from ..model.cells import Cells
 from .deviance import Problem, joint_covariance
 from .fit import Fit, ParameterDraws, correlations, normal_draws, rank_problems, separation_problems, varcorr_frame
 from .optimize import optimize, start_values
+from .sparse import PrecisionCovariance
 from .structure import Structure
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular default
@@ -108,8 +109,9 @@ class MixedFit(Fit):
         gaussian outcome lmer's REML criterion, or its ML deviance.
     info : dict
         Optimizer report: converged, message, evaluations, max_abs_gradient.
-    cov : (n_fixed + q, n_fixed + q) array
-        Joint covariance of (beta, u) from the curvature at the mode.
+    cov : (n_fixed + q, n_fixed + q) array, or PrecisionCovariance
+        Joint covariance of (beta, u) from the curvature at the mode; for large q
+        (a sparse fit) its precision, factorised, never dense.
     singular_tol : float
         The engine's threshold for a singular (boundary) fit.
     sigma : float
@@ -125,7 +127,7 @@ class MixedFit(Fit):
     u: np.ndarray
     objective: float
     info: dict
-    cov: np.ndarray
+    cov: np.ndarray | PrecisionCovariance
     singular_tol: float = field(default=SINGULAR_TOL, kw_only=True)
     sigma: float = field(default=1.0, kw_only=True)
     reml: bool = field(default=False, kw_only=True)
@@ -232,7 +234,7 @@ class MixedFit(Fit):
         boundaries), the penalized system's, as lme4 falls back."""
         p = len(self.beta)
         names = self.design.fixed_names
-        cov = self.cov[:p, :p]
+        cov = self.cov.block(p) if isinstance(self.cov, PrecisionCovariance) else self.cov[:p, :p]
         if use_hessian and not self.family.profiled:
             with np.errstate(all="ignore"):
                 try:
@@ -282,7 +284,11 @@ class MixedFit(Fit):
         """(beta, u) drawn jointly from N(mode, cov), as arm::sim does with the Laplace
         curvature, then b = theta * u; 1,000 draws by default."""
         n_draws = 1000 if n_draws is None else n_draws
-        draws = normal_draws(np.concatenate([self.beta, self.u]), self.cov, n_draws, rng)
+        mean = np.concatenate([self.beta, self.u])
+        if isinstance(self.cov, PrecisionCovariance):
+            draws = self.cov.draws(mean, n_draws, rng)  # sparse back-substitution, no dense covariance
+        else:
+            draws = normal_draws(mean, self.cov, n_draws, rng)
         p = len(self.beta)
         if self.structure.simple:
             draws[:, p:] *= self.lam  # u -> b
@@ -307,12 +313,22 @@ class MixedFit(Fit):
     def saved_state(self) -> tuple[dict, dict]:
         meta = {"objective": self.objective, "info": self.info, "singular_tol": self.singular_tol,
                 "sigma": self.sigma, "reml": self.reml}
-        return meta, {"theta": self.theta, "beta": self.beta, "u": self.u, "cov": self.cov}
+        arrays = {"theta": self.theta, "beta": self.beta, "u": self.u}
+        if isinstance(self.cov, PrecisionCovariance):  # the sparse precision, factorised again on loading
+            arrays.update({f"precision.{k}": v for k, v in self.cov.arrays().items()})
+        else:
+            arrays["cov"] = self.cov
+        return meta, arrays
 
     @classmethod
     def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "MixedFit":
+        if "cov" in arrays:
+            cov = arrays["cov"]
+        else:
+            cov = PrecisionCovariance.from_arrays({k[len("precision."):]: v for k, v in arrays.items()
+                                                   if k.startswith("precision.")})
         return cls(cells, arrays["theta"], arrays["beta"], arrays["u"], meta["objective"], meta["info"],
-                   arrays["cov"], singular_tol=meta["singular_tol"], sigma=meta["sigma"], reml=meta["reml"])
+                   cov, singular_tol=meta["singular_tol"], sigma=meta["sigma"], reml=meta["reml"])
 
     def summary(self) -> str:
         """lme4's printed ``summary(merMod)``: the fit criterion (AIC, BIC, logLik, deviance,

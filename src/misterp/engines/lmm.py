@@ -14,7 +14,9 @@ the Cholesky factor of the fixed effects' Schur complement, lme4 minimises
     REML:  log|L|^2 + log|R_X|^2 + (N - p) (1 + log(2 pi r^2 / (N - p)))
 
 over theta >= 0; beta, u and sigma^2 = r^2 / N (or N - p) follow in closed
-form. q is small in MRP models, so every matrix is dense.
+form. With up to SPARSE_Q random effects (MRP's usual models) every matrix is dense; above,
+for random intercepts, H = Lambda Z'WZ Lambda + I stays on Z'Z's sparsity pattern and
+:mod:`.sparse` factors it, with H^-1 only on that pattern for the traces below.
 
 The gradient is exact. With E_m = dLambda / dtheta_m, A = Z'WZ, F = Lambda'Z'WX,
 S = R_X'R_X = X'WX - F'H^-1 F and the residuals e of the cell means:
@@ -26,11 +28,16 @@ d log|R_X|^2 = -2 tr(S^-1 dF' H^-1 F) + 2 tr(H^-1 F S^-1 F'H^-1 Lambda'A E_m).
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from scipy.optimize import minimize
 
 from ..model.cells import Cells
+from .sparse import Elimination, PrecisionCovariance
 from .structure import Structure
+
+# Above this many random effects, random intercepts go through the sparse path (as deviance.py's)
+SPARSE_Q = 300
 
 
 class ProfiledDeviance:
@@ -44,15 +51,29 @@ class ProfiledDeviance:
         design = cells.design
         self.structure = Structure.of(design)
         self.term_of_level = np.repeat(np.arange(len(design.n_levels)), design.n_levels)
-        Z = design.random_matrix(cells.table).toarray()
+        Z = design.random_matrix(cells.table)
+        self.sparse = self.structure.simple and self.structure.q > SPARSE_Q
+        if self.sparse:
+            A = (Z.T @ sp.diags(n) @ Z).tocoo()
+            self.elim = Elimination(self.structure.q, A.row, A.col)
+            self.rows, self.cols = self.elim.rows, self.elim.cols
+            self.diag = (self.rows == self.cols).astype(float)
+            self.A = np.zeros(self.elim.nnz)  # Z'WZ's values on H's pattern
+            np.add.at(self.A, self.elim.positions(A.row, A.col), A.data)
+        else:
+            Z = Z.toarray()
         X, y = cells.X, stats["total"] / n - cells.offset  # cell means, less the offset
         self.X, self.Z, self.n, self.y = X, Z, n, y
         self.within = float(stats["within"].sum())
-        self.ZtWZ, self.ZtWX, self.XtWX = Z.T @ (n[:, None] * Z), Z.T @ (n[:, None] * X), X.T @ (n[:, None] * X)
-        self.ZtWy, self.XtWy = Z.T @ (n * y), X.T @ (n * y)
+        self.ZtWX, self.XtWX = np.asarray(Z.T @ (n[:, None] * X)), X.T @ (n[:, None] * X)
+        self.ZtWy, self.XtWy = np.asarray(Z.T @ (n * y)), X.T @ (n * y)
+        if not self.sparse:
+            self.ZtWZ = Z.T @ (n[:, None] * Z)
 
     def solve(self, theta: np.ndarray) -> dict:
         """beta, u (b = Lambda u), r^2, the log determinants and the deviance at ``theta``."""
+        if self.sparse:
+            return self._solve_sparse(theta)
         Lam = self._lambda(theta)
         q = len(Lam)
         L = np.linalg.cholesky(Lam.T @ self.ZtWZ @ Lam + np.eye(q))
@@ -64,6 +85,25 @@ class ProfiledDeviance:
         fitted = self.X @ beta + self.Z @ (Lam @ u)
         r2 = self.within + float(self.n @ (self.y - fitted) ** 2) + float(u @ u)
         logdet_L = 2.0 * np.log(np.diag(L)).sum()
+        return self._finish(beta, u, r2, logdet_L, RX, {"L": L, "Lam": Lam, "residual": self.y - fitted})
+
+    def _solve_sparse(self, theta: np.ndarray) -> dict:
+        """:meth:`solve` with H factorised sparse. Without L's triangular solves, R_ZX'R_ZX =
+        F'H^-1 F and R_ZX'c_u = F'H^-1 Lambda Z'Wy, with F = Lambda Z'WX: one solve, p + 1 columns."""
+        lam = np.asarray(theta, float)[self.term_of_level]
+        factor = self.elim.factor(lam[self.rows] * self.A * lam[self.cols] + self.diag)
+        F, g = lam[:, None] * self.ZtWX, lam * self.ZtWy
+        K = factor.solve(np.column_stack([F, g]))  # H^-1 [F, g]
+        RX = np.linalg.cholesky(self.XtWX - F.T @ K[:, :-1])
+        beta = cho_solve((RX, True), self.XtWy - F.T @ K[:, -1])
+        u = K[:, -1] - K[:, :-1] @ beta
+        fitted = self.X @ beta + self.Z @ (lam * u)
+        r2 = self.within + float(self.n @ (self.y - fitted) ** 2) + float(u @ u)
+        return self._finish(beta, u, r2, factor.logdet, RX, {"factor": factor, "lam": lam, "K": K[:, :-1],
+                                                           "residual": self.y - fitted})
+
+    def _finish(self, beta, u, r2, logdet_L, RX, extra: dict) -> dict:
+        """The deviance (REML or ML) and sigma from r^2 and the log determinants."""
         logdet_RX = 2.0 * np.log(np.diag(RX)).sum()
         if self.reml:
             dof = self.N - self.p
@@ -72,11 +112,13 @@ class ProfiledDeviance:
             dof = self.N
             deviance = logdet_L + self.N * (1.0 + np.log(2.0 * np.pi * r2 / self.N))
         return {"beta": beta, "u": u, "r2": r2, "sigma": np.sqrt(r2 / dof), "deviance": float(deviance),
-                "L": L, "RX": RX, "Lam": Lam, "residual": self.y - fitted}
+                "RX": RX, **extra}
 
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The deviance at ``theta`` (all reals) and its exact gradient, (n_theta,)."""
         sol = self.solve(theta)
+        if self.sparse:
+            return sol["deviance"], self._gradient_sparse(theta, sol)
         s = self.structure
         rows, cols, index = (s.rows, s.cols, s.index) if not s.simple else self._diagonal_entries
         u, L, Lam = sol["u"], sol["L"], sol["Lam"]
@@ -98,6 +140,28 @@ class ProfiledDeviance:
             gradient = d_logdet_L + self.N * d_r2 / sol["r2"]
         return sol["deviance"], gradient
 
+    def _gradient_sparse(self, theta: np.ndarray, sol: dict) -> np.ndarray:
+        """The exact gradient for random intercepts, with H^-1 only on H's pattern: each trace
+        tr(H^-1 Lambda A E_m) sums (H^-1)_ij lambda_j A_ji over the pattern's entries in term m."""
+        lam, K, u = sol["lam"], sol["K"], sol["u"]
+        T = len(theta)
+        q = len(lam)
+        v = self.Z.T @ (self.n * sol["residual"])
+        d_r2 = np.bincount(self.term_of_level, -2.0 * v * u, minlength=T)
+        hinv = sol["factor"].inverse()
+        la = lam[self.cols] * self.A  # (Lambda' A)_ji on the pattern, as (i, j)
+        per_level = np.bincount(self.rows, hinv * la, minlength=q)
+        d_logdet_L = 2.0 * np.bincount(self.term_of_level, per_level, minlength=T)
+        if not self.reml:
+            return d_logdet_L + self.N * d_r2 / sol["r2"]
+        Q = cho_solve((sol["RX"], True), K.T).T  # H^-1 F S^-1, (q, p)
+        # (Q K')_ij only where A_ji is nonzero
+        qk = np.einsum("ij,ij->i", Q[self.rows], K[self.cols])
+        rla = np.bincount(self.rows, qk * la, minlength=q)
+        per_level = -2.0 * np.einsum("ij,ij->i", self.ZtWX, Q) + 2.0 * rla
+        d_logdet_RX = np.bincount(self.term_of_level, per_level, minlength=T)
+        return d_logdet_L + d_logdet_RX + (self.N - self.p) * d_r2 / sol["r2"]
+
     @property
     def _diagonal_entries(self):
         """Lambda's entries for random intercepts: (row, column, theta index) of each level."""
@@ -117,6 +181,10 @@ class ProfiledDeviance:
         """Covariance of (beta, u) given theta: sigma^2 times the inverse of the penalized
         system [[X'WX, X'WZ Lambda], [Lambda Z'WX, Lambda Z'WZ Lambda + I]]; its beta block is
         lme4's vcov."""
+        if self.sparse:
+            lam = np.asarray(theta, float)[self.term_of_level]
+            h = lam[self.rows] * self.A * lam[self.cols] + self.diag
+            return PrecisionCovariance(self.XtWX, lam[:, None] * self.ZtWX, self.elim, h, sigma ** 2)
         Lam = self._lambda(theta)
         zx = Lam.T @ self.ZtWX
         system = np.block([[self.XtWX, zx.T], [zx, Lam.T @ self.ZtWZ @ Lam + np.eye(len(Lam))]])

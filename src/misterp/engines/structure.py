@@ -25,6 +25,7 @@ Example
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 
 class Structure:
@@ -113,8 +114,9 @@ class Structure:
         return theta
 
     def apply(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """b = Lambda u for u (q,) or (n, q)."""
-        return u @ self.matrix(theta).T
+        """b = Lambda u for u (q,) or (n, q), with Lambda sparse (q may be tens of thousands)."""
+        lam = sp.csr_matrix((np.asarray(theta, float)[self.index], (self.rows, self.cols)), shape=(self.q, self.q))
+        return np.asarray(lam @ np.asarray(u, float).T).T
 
     def singular_terms(self, theta: np.ndarray, tol: float) -> list[int]:
         """Terms with a diagonal entry of T below ``tol`` (lme4's isSingular rule)."""

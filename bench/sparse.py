@@ -1,0 +1,138 @@
+"""Large random-effect terms: the sparse path's data sets, fixtures and timings.
+
+Two simulated surveys, seeded, written to tests/fixtures/ for lme4 (tests/fixtures/r/make_sparse.R):
+
+- county: a binomial survey of 3,000 counties in 50 states (respondents by county, state, sex,
+  age and ethnicity), as cells: ``y`` answers yes of ``n``. Counties' sample sizes are skewed, as
+  real ones are (many with one or two respondents).
+- crossed: a gaussian outcome of 70,000 students crossed in 3,000 schools and 1,000 home
+  neighbourhoods; a school draws mostly from nearby neighbourhoods, so the two factors are crossed
+  but not at random (as in real data; lme4's CHOLMOD, and ours, exploit it).
+
+    .venv/bin/python bench/sparse.py --write-fixtures   # the CSVs
+    .venv/bin/python bench/sparse.py [--repeats 3]      # timings: dense against sparse, per evaluation and fit
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+COUNTY_FORMULA = "cbind(y, n - y) ~ male + (1|county) + (1|state) + (1|age) + (1|eth)"
+CROSSED_FORMULA = "score ~ x + male + (1|school) + (1|hood)"
+
+
+def county_survey(seed: int = 20261128, counties: int = 3000, states: int = 50, respondents: int = 60000):
+    """Cells of a binomial survey by county, state, male, age and eth; columns y (yes) and n."""
+    rng = np.random.default_rng(seed)
+    state_of = np.sort(rng.integers(0, states, counties))
+    weight = rng.lognormal(0.0, 1.2, counties)
+    county = rng.choice(counties, respondents, p=weight / weight.sum())
+    county = np.concatenate([np.arange(counties), county[counties:]])  # every county seen
+    male = rng.integers(0, 2, respondents)
+    age = rng.choice(4, respondents, p=[0.2, 0.3, 0.3, 0.2])
+    eth = rng.choice(4, respondents, p=[0.6, 0.15, 0.15, 0.1])
+    eta = (-0.3 + 0.25 * male + rng.normal(0, 0.3, counties)[county] + rng.normal(0, 0.4, states)[state_of[county]]
+           + np.array([-0.3, -0.1, 0.1, 0.3])[age] + np.array([0.0, 0.5, -0.4, 0.2])[eth])
+    y = rng.random(respondents) < 1 / (1 + np.exp(-eta))
+    rows = pd.DataFrame({"county": [f"c{c:04d}" for c in county], "state": [f"s{s:02d}" for s in state_of[county]],
+                         "male": male, "age": [f"a{a}" for a in age], "eth": [f"e{e}" for e in eth], "y": y.astype(int)})
+    cells = rows.groupby(["county", "state", "male", "age", "eth"], as_index=False).agg(y=("y", "sum"), n=("y", "size"))
+    return cells
+
+
+def crossed_survey(seed: int = 20261129, schools: int = 3000, hoods: int = 1000, students: int = 70000):
+    """Rows of a gaussian survey crossed in school and hood; columns score, x, male."""
+    rng = np.random.default_rng(seed)
+    school = np.concatenate([np.arange(schools), rng.integers(0, schools, students - schools)])
+    # a school's students live near it: hood around the school's position on the same line
+    hood = np.rint(school * hoods / schools + rng.normal(0, 3, students)).astype(int) % hoods
+    cover = schools + np.arange(hoods)  # every hood seen, from a school near it
+    school[cover], hood[cover] = np.arange(hoods) * schools // hoods, np.arange(hoods)
+    x = np.round(rng.normal(0, 1, students), 2)
+    male = rng.integers(0, 2, students)
+    score = (1.0 + 0.5 * x - 0.2 * male + rng.normal(0, 0.6, schools)[school] + rng.normal(0, 0.4, hoods)[hood]
+             + rng.normal(0, 1.0, students))
+    return pd.DataFrame({"school": [f"k{s:04d}" for s in school], "hood": [f"h{h:04d}" for h in hood],
+                         "x": x, "male": male, "score": np.round(score, 4)})
+
+
+def write_fixtures():
+    county_survey().to_csv(FIXTURES / "sparse_county.csv", index=False)
+    crossed_survey().to_csv(FIXTURES / "sparse_crossed.csv", index=False)
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--write-fixtures", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if args.write_fixtures:
+        write_fixtures()
+        return
+    from misterp import Survey, prepare
+    from misterp.engines import deviance, lmm
+    from misterp.engines.laplace import LaplaceEngine
+    from misterp.engines.optimize import start_values
+    from misterp.model.family import FAMILIES
+
+    print(f"machine: {platform.machine()}, python {platform.python_version()}; medians of {args.repeats}; seconds")
+    county = pd.read_csv(FIXTURES / "sparse_county.csv")
+    crossed = pd.read_csv(FIXTURES / "sparse_crossed.csv")
+    for label, data, formula, outcome, family, sizes in [
+            ("county", county, COUNTY_FORMULA, "y", None, [100, 300, 1000, 3000]),
+            ("crossed", crossed, CROSSED_FORMULA, "score", "gaussian", [300, 1000, 3000])]:
+        for size in sizes:
+            key = "county" if label == "county" else "school"
+            keep = sorted(data[key].unique())[:size]
+            sub = data[data[key].isin(keep)].reset_index(drop=True)
+            if family:
+                cells, _ = prepare(Survey(sub, outcome), None, formula, family=FAMILIES[family])
+            else:
+                cells, _ = prepare(Survey(sub, outcome, trials="n"), None, formula.replace("cbind(y, n - y)", "y"))
+            q = cells.design.n_random
+            for sparse in (False, True):
+                if not sparse and q > 1500:
+                    print(f"{label:8} q={q:5d} dense: skipped (q^2 memory)")
+                    continue
+                old = deviance.SPARSE_Q, lmm.SPARSE_Q
+                deviance.SPARSE_Q = lmm.SPARSE_Q = (0 if sparse else 10 ** 9)
+                try:
+                    if family:
+                        dev = lmm.ProfiledDeviance(cells, True)
+                        theta = dev.structure.start() * 0.5
+                        one = median_time(lambda: dev.value_and_gradient(theta), args.repeats)
+                    else:
+                        prob = deviance.Problem(cells)
+                        start, u0 = start_values(cells, prob)
+                        st = deviance.pirls(prob, start[None], u0[None])
+                        one = median_time(lambda: deviance.gradient(prob, deviance.pirls(prob, start[None], st.u)),
+                                          args.repeats)
+                    whole = median_time(lambda: LaplaceEngine().fit(cells), 1)
+                finally:
+                    deviance.SPARSE_Q, lmm.SPARSE_Q = old
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                print(f"{label:8} q={q:5d} cells={cells.n_cells:6d} {'sparse' if sparse else 'dense '} "
+                      f"evaluation {one:8.4f}  fit {whole:7.3f}  peak RSS so far {rss:6.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
