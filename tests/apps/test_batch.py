@@ -110,7 +110,7 @@ def test_a_worker_reads_each_file_once(folder, monkeypatch):
 def test_local_cluster_of_three_matches_the_serial_run(folder, capsys):
     pytest.importorskip("distributed")
     path = write_spec(folder)
-    serial = run(path, out=folder / "serial", serial=True)
+    serial = run(path, out=folder / "serial", backend="serial")
     assert serial.scheduled == 20 and not serial.failed
 
     def pinned(job):  # what each Dask worker's threads look like, kept in the job's notes
@@ -137,7 +137,7 @@ def test_local_cluster_of_three_matches_the_serial_run(folder, capsys):
 
 def test_rerunning_the_spec_schedules_no_job(folder, capsys):
     path = write_spec(folder, outcomes=["y1"], waves=None, formulas=FORMULAS[:2])
-    assert run(path, serial=True).scheduled == 2
+    assert run(path, backend="serial").scheduled == 2
     manifest = (folder / "results" / "_manifest.jsonl").read_text()
 
     def refuse(job):
@@ -150,7 +150,7 @@ def test_rerunning_the_spec_schedules_no_job(folder, capsys):
     assert (folder / "results" / "_manifest.jsonl").read_text() == manifest
     # a result file gone from the dataset is run again
     next((folder / "results").rglob("*.parquet")).unlink()
-    assert run(path, serial=True).scheduled == 1
+    assert run(path, backend="serial").scheduled == 1
 
 
 def test_a_killed_worker_loses_no_result(folder):
@@ -185,14 +185,14 @@ def test_a_failing_job_is_reported_and_the_others_finish(folder, capsys):
     manifest = [json.loads(line) for line in (folder / "results" / "_manifest.jsonl").read_text().splitlines()]
     assert [(r["status"], "nosuch" in r["error"]) for r in manifest if r["key"] == bad] == [("failed", True)]
     # a rerun retries the failed job only
-    again = run(path, serial=True)
+    again = run(path, backend="serial")
     assert (again.scheduled, again.skipped, list(again.failed)) == (1, 2, [bad])
 
 
 def test_without_dask_the_jobs_run_in_local_processes(folder, monkeypatch, capsys):
     path = write_spec(folder, engine="glm", outcomes=["y2"], formulas=["~ x + factor(g)", "~ factor(h)"],
                       subsets={"all": None, "men": "x > 0"}, options={"by": ["h"]})
-    serial = run(path, out=folder / "serial", serial=True)
+    serial = run(path, out=folder / "serial", backend="serial")
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now fails
     summary = run(path, workers=2)
     assert "pip install 'misterp[dask]'" in capsys.readouterr().err

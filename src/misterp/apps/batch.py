@@ -4,7 +4,7 @@ The flow: :func:`load_spec` reads and checks the YAML spec and expands it into :
 each keyed by a hash of its inputs (the data files' content, the frame, formula, engine, options and
 seed); :func:`run` skips the jobs that the manifest says are finished and runs the others on Dask
 (a ``LocalCluster``, or a running scheduler), in local processes when Dask is not installed, or in
-this process (``serial=True``). A job runs the stages of ``misterp fit`` (:func:`run_job`, through
+this process (``backend="serial"``). A job runs the stages of ``misterp fit`` (:func:`run_job`, through
 ``cli.fit_and_poststratify``) with one BLAS and one XLA thread, and the tables it reads are kept in
 its worker between jobs. Every finished job's estimate table lands in one Parquet dataset,
 ``OUT/outcome=…/wave=…/KEY.parquet``, and one line in ``OUT/_manifest.jsonl``; :func:`read_results`
@@ -641,14 +641,24 @@ def _processes(jobs, runner, retries: int, workers: int):
                         pending.append(job)
 
 
+def local_cluster(workers: int | None = None, dashboard: str = ":8787"):
+    """The Dask ``LocalCluster`` that :func:`run` starts: ``workers`` processes (the CPU count by default)
+    of one thread each, with BLAS and XLA pinned to one thread before they start."""
+    import logging
+
+    import distributed
+
+    return distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                                    env={**PIN_ENV, "XLA_FLAGS": XLA_PIN}, dashboard_address=dashboard,
+                                    silence_logs=logging.CRITICAL)
+
+
 def _dask(jobs, runner, retries: int, client, scheduler, workers, dashboard, echo):
     """The jobs on Dask: the given client, a running scheduler, or a LocalCluster of one-thread workers.
 
     A task that raises is retried ``retries`` times by Dask; a task whose worker dies is rescheduled
     on another (up to distributed.scheduler.allowed-failures times).
     """
-    import logging
-
     import distributed
 
     owned = []
@@ -659,9 +669,7 @@ def _dask(jobs, runner, retries: int, client, scheduler, workers, dashboard, ech
                     else distributed.Client(scheduler)
                 owned.append(client)
             else:
-                cluster = distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                                                   processes=True, env={**PIN_ENV, "XLA_FLAGS": XLA_PIN},
-                                                   dashboard_address=dashboard, silence_logs=logging.CRITICAL)
+                cluster = local_cluster(workers, dashboard)
                 client = distributed.Client(cluster)
                 owned += [cluster, client]
         echo(f"Dask dashboard: {client.dashboard_link} ({len(client.scheduler_info()['workers'])} worker(s))")
@@ -680,15 +688,16 @@ def _dask(jobs, runner, retries: int, client, scheduler, workers, dashboard, ech
             thing.close()
 
 
-def run(spec, *, out=None, scheduler: str | None = None, workers: int | None = None, serial: bool = False,
+def run(spec, *, out=None, scheduler: str | None = None, workers: int | None = None, backend: str | None = None,
         client=None, runner=None, progress: bool | None = None, quiet: bool = False,
         dashboard: str = ":8787") -> Summary:
     """Run a batch spec's unfinished jobs; returns a :class:`Summary`.
 
     ``spec`` is a path or a :class:`Spec`. The jobs run on Dask when it is installed (``client``, or
     ``scheduler``: an address or a scheduler file, or else a ``LocalCluster`` of ``workers``
-    one-thread workers, the CPU count by default), otherwise in ``workers`` local processes, or in
-    this process with ``serial``. ``runner`` runs one job (:func:`run_job`). Each finished job is
+    one-thread workers, the CPU count by default), otherwise in ``workers`` local processes;
+    ``backend`` ("dask", "processes" or "serial": in this process) chooses instead.
+    ``runner`` runs one job (:func:`run_job`). Each finished job is
     written to the dataset and the manifest at once, so an interrupted run loses no finished job;
     a failed job is reported with its key and error, and the others go on. ``progress`` (a bar on
     stderr) defaults to whether stderr is a terminal; ``quiet`` leaves only the failures.
@@ -724,20 +733,22 @@ def run(spec, *, out=None, scheduler: str | None = None, workers: int | None = N
         bar.close()
         echo(f"nothing to run; the results are in {out}")
         return summary
-    if serial:
-        results = _serial(todo, runner, spec.retries)
-    elif client is not None:
-        results = _dask(todo, runner, spec.retries, client, None, None, dashboard, echo)
-    else:
+    if backend not in (None, "dask", "processes", "serial"):
+        raise MisterpInputError(f"backend is 'dask', 'processes' or 'serial', not {backend!r}.")
+    if backend is None and client is None:
         try:
             import distributed  # noqa: F401
         except ImportError:
             if scheduler:
                 raise MisterpInputError(f"--scheduler needs Dask, which is not installed. {INSTALL_HINT}") from None
             echo(INSTALL_HINT, always=True)
-            results = _processes(todo, runner, spec.retries, workers or os.cpu_count() or 1)
-        else:
-            results = _dask(todo, runner, spec.retries, None, scheduler, workers, dashboard, echo)
+            backend = "processes"
+    if backend == "serial":
+        results = _serial(todo, runner, spec.retries)
+    elif backend == "processes":
+        results = _processes(todo, runner, spec.retries, workers or os.cpu_count() or 1)
+    else:
+        results = _dask(todo, runner, spec.retries, client, scheduler, workers, dashboard, echo)
     bar.reset(total=len(todo))
     try:
         for job, record in results:

@@ -123,8 +123,10 @@ def _parser() -> argparse.ArgumentParser:
                                          "on Dask, into one Parquet dataset; see docs/batch.md")
     batch.add_argument("spec", help="the batch spec (YAML)")
     batch.add_argument("--scheduler", metavar="ADDRESS",
-                       help="a running Dask scheduler (tcp://host:8786, or its scheduler file) instead of a local cluster")
-    batch.add_argument("--workers", type=int, metavar="N", help="local workers, one thread each (default: the CPU count)")
+                       help="a running Dask scheduler (tcp://host:8786, or its scheduler file) instead of a local "
+                            "cluster")
+    batch.add_argument("--workers", type=int, metavar="N",
+                       help="local workers, one thread each (default: the CPU count)")
     batch.add_argument("--out", metavar="DIR", help="the results folder (default: the spec's 'out')")
     batch.add_argument("--quiet", action="store_true", help="print only failures")
     batch.add_argument("--no-progress", action="store_true", help="hide the progress bar")
