@@ -126,9 +126,13 @@ def main(argv=None) -> int:
     records = run(args.sims)
     table = uniformity(records)
     histograms(records, HERE / "sbc_ranks.png")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"divergent transitions: {sum(r['divergences'] for r in records)} in {len(records)} fits; "
-          f"median {np.median([r['seconds'] for r in records]):.1f} s per fit")
+    text = (table.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n"
+            + f"divergent transitions: {sum(r['divergences'] for r in records)} in {len(records)} fits; "
+              f"median {np.median([r['seconds'] for r in records]):.1f} s per fit\n")
+    print(text, end="")
+    # the record beside the figure: bench/sbc_results.txt
+    (HERE / "sbc_results.txt").write_text(f"{__doc__.splitlines()[0]}\n{len(records)} simulations, "
+                                          f"{BINS} bins, Bonferroni over {len(QUANTITIES)} quantities\n\n{text}")
     return 0 if table["uniform"].all() else 1
 
 
