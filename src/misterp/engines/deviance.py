@@ -31,7 +31,7 @@ from .fit import spd_solve
 from .sparse import Elimination, PrecisionCovariance
 
 # Above this many random-effect levels, H is sparse (bench/RESULTS.md, "Sparse random effects":
-# at q = 400 the sparse path was already faster on a county model; the CCES models' ~130 stay dense)
+# at q = 110 both paths took the same time, at 313 the sparse one half; the CCES models' ~130 stay dense)
 SPARSE_Q = 300
 
 
