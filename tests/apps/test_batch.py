@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,11 @@ def test_spec_expands_into_keyed_jobs(folder):
     for other in (dict(survey="moved/survey.csv"), dict(seed=4), dict(options={"by": ["h"]})):
         changed = load_spec(write_spec(folder, subsets={"all": None, "men": "x > 0"}, **other))
         assert not keys & {j.key for j in changed.jobs}, other
+
+
+def test_docs_list_every_option_a_spec_takes():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "batch.md").read_text()
+    assert [name for name in batch.option_kinds() if f"`{name}`" not in docs] == []
 
 
 @pytest.mark.parametrize("fields, key", [

@@ -26,6 +26,7 @@ Example
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -55,12 +56,9 @@ INSTALL_HINT = ("Dask is not installed, so the jobs run in local processes on th
 SPEC_KEYS = ["survey", "waves", "frame", "count", "join", "outcomes", "subsets", "formulas", "engine", "options",
              "seed", "retries", "out"]
 ENGINES = ("glm", "laplace", "bayes")
-# The options of `misterp fit` a spec may set, by the kind of value each takes.
-OPTIONS = {"by": "columns", "family": "choice", "ml": "flag", "drop_missing": "flag", "no_remedy": "flag",
-           "weights": "column", "trials": "column", "exposure": "column", "frame_exposure": "column",
-           "map": "file", "bootstrap": "count", "chains": "count", "warmup": "count", "draws": "count",
-           "adapt_delta": "number", "prior_scale": "number", "sd_prior_scale": "number",
-           "parameterization": "choice"}
+# The options of `misterp fit` that are not a spec's options: its own keys, or what a batch does itself.
+NOT_OPTIONS = {"survey", "frame", "formula", "count", "join", "engine", "seed", "out", "workers", "quiet",
+               "no_progress", "check", "calibrate", "save_fit"}
 
 
 @dataclass(frozen=True)
@@ -242,21 +240,38 @@ def _formulas(source, value, outcomes: list[str]) -> list[str]:
     return formulas
 
 
+def _fit_parser() -> argparse.ArgumentParser:
+    from .cli import _fit_arguments
+
+    parser = argparse.ArgumentParser(add_help=False)
+    _fit_arguments(parser, required=False)
+    return parser
+
+
 def _defaults() -> dict:
     """The defaults of every ``misterp fit`` option, from its own parser."""
-    from .cli import _fit_arguments
-
-    parser = argparse.ArgumentParser(add_help=False)
-    _fit_arguments(parser, required=False)
-    return vars(parser.parse_args(["--frame", "", "--count", ""]))
+    return vars(_fit_parser().parse_args(["--frame", "", "--count", ""]))
 
 
-def _choices() -> dict:
-    from .cli import _fit_arguments
-
-    parser = argparse.ArgumentParser(add_help=False)
-    _fit_arguments(parser, required=False)
-    return {a.dest: a.choices for a in parser._actions if a.choices}
+def option_kinds() -> dict[str, tuple[str, tuple | None]]:
+    """The fit options a spec may set, name → (kind of value, its choices), read off the fit parser
+    so that the two never disagree."""
+    kinds = {}
+    for action in _fit_parser()._actions:
+        if action.dest in NOT_OPTIONS:
+            continue
+        if action.nargs == 0:
+            kind = "flag"
+        elif action.choices:
+            kind = "choice"
+        elif action.type in (int, float):
+            kind = "count" if action.type is int else "number"
+        elif action.metavar in ("FILE", "COL"):
+            kind = "file" if action.metavar == "FILE" else "column"
+        else:
+            kind = "columns"  # --by: comma-separated columns
+        kinds[action.dest] = (kind, tuple(action.choices) if action.choices else None)
+    return kinds
 
 
 def _options(source, value, folder: Path, digests: dict) -> dict:
@@ -266,26 +281,26 @@ def _options(source, value, folder: Path, digests: dict) -> dict:
     if not isinstance(value, dict):
         raise _spec_error(source, "options", f"must be a mapping of fit options, not {value!r}",
                           "Write e.g. 'options: {by: [state], family: binomial}'.")
-    choices, options = _choices(), {}
+    kinds, options = option_kinds(), {}
     for raw, v in value.items():
         name = str(raw).replace("-", "_")
         key = f"options.{raw}"
-        kind = OPTIONS.get(name)
-        if kind is None:
+        if name not in kinds:
             raise _spec_error(source, key, "is not an option a batch job takes",
-                              f"Use one of {sorted(OPTIONS)} (seed and engine are top-level keys; the data files "
+                              f"Use one of {sorted(kinds)} (seed and engine are top-level keys; the data files "
                               "are 'survey', 'frame' and 'join').")
+        kind, choices = kinds[name]
         ok = {"flag": isinstance(v, bool),
               "count": isinstance(v, int) and not isinstance(v, bool) and v > 0,
               "number": isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
               "column": isinstance(v, str) and bool(v.strip()),
               "file": isinstance(v, str) and bool(v.strip()),
-              "choice": v in (choices.get(name) or ()),
+              "choice": v in (choices or ()),
               "columns": isinstance(v, (str, list))}[kind]
         if not ok:
             want = {"flag": "true or false", "count": "a positive integer", "number": "a positive number",
                     "column": "a column name", "file": "a file path",
-                    "choice": f"one of {choices.get(name)}", "columns": "a list of column names"}[kind]
+                    "choice": f"one of {list(choices or ())}", "columns": "a list of column names"}[kind]
             raise _spec_error(source, key, f"must be {want}, not {v!r}", "Fix its value.")
         if kind == "columns":
             v = _names(source, key, v.split(",") if isinstance(v, str) else v, "column names")
@@ -463,7 +478,7 @@ def _slice(survey, job: Job):
 
 def fit_args(job: Job) -> argparse.Namespace:
     """The ``misterp fit`` options a job amounts to (its defaults from the fit parser)."""
-    args = argparse.Namespace(**_CACHE.get("defaults", _defaults))
+    args = argparse.Namespace(**copy.deepcopy(_CACHE.get("defaults", _defaults)))  # no list shared by two jobs
     for name, value in job.options:
         setattr(args, name, list(value) if isinstance(value, tuple) else value)
     args.survey, args.frame, args.count = job.survey.path, job.frame.path, job.count
