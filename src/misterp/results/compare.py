@@ -30,25 +30,82 @@ from ..model.family import DEFAULT_FAMILY, Family
 from .estimate import Estimate
 
 
-def margin_columns(design: Design, frame: Frame, max_levels: int = 20) -> list[str]:
+class FrameMargins:
+    """The frame's population per value of some columns, summed over chunks of frame rows.
+
+    Raking needs only these margins, so a census-sized frame read in chunks
+    never has to be in memory at once. A column of ``capped`` with more than
+    ``cap`` values stops being counted (a continuous covariate is no raking
+    margin); ``n_values`` then says only that it has more.
+    """
+
+    def __init__(self, columns, cap: int = 0, capped=()):
+        self.totals = {col: pd.Series(dtype=float) for col in dict.fromkeys(columns)}
+        self.cap, self.capped = cap, set(capped)
+        self.many: set = set()
+
+    @classmethod
+    def of(cls, frame: Frame, columns) -> "FrameMargins":
+        margins = cls(columns)
+        margins.add(frame)
+        return margins
+
+    def add(self, frame: Frame) -> None:
+        """Add a chunk of frame rows."""
+        for col, total in self.totals.items():
+            if col in self.many:
+                continue
+            total = total.add(frame.data.groupby(col, sort=True)[frame.count].sum().astype(float), fill_value=0)
+            if col in self.capped and len(total) > self.cap:
+                self.many.add(col)
+                total = pd.Series(dtype=float)
+            self.totals[col] = total.sort_index()
+
+    def n_values(self, col: str) -> int:
+        """Distinct values of ``col`` (more than ``cap`` when it stopped counting)."""
+        return self.cap + 1 if col in self.many else len(self.totals[col])
+
+
+def margin_candidates(design: Design) -> list[str]:
+    """Columns that may be raking margins: single-column grouping and fixed terms."""
+    cols = [g.columns[0] for g in design.group_terms if len(g.columns) == 1]
+    cols += [term.columns[0] for term in design.formula.fixed if len(term.columns) == 1]
+    return list(dict.fromkeys(cols))
+
+
+def frame_margins(design: Design, frame: Frame | None = None, max_levels: int = 20) -> FrameMargins:
+    """Empty margins of the model's candidate columns (add chunks to them), or a whole frame's."""
+    grouping = {c for g in design.group_terms for c in g.columns}
+    numeric = [term.columns[0] for term in design.formula.fixed
+               if len(term.columns) == 1 and term.columns[0] not in set(design.categorical) | grouping]
+    margins = FrameMargins(margin_candidates(design), cap=max_levels, capped=numeric)
+    if frame is not None:
+        margins.add(frame)
+    return margins
+
+
+def margin_columns(design: Design, frame, max_levels: int = 20) -> list[str]:
     """The model's main-effect variables: raking margins.
 
     Columns of single-column grouping terms, and of single-column fixed terms
     that are categorical or take at most ``max_levels`` values in the frame
-    (a -0.5/0.5 ``male``, not a continuous ``repvote``).
+    (a -0.5/0.5 ``male``, not a continuous ``repvote``). ``frame`` is a
+    Frame or its :func:`frame_margins`.
     """
+    margins = frame if isinstance(frame, FrameMargins) else frame_margins(design, frame, max_levels)
     cols = [g.columns[0] for g in design.group_terms if len(g.columns) == 1]
     for term in design.formula.fixed:
         if len(term.columns) == 1:
             col = term.columns[0]
-            if col in design.categorical or frame.data[col].nunique() <= max_levels:
+            if col in design.categorical or margins.n_values(col) <= max_levels:
                 cols.append(col)
     return list(dict.fromkeys(cols))
 
 
-def raking_weights(survey: Survey, frame: Frame, margins: list[str], tol: float = 1e-10,
+def raking_weights(survey: Survey, frame, margins: list[str], tol: float = 1e-10,
                    respondents: np.ndarray | None = None) -> tuple[np.ndarray, list]:
-    """Survey weights (design weights, or 1) raked to the frame's population margins.
+    """Survey weights (design weights, or 1) raked to the frame's population margins (``frame`` is a
+    Frame or a :class:`FrameMargins` holding those columns).
 
     A row of a survey given as cells stands for its ``respondents`` (n_rows,),
     and its weight is their total. A
@@ -63,9 +120,10 @@ def raking_weights(survey: Survey, frame: Frame, margins: list[str], tol: float 
     base = data[survey.weights].to_numpy(float) if survey.weights else np.ones(len(data))
     if respondents is not None:
         base = base * respondents
+    population = frame if isinstance(frame, FrameMargins) else FrameMargins.of(frame, margins)
     codes, targets, notes = [], [], []
     for col in margins:
-        totals = frame.data.groupby(col, sort=True)[frame.count].sum()
+        totals = population.totals[col]
         code = totals.index.get_indexer(data[col])
         present = np.bincount(code[code >= 0], minlength=len(totals)) > 0
         empty = ~present & (totals.to_numpy() > 0)
@@ -80,15 +138,18 @@ def raking_weights(survey: Survey, frame: Frame, margins: list[str], tol: float 
     return rake(base, codes, targets, tol=tol, names=margins), notes
 
 
-def add_comparisons(estimate: Estimate, survey: Survey, frame: Frame, design: Design, drop_missing: bool = False,
+def add_comparisons(estimate: Estimate, survey: Survey, frame, design: Design, drop_missing: bool = False,
                     *, family: Family = DEFAULT_FAMILY) -> tuple[Estimate, list[str]]:
     """``estimate`` with, per group, ``raw_mean``, ``raw_n``, ``weighted_mean`` (with design
     weights) and ``raked_mean``; and notes on what could not be computed.
 
     Means are the outcome's totals over its respondents (or their exposure,
     for a count family), as the ``family`` reads the survey's rows (a row
-    given as cells stands for its respondents).
+    given as cells stands for its respondents). ``frame`` is a Frame or its
+    :func:`frame_margins` (all that raking reads of it).
     """
+    if not isinstance(frame, FrameMargins):
+        frame = frame_margins(design, frame)
     survey, _ = survey.complete(design.formula.columns, drop_missing)
     data = survey.data
     rows = family.rows(data, design.formula, trials=survey.trials, exposure=survey.exposure)

@@ -20,6 +20,7 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -139,43 +140,83 @@ def cell_draws(fit: Fit, frame: Frame, *, n_draws: int | None = None, seed=None)
     >>> draws.unseen, draws.draws.n_draws, draws.interval
     ({'g': ['z']}, 200, 'draws')
     """
-    design, family = fit.design, fit.family
-    matrix, extra_term, unseen = design.linear_map(frame.data, unseen=fit.unseen)
-    offset = design.offset(frame.data)
-    rng = np.random.default_rng(fit.draw_seed if seed is None else seed)
-    params = fit.parameter_draws(n_draws, rng)
-    if fit.point == "mean" and (params is None or len(params.coef) == 0):
-        raise ValueError("this fit's point prediction is the mean of its draws; ask for at least one draw")
-    draws = None
-    if params is not None:
-        new = _new_effects(params, extra_term, design.n_effects, rng)
-        draws = LinearDraws(np.hstack([params.coef, new]), matrix, offset, family)
-    if fit.point == "mean":
-        point = sum(chunk.sum(axis=0) for chunk in draws.chunks(CHUNK)) / draws.n_draws
-    else:
-        coef = fit.point_coef()
-        eta = offset + matrix[:, :len(coef)] @ coef
-        point = family.mean(eta)
-    se = delta = None
-    cov = fit.coef_cov()
-    if cov is not None and fit.point == "mode":
-        X = matrix[:, :len(coef)].toarray()
-        slope = family.mean_deriv(eta)
-        se = slope * np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X))
-        delta = (slope[:, None] * X, cov)
-    return CellDraws(point=point, draws=draws, method=fit.method, interval=fit.interval, se=se, delta=delta,
-                     unseen=unseen)
+    return Predictor(fit, n_draws=n_draws, seed=seed).cells(frame.data)
 
 
-def _new_effects(params, extra_term: np.ndarray, n_effects: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Effects of unseen levels, (n_draws, n_extra): F z per draw for each new level's block of K
-    columns, with its term's factor F (an sd for a random intercept) and z ~ N(0, I)."""
-    z = rng.standard_normal((len(params.coef), len(extra_term)))
-    start = 0
-    while start < len(extra_term):
-        k = extra_term[start]
+class Predictor:
+    """A fit's parameter draws, made once, turned into :class:`CellDraws` for any rows of a frame.
+
+    The streaming poststratification calls :meth:`cells` once per chunk of
+    frame rows; every chunk shares the same parameter draws, and an unseen
+    level's new effects are a function of the level (and the seed), not of
+    the chunk it is in, so the same level in two chunks gets the same draw.
+    """
+
+    def __init__(self, fit: Fit, *, n_draws: int | None = None, seed=None):
+        self.fit = fit
+        rng = np.random.default_rng(fit.draw_seed if seed is None else seed)
+        self.params = fit.parameter_draws(n_draws, rng)
+        if fit.point == "mean" and (self.params is None or len(self.params.coef) == 0):
+            raise ValueError("this fit's point prediction is the mean of its draws; ask for at least one draw")
+        # drawn after the parameters, so a seed gives the same parameter draws as before
+        self.level_key = int(rng.integers(2**63))
+        self.coef = fit.point_coef() if fit.point == "mode" else None
+        self.cov = fit.coef_cov() if fit.point == "mode" else None
+
+    @property
+    def n_draws(self) -> int:
+        return 0 if self.params is None else len(self.params.coef)
+
+    def cells(self, data) -> CellDraws:
+        """CellDraws for the rows of ``data`` (a frame's DataFrame or a chunk of it), in row order."""
+        fit = self.fit
+        design, family = fit.design, fit.family
+        matrix, extra_term, unseen = design.linear_map(data, unseen=fit.unseen)
+        offset = design.offset(data)
+        draws = None
+        if self.params is not None:
+            levels = _extra_levels(design, extra_term, unseen, fit.unseen)
+            new = _new_effects(self.params, levels, design.n_effects, self.level_key)
+            draws = LinearDraws(np.hstack([self.params.coef, new]), matrix, offset, family)
+        if fit.point == "mean":
+            point = sum(chunk.sum(axis=0) for chunk in draws.chunks(CHUNK)) / draws.n_draws
+        else:
+            eta = offset + matrix[:, :len(self.coef)] @ self.coef
+            point = family.mean(eta)
+        se = delta = None
+        if self.cov is not None:
+            X = matrix[:, :len(self.coef)].toarray()
+            slope = family.mean_deriv(eta)
+            se = slope * np.sqrt(np.einsum("ij,jk,ik->i", X, self.cov, X))
+            delta = (slope[:, None] * X, self.cov)
+        return CellDraws(point=point, draws=draws, method=fit.method, interval=fit.interval, se=se, delta=delta,
+                         unseen=unseen)
+
+
+def _extra_levels(design, extra_term: np.ndarray, unseen: dict, policy: str) -> list[tuple[int, str]]:
+    """(term, level label) of each block of new-effect columns, in linear_map's column order: per term,
+    one block per unseen level (policy "level", in the order of ``unseen``'s labels) or one per term."""
+    levels = []
+    for k in dict.fromkeys(extra_term.tolist()):
+        names = unseen[design.group_terms[k].name] if policy == "level" else [""]
+        levels += [(k, name) for name in names]
+    return levels
+
+
+def _level_seed(key: int, term: int, label: str) -> list[int]:
+    """Entropy for one level's new effects: the same for that level in every chunk and run with this key."""
+    digest = hashlib.blake2b(label.encode("utf-8"), digest_size=8).digest()
+    return [key, term, int.from_bytes(digest, "little")]
+
+
+def _new_effects(params, levels: list[tuple[int, str]], n_effects: np.ndarray, key: int) -> np.ndarray:
+    """Effects of unseen levels, (n_draws, sum of K over ``levels``): F z per draw for each new level's
+    block of K columns, with its term's factor F (an sd for a random intercept) and z ~ N(0, I) drawn
+    from the level's own stream (see :func:`_level_seed`)."""
+    n_draws = len(params.coef)
+    blocks = [np.zeros((n_draws, 0))]
+    for k, label in levels:
         K = n_effects[k]
-        block = slice(start, start + K)
-        z[:, block] = np.einsum("dij,dj->di", np.broadcast_to(params.scale[k], (len(z), K, K)), z[:, block])
-        start += K
-    return z
+        z = np.random.default_rng(_level_seed(key, k, label)).standard_normal((n_draws, K))
+        blocks.append(np.einsum("dij,dj->di", np.broadcast_to(params.scale[k], (n_draws, K, K)), z))
+    return np.hstack(blocks)

@@ -3,8 +3,10 @@
 Every engine's fit gives the same :class:`CellDraws` (through
 :func:`misterp.cell_draws`); this is the only place where predictions are
 weighted by counts, and it never asks which engine made them. Subgroups are
-aggregated with a sparse indicator matrix, and draws are made and reduced in
-chunks, so draws x cells never has to sit in memory at once.
+aggregated by :class:`GroupSums`, running per-group weighted sums over chunks
+of frame rows (the whole frame is one chunk here; :mod:`misterp.results.stream`
+feeds it a census-sized frame chunk by chunk), and draws are made and reduced
+in chunks, so draws x cells never has to sit in memory at once.
 
 Example
 -------
@@ -28,36 +30,152 @@ from .draws import CellDraws
 from .estimate import Estimate
 
 
-def group_matrix(frame: Frame, by, weight: str | None = None) -> tuple[pd.DataFrame, sp.csr_matrix, np.ndarray]:
-    """Population-weighted aggregation over ``by``.
+class GroupSums:
+    """Running per-group sums for one grouping, over chunks of frame rows.
 
-    Returns the group key table (n_groups rows), a sparse (n_groups, n_cells)
-    matrix of weights w_c / w_g (rows of empty groups are zero), and the
-    group populations (n_groups,). The weights w are the counts N, or the
-    frame's ``weight`` column (a cell's total exposure, for a rate).
+    Per group g it keeps the population sum N, the weight W_g = sum w, and
+    the weighted sums sum w p of the point predictions, of every draw
+    (n_draws, n_groups), of the delta method's Jacobian (n_groups, k) or of
+    the cell bounds, as the interval needs; groups are numbered as they are
+    first seen and sorted at the end. Nothing it holds grows with the frame's
+    rows: only with groups (and draws).
     """
-    counts = frame.counts
-    if weight is not None:
-        require_columns(frame.data, [weight], "frame", "Name the frame's column of cell weights (exposures).")
-        w = pd.to_numeric(frame.data[weight], errors="coerce").to_numpy(float)
-        if not np.all(np.isfinite(w) & (w >= 0)):
-            raise MisterpInputError(f"The frame's weight column {weight!r} must hold finite numbers >= 0; fix it.")
-    if not by:
-        codes = np.zeros(len(counts), dtype=np.int64)
-        keys = pd.DataFrame(index=[0])
-    else:
-        require_columns(frame.data, by, "frame", "Choose --by columns that the frame has.")
-        codes, uniques = pd.MultiIndex.from_frame(frame.data[list(by)]).factorize(sort=True)
-        keys = uniques.to_frame(index=False)
-        keys.columns = list(by)
-    n_groups = len(keys)
-    population = np.bincount(codes, weights=counts, minlength=n_groups)
-    w = counts if weight is None else w
-    total = np.bincount(codes, weights=w, minlength=n_groups)
-    safe = np.where(total > 0, total, 1.0)
-    weights = sp.csr_matrix((w / safe[codes], (codes, np.arange(len(counts)))),
-                            shape=(n_groups, len(counts)))
-    return keys.reset_index(drop=True), weights, np.where(total > 0, population, 0.0)
+
+    def __init__(self, by=None, interval: str = "auto", chunk_size: int = 256, weight: str | None = None):
+        self.by = [by] if isinstance(by, str) else list(by or [])
+        self.interval, self.chunk_size, self.weight = interval, chunk_size, weight
+        self.method = "none"
+        self.ids: dict = {}           # group key tuple -> running number
+        self.key_frames: list = []    # the keys, as the frame's columns, in running order
+        self.sums: dict = {}          # name -> array whose last axis is the groups
+        self.unseen: dict = {}
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.ids)
+
+    def add(self, data: pd.DataFrame, counts: np.ndarray, cells: CellDraws, unit: np.ndarray | None = None) -> None:
+        """Add a chunk: ``data`` and ``counts`` (n_rows,) are its frame rows; ``cells`` predicts its distinct
+        model cells (n_units), ``unit`` (n_rows,) being each row's (by default, one unit per row)."""
+        if not self.sums:
+            self._start(cells)
+        if self.weight is not None:
+            require_columns(data, [self.weight], "frame", "Name the frame's column of cell weights (exposures).")
+            w = pd.to_numeric(data[self.weight], errors="coerce").to_numpy(float)
+            if not np.all(np.isfinite(w) & (w >= 0)):
+                raise MisterpInputError(f"The frame's weight column {self.weight!r} must hold finite numbers >= 0; "
+                                        "fix it.")
+        else:
+            w = counts
+        codes = self._codes(data)
+        self._grow()
+        G, n_units = self.n_groups, len(cells.point)
+        unit = np.arange(len(data)) if unit is None else unit
+        # weights of each (group, unit) pair: duplicates are summed
+        weights = sp.csr_matrix((w, (codes, unit)), shape=(G, n_units))
+        sums = self.sums
+        sums["population"] += np.bincount(codes, weights=counts, minlength=G)
+        sums["total"] += np.bincount(codes, weights=w, minlength=G)
+        sums["point"] += weights @ cells.point
+        if self.interval in ("draws", "quantile"):
+            if cells.draws is None:
+                raise ValueError("these predictions carry no draws")
+            for start, chunk in zip(range(0, cells.draws.n_draws, self.chunk_size), cells.draws.chunks(self.chunk_size)):
+                sums["draws"][start:start + len(chunk)] += (weights @ chunk.T).T
+        elif self.interval == "delta":
+            sums["jacobian"] += (weights @ cells.delta[0]).T  # (k, n_groups): d sum / d params
+            self.cov = cells.delta[1]
+        elif self.interval == "cell-bounds":
+            sums["lower"] += weights @ (cells.point - 2 * cells.se)
+            sums["upper"] += weights @ (cells.point + 2 * cells.se)
+        for term, labels in cells.unseen.items():
+            self.unseen[term] = list(dict.fromkeys(self.unseen.get(term, []) + list(labels)))
+
+    def _start(self, cells: CellDraws) -> None:
+        """Fix the interval and the sums it needs, from the first chunk's predictions."""
+        if self.interval == "auto":
+            self.interval = cells.default_interval
+        if self.interval not in ("draws", "quantile", "delta", "cell-bounds", "none"):
+            raise ValueError(f"unknown interval {self.interval!r}")
+        self.method = cells.method
+        names = ["population", "total", "point"]
+        names += {"delta": [], "cell-bounds": ["lower", "upper"]}.get(self.interval, [])
+        self.sums = {name: np.zeros(0) for name in names}
+        if self.interval in ("draws", "quantile") and cells.draws is not None:
+            self.sums["draws"] = np.zeros((cells.draws.n_draws, 0))
+        if self.interval == "delta":
+            self.sums["jacobian"] = np.zeros((cells.delta[0].shape[1], 0))
+
+    def _codes(self, data: pd.DataFrame) -> np.ndarray:
+        """Running group number of each row of ``data``, numbering new groups."""
+        if not self.by:
+            if not self.ids:
+                self.ids[()] = 0
+                self.key_frames.append(pd.DataFrame(index=[0]))
+            return np.zeros(len(data), dtype=np.int64)
+        require_columns(data, self.by, "frame", "Choose --by columns that the frame has.")
+        local, uniques = pd.MultiIndex.from_frame(data[self.by]).factorize()
+        keys = list(uniques)
+        new = [i for i, key in enumerate(keys) if key not in self.ids]
+        for i in new:
+            self.ids[keys[i]] = len(self.ids)
+        if new:
+            frame = uniques[new].to_frame(index=False)
+            frame.columns = self.by
+            self.key_frames.append(frame)
+        return np.array([self.ids[key] for key in keys], dtype=np.int64)[local]
+
+    def _grow(self) -> None:
+        G = self.n_groups
+        for name, a in self.sums.items():
+            if a.shape[-1] < G:
+                pad = [(0, 0)] * (a.ndim - 1) + [(0, G - a.shape[-1])]
+                self.sums[name] = np.pad(a, pad)
+
+    def estimate(self) -> Estimate:
+        """The groups' :class:`Estimate`, sorted by the ``by`` columns as ``poststratify`` gives them."""
+        keys = pd.concat(self.key_frames, ignore_index=True)
+        if self.by:
+            rank, _ = pd.MultiIndex.from_frame(keys[self.by]).factorize(sort=True)
+            order = np.argsort(rank)
+        else:
+            order = np.zeros(1, dtype=np.int64)
+        keys = keys.iloc[order].reset_index(drop=True)
+        sums = {name: a[..., order] for name, a in self.sums.items()}
+        total = sums["total"]
+        safe = np.where(total > 0, total, 1.0)
+        population = np.where(total > 0, sums["population"], 0.0)
+        estimate = sums["point"] / safe
+        sd = np.full(len(keys), np.nan)
+        lower = upper = sd
+        group_draws = None
+        interval, method = self.interval, self.method
+        if interval in ("draws", "quantile"):
+            group_draws = sums["draws"] / safe
+            sd = group_draws.std(axis=0, ddof=1)
+            if interval == "draws":
+                lower, upper = estimate - 2 * sd, estimate + 2 * sd
+                label = f"{method} ±2sd"
+            else:
+                lower, upper = np.quantile(group_draws, [0.025, 0.975], axis=0)
+                label = f"{method} central 95%"
+        elif interval == "delta":
+            grad = sums["jacobian"].T / safe[:, None]  # (n_groups, k): d estimate / d params
+            sd = np.sqrt(np.einsum("gi,ij,gj->g", grad, self.cov, grad))
+            lower, upper = estimate - 2 * sd, estimate + 2 * sd
+            label = "delta-method ±2sd"
+        elif interval == "cell-bounds":
+            lower, upper = sums["lower"] / safe, sums["upper"] / safe
+            label = "poststratified cell ±2se"
+        else:
+            label = "none"
+        empty = population <= 0
+        table = keys.assign(estimate=estimate, sd=sd, lower=lower, upper=upper, population=population,
+                            interval=label)
+        table.loc[empty, ["estimate", "sd", "lower", "upper"]] = np.nan
+        if group_draws is not None:
+            group_draws[:, empty] = np.nan
+        return Estimate(table.reset_index(drop=True), self.by, group_draws, self.unseen)
 
 
 def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto",
@@ -91,44 +209,6 @@ def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto"
         ``sd`` and ``lower``/``upper`` follow ``interval``; empty groups have
         population 0 and a missing estimate.
     """
-    by = [by] if isinstance(by, str) else list(by or [])
-    keys, weights, population = group_matrix(frame, by, weight)
-    estimate = weights @ cells.point
-    sd = np.full(len(keys), np.nan)
-    lower = upper = sd
-    group_draws = None
-    if interval == "auto":
-        interval = cells.default_interval
-    if interval in ("draws", "quantile"):
-        if cells.draws is None:
-            raise ValueError("these predictions carry no draws")
-        group_draws = np.vstack([(weights @ chunk.T).T for chunk in cells.draws.chunks(chunk_size)])
-        sd = group_draws.std(axis=0, ddof=1)
-        if interval == "draws":
-            lower, upper = estimate - 2 * sd, estimate + 2 * sd
-            label = f"{cells.method} ±2sd"
-        else:
-            lower, upper = np.quantile(group_draws, [0.025, 0.975], axis=0)
-            label = f"{cells.method} central 95%"
-    elif interval == "delta":
-        jac, cov = cells.delta
-        grad = weights @ jac  # (n_groups, k): d estimate / d params
-        sd = np.sqrt(np.einsum("gi,ij,gj->g", grad, cov, grad))
-        lower, upper = estimate - 2 * sd, estimate + 2 * sd
-        label = "delta-method ±2sd"
-    elif interval == "cell-bounds":
-        lower = weights @ (cells.point - 2 * cells.se)
-        upper = weights @ (cells.point + 2 * cells.se)
-        label = "poststratified cell ±2se"
-    elif interval == "none":
-        label = "none"
-    else:
-        raise ValueError(f"unknown interval {interval!r}")
-    empty = population <= 0
-    table = keys.assign(estimate=estimate, sd=sd, lower=lower, upper=upper, population=population,
-                        interval=label)
-    table.loc[empty, ["estimate", "sd", "lower", "upper"]] = np.nan
-    if group_draws is not None:
-        group_draws[:, empty] = np.nan
-    return Estimate(table.reset_index(drop=True), by, group_draws, cells.unseen)
-
+    sums = GroupSums(by, interval, chunk_size, weight)  # the whole frame as one chunk
+    sums.add(frame.data, frame.counts, cells)
+    return sums.estimate()
