@@ -167,10 +167,11 @@ def _fit(args) -> int:
     return 0
 
 
-def _run_fit(args):
+def _run_fit(args, stream: bool = True):
     """Read, fit and poststratify as the fit options say; returns (estimate, notes, context),
-    context holding the fit, survey, frame and inputs a report shows."""
-    from ..data.frame import read_frame
+    context holding the fit, survey, frame and inputs a report shows. A Parquet frame is streamed
+    in chunks (see misterp.results.stream) unless ``stream`` is off or --calibrate needs it whole."""
+    from ..data.frame import FrameChunks, is_parquet, read_frame
     from ..data.survey import read_survey
     from ..model.formula import parse_formula
 
@@ -178,6 +179,9 @@ def _run_fit(args):
     formula = parse_formula(args.formula)
     survey = read_survey(args.survey, formula.response, weights=args.weights, join=args.join, trials=args.trials,
                          exposure=args.exposure, recode=args.map)
+    if stream and is_parquet(args.frame) and not args.calibrate:
+        chunks = FrameChunks(args.frame, args.count, join=tuple(args.join or ()))
+        return fit_and_poststratify(args, formula, survey, chunks)
     frame = read_frame(args.frame, args.count, join=args.join)
     return fit_and_poststratify(args, formula, survey, frame)
 
@@ -189,17 +193,22 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
     ``prepared`` is ``prepare``'s (cells, notes) when the caller already has them (the notes are copied).
     """
     from ..data.checks import coverage
+    from ..data.frame import FrameChunks
     from ..model.cells import prepare
     from ..model.family import family_named
-    from ..results.compare import add_comparisons
-    from ..results.draws import cell_draws
+    from ..results.compare import add_comparisons, frame_margins
     from ..results.interval_notes import interval_notes
-    from ..results.poststratify import poststratify
     from ..results.saved import save_fit
+    from ..results.stream import poststratify_stream, scan_frame
 
+    streamed = isinstance(frame, FrameChunks)
     if prepared is None:
-        prepared = prepare(survey, frame, formula, drop_missing=args.drop_missing, family=family_named(args.family))
+        prepared = prepare(survey, None if streamed else frame, formula, drop_missing=args.drop_missing,
+                           family=family_named(args.family))
     cells, notes = prepared[0], list(prepared[1])
+    if streamed:  # the frame's checks, coverage and margins in one pass, before the fit
+        margins = frame_margins(cells.design)
+        cover = scan_frame(cells, frame, margins)
     model = _fit_model(args, cells, notes)
     if args.save_fit:
         save_fit(model, args.save_fit)
@@ -209,20 +218,16 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
     weight = _exposure_weight(model, args.frame_exposure)
     if weight:
         notes.append(f"cells weighted by the frame's exposure {weight!r}: the estimate is a rate per unit of it")
-    draws = cell_draws(model, frame, seed=seed)
-    if args.calibrate:
-        from ..data.tables import read_table
-        from ..results.calibrate import calibrate
-
-        draws = calibrate(draws, frame, [read_table(path, "calibration table") for path in args.calibrate],
-                          model.family)
-        notes.append(f"calibrated every draw to the totals in {', '.join(args.calibrate)} (a shift on the link scale)")
-    estimate = poststratify(draws, frame, by=args.by, weight=weight)
+    if streamed:
+        estimate = poststratify_stream(model, frame, by=[args.by], seed=seed, weight=weight)[0]
+    else:
+        estimate = _poststratify_frame(args, model, frame, seed, weight, notes)
     notes += interval_notes(model, args.by)
-    estimate, compare_notes = add_comparisons(estimate, survey, frame, cells.design, args.drop_missing,
-                                              family=cells.family)
+    estimate, compare_notes = add_comparisons(estimate, survey, margins if streamed else frame, cells.design,
+                                              args.drop_missing, family=cells.family)
     notes += compare_notes
-    cover = coverage(cells.table, frame, formula.predictors)
+    if not streamed:
+        cover = coverage(cells.table, frame, formula.predictors)
     notes.append(f"{cells.n_respondents} respondents in {cells.n_cells} cells; frame of "
                  f"{cover['frame_cells']} cells, {cover['without_respondents']} of them without respondents "
                  "(predicted by the model)")
@@ -231,6 +236,22 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
               "respondents": cells.n_respondents, "survey cells": cells.n_cells,
               "frame cells": cover["frame_cells"], "frame cells without respondents": cover["without_respondents"]}
     return estimate, notes, {"fit": model, "survey": survey, "frame": frame, "inputs": inputs}
+
+
+def _poststratify_frame(args, model, frame, seed, weight, notes):
+    """cell_draws (calibrated when --calibrate asks) -> poststratify, on a frame in memory."""
+    from ..results.draws import cell_draws
+    from ..results.poststratify import poststratify
+
+    draws = cell_draws(model, frame, seed=seed)
+    if args.calibrate:
+        from ..data.tables import read_table
+        from ..results.calibrate import calibrate
+
+        draws = calibrate(draws, frame, [read_table(path, "calibration table") for path in args.calibrate],
+                          model.family)
+        notes.append(f"calibrated every draw to the totals in {', '.join(args.calibrate)} (a shift on the link scale)")
+    return poststratify(draws, frame, by=args.by, weight=weight)
 
 
 def _report_command(args) -> int:
@@ -248,7 +269,7 @@ def _report_command(args) -> int:
         if not args.survey or not args.formula:
             raise MisterpInputError("misterp report needs --survey and --formula to fit, or --fit FILE to report "
                                     "a saved fit.")
-        estimate, notes, context = _run_fit(args)
+        estimate, notes, context = _run_fit(args, stream=False)  # the report's figures read the frame
     _report(estimate, notes, args.out, args.quiet)
     figures = report_figures(estimate, context["fit"], context.get("survey"), context["frame"])
     page = html_report(estimate, context["fit"], context.get("survey"), context["frame"],

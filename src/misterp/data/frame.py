@@ -2,7 +2,9 @@
 
 A :class:`Frame` is a plain value: a table and the name of its count column,
 checked when made. :func:`read_frame` builds one from a file and joins
-group-level tables onto it.
+group-level tables onto it; :class:`FrameChunks` reads a census-sized frame
+as a sequence of Frames of at most ``rows`` rows (a Parquet file batch by
+batch, never whole).
 
 Example
 -------
@@ -14,13 +16,15 @@ Example
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from ..errors import MisterpInputError
 from .join import as_tables, join_table
-from .tables import describe_rows, read_table, require_columns, require_rows
+from .tables import describe_rows, read_table, require_columns, require_rows, strip_labels
 
 
 @dataclass(frozen=True)
@@ -77,3 +81,66 @@ def read_frame(source, count: str = "N", *, join=()) -> Frame:
     for table in as_tables(join):
         data = join_table(data, table, "frame")
     return Frame(data, count)
+
+
+def is_parquet(source) -> bool:
+    """Whether ``source`` is a path to a Parquet file (by its suffix)."""
+    return isinstance(source, (str, Path)) and Path(source).suffix.lower() in (".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class FrameChunks:
+    """A frame as consecutive chunks of rows, each a checked :class:`Frame`.
+
+    A Parquet path is read ``rows`` rows at a time (pyarrow's
+    ``iter_batches``), so memory is bounded by the chunk; a CSV path or a
+    DataFrame is read whole and then cut into chunks. ``join`` tables are
+    joined onto each chunk. Each chunk keeps the file's row numbers as its
+    index (0-based, in file order).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> chunks = FrameChunks(pd.DataFrame({"g": list("abc"), "N": [1, 2, 3]}), "N", rows=2)
+    >>> [len(f.data) for f in chunks], chunks.n_rows
+    ([2, 1], 3)
+    """
+
+    source: object
+    count: str = "N"
+    join: tuple = ()
+    rows: int = 200_000
+
+    def __iter__(self) -> Iterator[Frame]:
+        tables = [read_table(t, "join table") for t in as_tables(self.join)]
+        if not is_parquet(self.source):
+            data = read_frame(self.source, self.count, join=tables).data
+            for start in range(0, len(data), self.rows):
+                yield Frame(data.iloc[start:start + self.rows], self.count)
+            return
+        start = 0
+        for batch in self._parquet().iter_batches(batch_size=self.rows):
+            data = strip_labels(batch.to_pandas(), "frame")
+            for table in tables:
+                data = join_table(data, table, "frame")
+            data.index = pd.RangeIndex(start, start + len(data))  # after the join, which renumbers
+            start += len(data)
+            yield Frame(data, self.count)
+
+    @property
+    def n_rows(self) -> int:
+        """The frame's rows (from the Parquet metadata, without reading the rows)."""
+        if is_parquet(self.source):
+            return self._parquet().metadata.num_rows
+        return sum(len(f.data) for f in self)
+
+    def _parquet(self):
+        import pyarrow.parquet as pq
+
+        if not Path(self.source).is_file():
+            read_table(self.source, "frame")  # its message for a missing file
+        try:
+            return pq.ParquetFile(self.source)
+        except Exception as e:  # every reader failure is the user's file
+            raise MisterpInputError(f"The frame file {str(self.source)!r} cannot be read as Parquet: "
+                                    f"{' '.join(str(e).split())}.") from None
