@@ -150,14 +150,14 @@ def _cces(rng: np.random.Generator):
     return Population(frame, "state", truth_by, overall), data.iloc[np.sort(rows)].reset_index(drop=True)
 
 
-SEVEN_TERMS = ("abortion ~ (1|state) + (1|eth) + (1|educ) + male + (1|male:eth) + (1|educ:age) + (1|educ:eth) "
+CASE_STUDY = ("abortion ~ (1|state) + (1|eth) + (1|educ) + male + (1|male:eth) + (1|educ:age) + (1|educ:eth) "
                "+ repvote + factor(region)")
 DESIGNS = {
     "article": Design("article", "response ~ (1|class)", "response ~ factor(class)", "response", _article),
     "states": Design("states", simulate.VIGNETTE_FORMULA,
                      "pref ~ factor(male) + factor(age) + factor(eth) + factor(income)", "pref", _states),
     "sparse": Design("sparse", "y ~ x + (1|g)", "y ~ x", "y", _sparse),
-    "cces": Design("cces", SEVEN_TERMS, "abortion ~ factor(eth) + factor(educ) + male + factor(age) + repvote "
+    "cces": Design("cces", CASE_STUDY, "abortion ~ factor(eth) + factor(educ) + male + factor(age) + repvote "
                    "+ factor(region)", "abortion", _cces),
 }
 
