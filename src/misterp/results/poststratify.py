@@ -114,15 +114,14 @@ class GroupSums:
                 self.key_frames.append(pd.DataFrame(index=[0]))
             return np.zeros(len(data), dtype=np.int64)
         require_columns(data, self.by, "frame", "Choose --by columns that the frame has.")
-        local, uniques = pd.MultiIndex.from_frame(data[self.by]).factorize()
-        keys = list(uniques)
+        local, first = row_codes(data, self.by)
+        uniques = data[self.by].iloc[first].reset_index(drop=True)
+        keys = list(uniques.itertuples(index=False, name=None))
         new = [i for i, key in enumerate(keys) if key not in self.ids]
         for i in new:
             self.ids[keys[i]] = len(self.ids)
         if new:
-            frame = uniques[new].to_frame(index=False)
-            frame.columns = self.by
-            self.key_frames.append(frame)
+            self.key_frames.append(uniques.iloc[new])
         return np.array([self.ids[key] for key in keys], dtype=np.int64)[local]
 
     def _grow(self) -> None:
@@ -176,6 +175,17 @@ class GroupSums:
         if group_draws is not None:
             group_draws[:, empty] = np.nan
         return Estimate(table.reset_index(drop=True), self.by, group_draws, self.unseen)
+
+
+def row_codes(data: pd.DataFrame, columns: list) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's combination of ``columns``, numbered in order of first appearance, (n_rows,), and each
+    combination's first row, (n_combinations,). Column by column (no tuples): fast on millions of rows."""
+    codes = np.zeros(len(data), dtype=np.int64)
+    for col in columns:
+        code, uniques = pd.factorize(data[col], use_na_sentinel=False)
+        codes = pd.factorize(codes * len(uniques) + code)[0]  # renumbered, so it stays below n_rows
+    _, first = np.unique(codes, return_index=True)
+    return codes, first
 
 
 def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto",

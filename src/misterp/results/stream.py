@@ -35,7 +35,7 @@ from ..model.cells import Cells
 from .compare import FrameMargins
 from .draws import Predictor
 from .estimate import Estimate
-from .poststratify import GroupSums
+from .poststratify import GroupSums, row_codes
 
 CELL_BUDGET = 2**24  # draws x cells predicted at a time (128 MB of float64)
 
@@ -139,8 +139,4 @@ def poststratify_stream(fit: Fit, chunks: FrameChunks, by=None, interval: str = 
 def _distinct_cells(data: pd.DataFrame, columns: list) -> tuple[np.ndarray, np.ndarray]:
     """Each row's model cell (its values of ``columns``), (n_rows,), and each cell's first row, (n_units,):
     a frame finer than the model (tracts of a county model) is predicted once per model cell."""
-    if not columns:
-        return np.zeros(len(data), dtype=np.int64), np.zeros(1, dtype=np.int64)
-    unit, uniques = pd.MultiIndex.from_frame(data[columns]).factorize()
-    _, first = np.unique(unit, return_index=True)
-    return unit, first
+    return row_codes(data, columns)
