@@ -92,3 +92,27 @@ def test_cells_input_rakes_like_its_respondents(by, article_survey, article_fram
     pd.testing.assert_frame_equal(from_rows.table[cols], from_cells.table[cols], check_exact=False, rtol=1e-10)
     if by is None:  # overall, raking to the class margin is simple poststratification
         assert from_cells.table["raked_mean"].iloc[0] == pytest.approx(0.431312178070136, abs=1e-9)
+
+
+def test_nested_margins_with_empty_areas_rake_without_the_area_margin():
+    """Counties nested in states, two counties without respondents: their county margin scaled over
+    the others contradicts the state margin, so raking leaves the county margin out and says so."""
+    rng = np.random.default_rng(5)
+    county = np.repeat(np.arange(12), 2)
+    frame = Frame(pd.DataFrame({"county": county, "state": county // 4, "male": np.tile([0, 1], 12),
+                                "n": rng.integers(100, 1000, 24)}), "n")
+    rows = rng.choice(np.flatnonzero(~np.isin(county, [0, 5])), 400)  # counties 0 and 5 unsampled
+    data = frame.data.iloc[rows][["county", "state", "male"]].reset_index(drop=True)
+    data["y"] = rng.binomial(1, 0.3 + 0.04 * data["county"])
+    survey = Survey(data, "y")
+    cells, _ = prepare(survey, frame, "y ~ male + (1|county) + (1|state)")
+    estimate = poststratify(cell_draws(LaplaceEngine().fit(cells), frame, seed=1), frame, by="state")
+    with pytest.raises(MisterpInputError, match="did not converge"):
+        raking_weights(survey, frame, ["county", "state", "male"])
+    compared, notes = add_comparisons(estimate, survey, frame, cells.design)
+    assert compared.table["raked_mean"].notna().all()
+    assert any("left out the county margin, 2 of whose" in n for n in notes)
+    weights, _ = raking_weights(survey, frame, ["county", "state", "male"], skip_empty=True)
+    for col in ["state", "male"]:  # the margins kept are met
+        got = pd.Series(weights).groupby(data[col].to_numpy()).sum()
+        np.testing.assert_allclose(got, frame.data.groupby(col)["n"].sum().loc[got.index], rtol=1e-8)

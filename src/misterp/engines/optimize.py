@@ -114,7 +114,18 @@ def _report(prob: Problem, state: State, params: np.ndarray, message: str, evalu
     interior = np.ones(len(params), dtype=bool)
     interior[:prob.n_terms] = params[:prob.n_terms] > 0  # a theta held at 0 is a boundary
     max_grad = float(np.max(np.abs(grad[interior]), initial=0.0))
-    return {"converged": max_grad < 1e-3, "message": message, "evaluations": evaluations,
+    converged = max_grad < 1e-3
+    if not converged and interior.any():
+        # lme4's checkConv: the gradient grows with the data, so judge it scaled by the curvature,
+        # R^-1 g with R'R = H (a step's size in the optimum's own units), each entry the smaller of
+        # that and |g|, against 0.002; only computed when the plain gradient is not already small
+        hess = hessian_at(prob, params, state.u[0])[np.ix_(interior, interior)]
+        try:
+            scaled = np.linalg.solve(np.linalg.cholesky(hess).T, grad[interior])
+            converged = float(np.max(np.minimum(np.abs(scaled), np.abs(grad[interior])))) < 2e-3
+        except np.linalg.LinAlgError:  # not positive definite: no minimum there
+            pass
+    return {"converged": converged, "message": message, "evaluations": evaluations,
             "max_abs_gradient": max_grad}
 
 

@@ -103,7 +103,7 @@ def margin_columns(design: Design, frame, max_levels: int = 20) -> list[str]:
 
 
 def raking_weights(survey: Survey, frame, margins: list[str], tol: float = 1e-10,
-                   respondents: np.ndarray | None = None) -> tuple[np.ndarray, list]:
+                   respondents: np.ndarray | None = None, skip_empty: bool = False) -> tuple[np.ndarray, list]:
     """Survey weights (design weights, or 1) raked to the frame's population margins (``frame`` is a
     Frame or a :class:`FrameMargins` holding those columns).
 
@@ -112,7 +112,9 @@ def raking_weights(survey: Survey, frame, margins: list[str], tol: float = 1e-10
     category with population but no respondents cannot be reached by any
     weighting; it is left out of its margin, whose other targets are scaled
     up to the full population so that every margin keeps the same total (the
-    usual collapsing), and a note says so.
+    usual collapsing), and a note says so. With ``skip_empty`` such a margin is
+    left out instead (scaled nested margins, say counties within states, can
+    contradict each other).
 
     Returns the raked weights (n_rows,) and the notes.
     """
@@ -121,12 +123,16 @@ def raking_weights(survey: Survey, frame, margins: list[str], tol: float = 1e-10
     if respondents is not None:
         base = base * respondents
     population = frame if isinstance(frame, FrameMargins) else FrameMargins.of(frame, margins)
-    codes, targets, notes = [], [], []
+    codes, targets, notes, used = [], [], [], []
     for col in margins:
         totals = population.totals[col]
         code = totals.index.get_indexer(data[col])
         present = np.bincount(code[code >= 0], minlength=len(totals)) > 0
         empty = ~present & (totals.to_numpy() > 0)
+        if empty.any() and skip_empty:
+            notes.append(f"raking: left out the {col} margin, {int(empty.sum())} of whose categories have no "
+                         "respondents")
+            continue
         if empty.any():
             share = totals[empty].sum() / totals.sum()
             notes.append(f"raking: {int(empty.sum())} {col} categories have no respondents "
@@ -135,7 +141,8 @@ def raking_weights(survey: Survey, frame, margins: list[str], tol: float = 1e-10
             code, totals = kept.index.get_indexer(data[col]), kept
         codes.append(code)
         targets.append(totals.to_numpy(float))
-    return rake(base, codes, targets, tol=tol, names=margins), notes
+        used.append(col)
+    return rake(base, codes, targets, tol=tol, names=used), notes
 
 
 def add_comparisons(estimate: Estimate, survey: Survey, frame, design: Design, drop_missing: bool = False,
@@ -183,8 +190,14 @@ def add_comparisons(estimate: Estimate, survey: Survey, frame, design: Design, d
         notes += rake_notes
         table["raked_mean"] = by_group(raked / counts)  # per respondent of each row
     except MisterpInputError as e:
-        table["raked_mean"] = np.nan
-        notes.append(f"no raking estimate: {e}")
+        try:  # margins scaled over their empty categories can contradict each other: drop those margins
+            raked, rake_notes = raking_weights(survey, frame, margins, respondents=counts, skip_empty=True)
+            notes += [f"raking to every margin failed ({e}); raked without the margins that have categories "
+                      "without respondents"] + rake_notes
+            table["raked_mean"] = by_group(raked / counts)
+        except MisterpInputError as e:
+            table["raked_mean"] = np.nan
+            notes.append(f"no raking estimate: {e}")
     return replace(estimate, table=table), notes
 
 
