@@ -150,3 +150,21 @@ def test_fixed_effects_only_model_agrees_with_glm(article_survey, article_frame)
     glm = poststratify(cell_draws(GlmEngine().fit(cells), article_frame), article_frame).table.iloc[0]
     assert abs(ours["estimate"] - glm["estimate"]) < 0.005
     assert ours["sd"] == pytest.approx(glm["sd"], rel=0.15)
+
+
+def test_a_run_beyond_an_hour_warns_and_names_the_laplace_engine(article_survey, article_frame, monkeypatch):
+    """The engine times the model's gradient before sampling and extrapolates; a run it expects
+    to pass LONG_RUN_SECONDS warns first. Here the thresholds are lowered so the article's model
+    trips them."""
+    import misterp.engines.bayes as bayes
+
+    cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
+    monkeypatch.setattr(bayes, "ESTIMATE_MIN_WORK", 0)
+    monkeypatch.setattr(bayes, "LONG_RUN_SECONDS", 1e-3)
+    with pytest.warns(MisterpWarning, match=r"hours to sample here \(2 chains x 100 iterations .* laplace engine"):
+        BayesEngine(chains=2, warmup=50, draws=50, progress=False, remedy=False).fit(cells)
+    monkeypatch.setattr(bayes, "LONG_RUN_SECONDS", 3600.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MisterpWarning)  # an article-sized run expects seconds: no warning
+        bayes.BayesEngine(chains=2, warmup=50, draws=50, progress=False)._warn_if_long(
+            {**bayes._model_data(cells, Priors()), "prior_only": False}, False)

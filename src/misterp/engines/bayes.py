@@ -46,14 +46,16 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+import warnings
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from ..errors import MisterpInputError
+from ..errors import MisterpInputError, MisterpWarning
 from ..model.cells import Cells
 from .diagnostics import summarize
 from .fit import Fit, ParameterDraws, correlations, rank_problems, varcorr_frame
@@ -84,6 +86,19 @@ class Priors:
 # process. Below this many cells x effects a run takes seconds, so it gets a
 # one-line note instead (article model, whole process: 2.5 s instead of 6.3 s).
 PROGRESS_MIN_WORK = 20_000
+# Above this much work per gradient (cells x effects) a fit first estimates its own run time
+# (one extra compile, a second or two) and warns past LONG_RUN_SECONDS.
+ESTIMATE_MIN_WORK = 5_000_000
+LONG_RUN_SECONDS = 3600.0
+# A NUTS step costs more than its gradient (tree building, the chains' bookkeeping): 4 chains x 2,000
+# iterations of a q = 1,006 model took 410 s where 127 steps x the timed gradient gave 141 s
+NUTS_OVERHEAD = 2.5
+
+
+def _typical_steps(whitened: bool) -> int:
+    """Leapfrog steps per iteration to expect: whitened coordinates took 15-31 on the CCES models,
+    rstanarm's non-centred ones 31-175 (bench/RESULTS.md); the upper ends, as a long run's guide."""
+    return 31 if whitened else 127
 
 
 @dataclass(frozen=True)
@@ -127,8 +142,11 @@ class BayesEngine:
 
         data = _model_data(cells, self.priors)
         data["prior_only"] = self.prior_only
-        if self._whitened(data):  # the pilot fit serves the remedy's rerun too
+        whitened = self._whitened(data)
+        if whitened:  # the pilot fit serves the remedy's rerun too
             data.update(pilot_expansion(cells, data, self.prior_only))
+        if len(data["offset"]) * _n_effects(data) >= ESTIMATE_MIN_WORK:
+            self._warn_if_long(data, whitened)
         fit = self._sample(cells, data, self.adapt_delta)
         if self.remedy and fit.divergences and self.adapt_delta < 0.99 and not self.prior_only:
             retry = self._sample(cells, data, 0.99)
@@ -137,6 +155,42 @@ class BayesEngine:
             fit = replace(retry, remedy_note=note)
         fit.warn_problems()
         return fit
+
+    def _warn_if_long(self, data: dict, whitened: bool) -> None:
+        """Time the model's gradient on this machine and warn, naming the laplace engine, when the
+        run it implies would take more than an hour."""
+        seconds = self.expected_seconds(data, whitened)
+        if seconds > LONG_RUN_SECONDS:
+            warnings.warn(
+                f"this model would take about {seconds / 3600:.1f} hours to sample here ({self.chains} chains x "
+                f"{self.warmup + self.draws} iterations x about {_typical_steps(whitened)} leapfrog steps, at the "
+                f"gradient's measured cost): the laplace engine (--engine laplace) fits it in seconds to minutes, "
+                f"with the normal approximation's intervals. Fewer --draws and --warmup shorten the run.",
+                MisterpWarning, stacklevel=3)
+
+    def expected_seconds(self, data: dict, whitened: bool) -> float:
+        """Estimated sampling time: the log density's gradient timed at the start (after compiling), times
+        the typical leapfrog steps per iteration (bench/bayes_scale.py), iterations and chains, over the
+        chains that run side by side."""
+        import time
+
+        ensure_jax(self.float64, self.chains)
+        import jax
+        from numpyro.infer.util import initialize_model
+
+        info = initialize_model(jax.random.PRNGKey(self.seed), _model, model_kwargs=data)
+        grad = jax.jit(jax.grad(info.potential_fn))
+        position = info.param_info.z
+        jax.block_until_ready(grad(position))  # compile
+        start, calls = time.perf_counter(), 0
+        while calls < 5 or (time.perf_counter() - start < 0.2 and calls < 200):
+            jax.block_until_ready(grad(position))
+            calls += 1
+        per_gradient = (time.perf_counter() - start) / calls
+        # parallel chains share the machine's cores
+        side_by_side = min(self.chains, os.cpu_count() or 1) if self._chain_method() == "parallel" else 1
+        rounds = self.chains / side_by_side
+        return NUTS_OVERHEAD * per_gradient * _typical_steps(whitened) * (self.warmup + self.draws) * rounds
 
     def _sample(self, cells: Cells, data: dict, adapt_delta: float) -> "BayesFit":
         ensure_jax(self.float64, self.chains)
