@@ -46,3 +46,20 @@ def test_fit_and_poststratify_print_the_note(tmp_path, capsys):
     assert "bootstrap's intervals by g under-cover" in capsys.readouterr().err
     assert main(["fit", "--survey", str(tmp_path / "s.csv"), "--formula", "y ~ (1|g)", "--seed", "1", *common]) == 0
     assert "under-cover" not in capsys.readouterr().err
+
+
+def test_laplace_intervals_by_group_are_flagged_when_singular_or_sparse():
+    rng = np.random.default_rng(11)
+    flat = pd.DataFrame({"y": rng.binomial(1, 0.4, 400), "g": rng.integers(0, 8, 400)})  # no group effect
+    singular = LaplaceEngine().fit(prepare(Survey(flat, "y"), None, "y ~ (1|g)")[0])
+    assert singular.singular_terms() == ["g"]
+    (note,) = interval_notes(singular, ["g"])
+    assert "singular" in note and "--engine bayes" in note
+    assert interval_notes(singular, []) == []  # the overall interval covered in every study
+    g = np.repeat(np.arange(150), rng.integers(1, 6, 150))  # 1-5 respondents per group
+    effect = rng.normal(0, 1.5, 150)
+    sparse = pd.DataFrame({"y": rng.binomial(1, 1 / (1 + np.exp(-effect[g]))), "g": g})
+    fit = LaplaceEngine().fit(prepare(Survey(sparse, "y"), None, "y ~ (1|g)")[0])
+    assert not fit.singular_terms()
+    (note,) = interval_notes(fit, ["g"])
+    assert "at most 5 respondents" in note and "--engine bayes" in note
