@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import platform
 import resource
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from run import median_time  # bench/run.py's median of repeated timings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -69,15 +68,6 @@ def crossed_survey(seed: int = 20261129, schools: int = 3000, hoods: int = 1000,
 def write_fixtures():
     county_survey().to_csv(FIXTURES / "sparse_county.csv", index=False)
     crossed_survey().to_csv(FIXTURES / "sparse_crossed.csv", index=False)
-
-
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():
