@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from ..errors import MisterpWarning
 from ..model.cells import Cells
 from .deviance import SMALL_Q, Problem, joint_covariance, pirls
-from .fit import Fit, ParameterDraws
+from .fit import Fit, ParameterDraws, one_blas_thread
 from .laplace import MixedFit
 from .optimize import hessian_at, newton_batch, optimize
 
@@ -135,9 +135,10 @@ def _simulate(fit: MixedFit, nsim: int, use_u: bool, rng: np.random.Generator) -
 def _refit_block(fit: MixedFit, block: dict, statistic, hessian: np.ndarray | None):
     """Refit a block of simulated cell statistics, each (B, n_cells): as in :func:`_refit_laplace`
     for random intercepts, else one fit at a time (lmer's for a gaussian outcome)."""
-    if fit.family.profiled or not fit.structure.simple:
-        return _refit_each(fit, block, statistic)
-    return _refit_laplace(fit, block[fit.family.response], statistic, hessian)
+    with one_blas_thread():
+        if fit.family.profiled or not fit.structure.simple:
+            return _refit_each(fit, block, statistic)
+        return _refit_laplace(fit, block[fit.family.response], statistic, hessian)
 
 
 def _refit_each(fit: MixedFit, block: dict, statistic):

@@ -217,3 +217,13 @@ def separation_problems(cells: Cells, eta: np.ndarray) -> list[str]:
     return [f"{note}: a predictor separates the answers (perfect or quasi-complete separation), so its "
             "coefficients run off towards infinity and their SEs and intervals are not reliable. Merge the "
             "sparse categories or drop the separating term; the bayes engine's priors keep such effects finite."]
+
+
+def one_blas_thread():
+    """A context that runs BLAS on one thread. The engines make many small LAPACK calls, for which
+    a second thread gains nothing when the machine is idle and, when another process holds a core,
+    makes OpenBLAS's waiting threads spin: a CCES glmer took 1.8-4.7 s instead of 0.14 s, a
+    q = 4,000 lmer 18-21 s instead of 0.6 s (bench/RESULTS.md)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")

@@ -29,7 +29,8 @@ import pandas as pd
 from ..errors import MisterpInputError
 from ..model.cells import Cells
 from .deviance import Problem, joint_covariance
-from .fit import Fit, ParameterDraws, correlations, normal_draws, rank_problems, separation_problems, varcorr_frame
+from .fit import (Fit, ParameterDraws, correlations, normal_draws, one_blas_thread, rank_problems,
+                  separation_problems, varcorr_frame)
 from .optimize import optimize, start_values
 from .sparse import PrecisionCovariance
 from .structure import Structure
@@ -61,23 +62,26 @@ class LaplaceEngine:
                 "The laplace engine needs at least one grouping term such as '(1|g)' in the "
                 "formula; for fixed effects only, use the glm engine."
             )
-        if cells.family.profiled:
-            fit = lmm_fit(cells, self.reml, self.singular_tol, start)
-        elif not Structure.of(cells.design).simple:
-            from .slopes import slopes_fit
-
-            fit = slopes_fit(cells, self.singular_tol, start, u0)
-        else:
-            prob = Problem(cells)
-            if start is None:
-                start, u0 = start_values(cells, prob)
-            params, state, info = optimize(prob, start, u0)
-            T = prob.n_terms
-            fit = MixedFit(cells=cells, theta=params[:T], beta=params[T:], u=state.u[0],
-                           objective=float(state.objective[0]), info=info,
-                           cov=joint_covariance(prob, state), singular_tol=self.singular_tol, reml=False)
+        with one_blas_thread():
+            fit = self._fit(cells, start, u0)
         fit.warn_problems()
         return fit
+
+    def _fit(self, cells: Cells, start: np.ndarray | None, u0: np.ndarray | None) -> "MixedFit":
+        if cells.family.profiled:
+            return lmm_fit(cells, self.reml, self.singular_tol, start)
+        if not Structure.of(cells.design).simple:
+            from .slopes import slopes_fit
+
+            return slopes_fit(cells, self.singular_tol, start, u0)
+        prob = Problem(cells)
+        if start is None:
+            start, u0 = start_values(cells, prob)
+        params, state, info = optimize(prob, start, u0)
+        T = prob.n_terms
+        return MixedFit(cells=cells, theta=params[:T], beta=params[T:], u=state.u[0],
+                        objective=float(state.objective[0]), info=info,
+                        cov=joint_covariance(prob, state), singular_tol=self.singular_tol, reml=False)
 
 
 def lmm_fit(cells: Cells, reml: bool, singular_tol: float = SINGULAR_TOL,
