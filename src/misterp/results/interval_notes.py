@@ -37,9 +37,9 @@ from ..engines.fit import Fit
 # on the states design, for sparse groups of 1-5 respondents and on the CCES design.
 BOOTSTRAP_GROUP_COVERAGE = "85% of the time on the states design, 34% for groups of 1-5 respondents and 68% on CCES"
 BETTER_GROUP_COVERAGE = "94%, 91% and 80%"
-BAYES_GROUP_COVERAGE = "93%, 94% and 89%"
-LAPLACE_SINGULAR, BAYES_SINGULAR = "80% of the time", "89%"
-LAPLACE_SPARSE, BAYES_SPARSE = "91% of the time", "94%"
+BAYES_GROUP_COVERAGE = "93%, 93% and 90%"
+LAPLACE_SINGULAR, BAYES_SINGULAR = "80% of the time", "90%"
+LAPLACE_SPARSE, BAYES_SPARSE = "91% of the time", "93%"
 SPARSE_RESPONDENTS = 5  # the sparse design's groups hold 1-5
 CELL_BOUNDS = ("poststratifying the ±2 SE bounds treats the cells as perfectly correlated, so the interval "
                "over-covers: it held the truth in 100% of 500 simulated surveys of this design (nominal 95%), "
