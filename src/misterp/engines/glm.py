@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..errors import MisterpInputError
 from ..model.cells import Cells
-from .fit import Fit, ParameterDraws, normal_draws, rank_problems, separation_problems, spd_solve
+from .fit import Fit, ParameterDraws, normal_draws, one_blas_thread, rank_problems, separation_problems, spd_solve
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class GlmEngine:
                 f"{cells.design.group_names}. Use the laplace engine, or write them as fixed effects."
             )
         family, stats = cells.family, cells.stats
-        beta, cov, converged = irls(cells.X, stats, cells.offset, family, self.tol, self.max_iter)
+        with one_blas_thread():  # small solves: a second BLAS thread only spins
+            beta, cov, converged = irls(cells.X, stats, cells.offset, family, self.tol, self.max_iter)
         eta = cells.offset + cells.X @ beta
         # R's summary.glm: a gaussian's covariance scales by sigma^2 = RSS / (N - p)
         cov = cov * family.dispersion(stats, eta, len(beta))

@@ -42,7 +42,6 @@ Example
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from dataclasses import dataclass, replace
 
@@ -202,21 +201,10 @@ def fit_cells(engine, cells) -> tuple[Fit, list[str]]:
     if isinstance(engine, LaplaceEngine) and not cells.design.group_terms:
         engine = GlmEngine()
     # problems come back as notes; a trial step of the optimizer may overflow exp harmlessly
-    with warnings.catch_warnings(), np.errstate(over="ignore"), _blas_threads(engine):
+    with warnings.catch_warnings(), np.errstate(over="ignore"):  # the engines pin BLAS to one thread
         warnings.simplefilter("ignore", MisterpWarning)
         fit = engine.fit(cells)
     return fit, fit.problems()
-
-
-def _blas_threads(engine):
-    """One BLAS thread for the many small fits of a mode engine: their factorizations are too
-    small to gain from threads, which spin and starve each other when the cores are busy (20x
-    slower on a loaded 2-core machine). The bayes engine sets its own."""
-    from threadpoolctl import threadpool_limits
-
-    from ..engines.bayes import BayesEngine
-
-    return contextlib.nullcontext() if isinstance(engine, BayesEngine) else threadpool_limits(1, user_api="blas")
 
 
 def predict_rows(fit: Fit, data: pd.DataFrame) -> np.ndarray:
