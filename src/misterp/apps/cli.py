@@ -151,16 +151,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _fit(args) -> int:
+    if args.check:  # named before the fit, not after it
+        from ..model.formula import parse_formula
+
+        predictors = parse_formula(args.formula).predictors
+        missing = [c for c in args.check if c not in predictors]
+        if missing:
+            raise MisterpInputError(f"--check takes columns of the model's predictors; {missing} are not "
+                                    f"({predictors}).")
     estimate, notes, context = _run_fit(args)
     _report(estimate, notes, args.out, args.quiet)
     if args.check:
+        from ..results.extras import extra
         from ..results.model_checks import predictive_check
 
-        missing = [c for c in args.check if c not in context["fit"].cells.table]
-        if missing:
-            raise MisterpInputError(f"--check takes columns of the model's predictors; {missing} are not "
-                                    f"({context['fit'].design.formula.predictors}).")
-        check = predictive_check(context["fit"], by=args.check, seed=args.seed)
+        problems = []
+        check = extra("the model check", problems, predictive_check, context["fit"], by=args.check, seed=args.seed)
+        if check is None:
+            print(f"misterp: {problems[0]}", file=sys.stderr)
+            return 0
         print(f"\nModel check by {', '.join(args.check)} (p < 0.05: {int((check['p_value'] < 0.05).sum())} of "
               f"{len(check)} groups):")
         print(check.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -197,6 +206,7 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
     from ..model.cells import prepare
     from ..model.family import family_named
     from ..results.compare import add_comparisons, frame_margins
+    from ..results.extras import extra
     from ..results.interval_notes import interval_notes
     from ..results.saved import save_fit
     from ..results.stream import poststratify_stream, scan_frame
@@ -222,12 +232,14 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
         estimate = poststratify_stream(model, frame, by=[args.by], seed=seed, weight=weight)[0]
     else:
         estimate = _poststratify_frame(args, model, frame, seed, weight, notes)
-    notes += interval_notes(model, args.by)
-    estimate, compare_notes = add_comparisons(estimate, survey, margins if streamed else frame, cells.design,
-                                              args.drop_missing, family=cells.family)
+    notes += extra("the interval notes", notes, interval_notes, model, args.by, default=[])
+    estimate, compare_notes = extra("the raw, weighted and raked comparisons", notes, add_comparisons, estimate,
+                                    survey, margins if streamed else frame, cells.design, args.drop_missing,
+                                    family=cells.family, default=(estimate, []))
     notes += compare_notes
     if not streamed:
-        cover = coverage(cells.table, frame, formula.predictors)
+        cover = extra("the frame's coverage count", notes, coverage, cells.table, frame, formula.predictors,
+                      default={"frame_cells": len(frame.data), "without_respondents": "?"})
     notes.append(f"{cells.n_respondents} respondents in {cells.n_cells} cells; frame of "
                  f"{cover['frame_cells']} cells, {cover['without_respondents']} of them without respondents "
                  "(predicted by the model)")

@@ -28,6 +28,7 @@ from ..errors import MisterpInputError
 from ..model.design import Design
 from ..model.family import DEFAULT_FAMILY, Family
 from .estimate import Estimate
+from .extras import extra
 
 
 class FrameMargins:
@@ -127,6 +128,12 @@ def raking_weights(survey: Survey, frame, margins: list[str], tol: float = 1e-10
     for col in margins:
         totals = population.totals[col]
         code = totals.index.get_indexer(data[col])
+        if (code < 0).any():  # a covariate on a coarser grid in the frame: no margin to rake to
+            values = pd.unique(data[col][code < 0])
+            notes.append(f"raking: left out the {col} margin: {len(values)} survey value(s) of {col} are not among "
+                         f"the frame's {len(totals)} ({', '.join(map(str, values[:3]))}"
+                         f"{' ...' if len(values) > 3 else ''})")
+            continue
         present = np.bincount(code[code >= 0], minlength=len(totals)) > 0
         empty = ~present & (totals.to_numpy() > 0)
         if empty.any() and skip_empty:
@@ -169,36 +176,40 @@ def add_comparisons(estimate: Estimate, survey: Survey, frame, design: Design, d
         notes.append(f"the survey has no column(s) {[c for c in by if c not in data.columns]}: "
                      "no raw or raked comparisons by group")
 
-    def by_group(weights, values=totals):
-        """Weighted outcome totals / weighted denominators per group."""
+    def by_group(weights, values=totals, ratio=True):
+        """Weighted outcome totals / weighted denominators per group (the totals alone without ``ratio``)."""
         if position is None:
-            return np.full(len(table), np.nan)
+            return np.full(len(table), np.nan if ratio else 0.0)
         ok = position >= 0
         num = np.bincount(position[ok], weights=(weights * values)[ok], minlength=len(table))
+        if not ratio:
+            return num
         den = np.bincount(position[ok], weights=(weights * denominators)[ok], minlength=len(table))
         return np.divide(num, den, out=np.full(len(table), np.nan), where=den > 0)
 
-    table["raw_mean"] = by_group(np.ones(len(data)))
-    respondents = np.zeros(len(table)) if position is None else np.bincount(
-        position[position >= 0], weights=counts[position >= 0], minlength=len(table))
-    table["raw_n"] = respondents.astype(int)
+    table["raw_mean"] = extra("the raw survey mean", notes, by_group, np.ones(len(data)), default=np.nan)
+    table["raw_n"] = extra("the raw survey n", notes, lambda: by_group(counts, np.ones(len(data)), ratio=False)
+                           .astype(int), default=0)
     if survey.weights:
-        table["weighted_mean"] = by_group(data[survey.weights].to_numpy(float))
+        table["weighted_mean"] = extra("the design-weighted mean", notes, by_group,
+                                       data[survey.weights].to_numpy(float), default=np.nan)
+    raked = extra("the raking estimate", notes, _raked_weights, survey, frame, design, counts, notes)
+    table["raked_mean"] = np.nan if raked is None else by_group(raked / counts)  # per respondent of each row
+    return replace(estimate, table=table), notes
+
+
+def _raked_weights(survey: Survey, frame: FrameMargins, design: Design, counts: np.ndarray, notes: list[str]):
+    """Survey weights raked to the model's margins (see :func:`raking_weights`), notes added to ``notes``."""
     margins = margin_columns(design, frame)
     try:
         raked, rake_notes = raking_weights(survey, frame, margins, respondents=counts)
-        notes += rake_notes
-        table["raked_mean"] = by_group(raked / counts)  # per respondent of each row
     except MisterpInputError as e:
-        try:  # margins scaled over their empty categories can contradict each other: drop those margins
-            raked, rake_notes = raking_weights(survey, frame, margins, respondents=counts, skip_empty=True)
-            notes += [f"raking to every margin failed ({e}); raked without the margins that have categories "
+        # margins scaled over their empty categories can contradict each other: drop those margins
+        raked, rake_notes = raking_weights(survey, frame, margins, respondents=counts, skip_empty=True)
+        rake_notes = [f"raking to every margin failed ({e}); raked without the margins that have categories "
                       "without respondents"] + rake_notes
-            table["raked_mean"] = by_group(raked / counts)
-        except MisterpInputError as e:
-            table["raked_mean"] = np.nan
-            notes.append(f"no raking estimate: {e}")
-    return replace(estimate, table=table), notes
+    notes += rake_notes
+    return raked
 
 
 def _group_of(data: pd.DataFrame, groups: pd.DataFrame, by: list[str]) -> np.ndarray:
