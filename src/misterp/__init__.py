@@ -1,7 +1,7 @@
 """misterp: Multilevel Regression and Poststratification in Python.
 
 The stages, each callable alone: data (``read_survey``, ``read_frame``) ->
-cells (``prepare``) -> fit (``GlmEngine``, ``LaplaceEngine``, ``bootstrap``,
+cells (``prepare``, with a family: ``BINOMIAL``, ``POISSON``, ``GAUSSIAN`` or its name) -> fit (``GlmEngine``, ``LaplaceEngine``, ``bootstrap``,
 ``BayesEngine``) -> ``cell_draws`` -> ``poststratify`` -> ``Estimate``.
 """
 
@@ -14,6 +14,7 @@ from .engines.glm import GlmEngine, GlmFit
 from .engines.laplace import LaplaceEngine, MixedFit
 from .errors import MisterpInputError, MisterpWarning
 from .model.cells import Cells, collapse, prepare
+from .model.family import BINOMIAL, GAUSSIAN, POISSON, Binomial, Family, Gaussian, Poisson
 from .model.formula import parse_formula
 from .results.draws import CellDraws, cell_draws
 from .results.estimate import Estimate
@@ -21,8 +22,8 @@ from .results.poststratify import poststratify
 from .results.saved import load_fit, save_fit
 
 __all__ = [
-    "BayesEngine", "BayesFit", "BootstrapFit", "Cells", "CellDraws", "Estimate", "Fit", "Frame", "GlmEngine",
-    "GlmFit", "LaplaceEngine", "MisterpInputError", "MisterpWarning", "MixedFit", "Priors", "Survey", "bootstrap",
+    "BINOMIAL", "GAUSSIAN", "POISSON", "BayesEngine", "BayesFit", "Binomial", "BootstrapFit", "Cells", "CellDraws",
+    "Estimate", "Family", "Fit", "Frame", "Gaussian", "GlmEngine", "GlmFit", "LaplaceEngine", "MisterpInputError", "MisterpWarning", "MixedFit", "Priors", "Survey", "bootstrap",
     "cell_draws", "collapse", "load_fit", "parse_formula", "poststratify", "prepare", "read_frame", "read_survey",
     "save_fit",
 ]

@@ -27,7 +27,7 @@ from ..data.survey import Survey
 from ..data.tables import require_columns
 from ..errors import MisterpInputError
 from .design import Design, Levels, offset_values
-from .family import DEFAULT_FAMILY, Family
+from .family import DEFAULT_FAMILY, Family, as_family
 from .formula import Formula, parse_formula
 
 
@@ -86,7 +86,7 @@ def as_formula(formula) -> Formula:
     return formula if isinstance(formula, Formula) else parse_formula(formula)
 
 
-def collapse(survey: Survey, formula, family: Family = DEFAULT_FAMILY) -> Cells:
+def collapse(survey: Survey, formula, family: Family | str = DEFAULT_FAMILY) -> Cells:
     """Collapse ``survey`` into cells of the formula's predictors.
 
     The survey must already be complete in the formula's columns (see
@@ -98,7 +98,7 @@ def collapse(survey: Survey, formula, family: Family = DEFAULT_FAMILY) -> Cells:
     >>> collapse(Survey(pd.DataFrame({"y": [1, 0, 1], "g": ["a", "a", "b"]}), "y"), "y ~ (1|g)").n_respondents
     3
     """
-    formula = as_formula(formula)
+    formula, family = as_formula(formula), as_family(family)
     if formula.response != survey.outcome:
         raise MisterpInputError(
             f"The formula's outcome {formula.response!r} is not the survey's outcome column "
@@ -130,7 +130,7 @@ def check_frame(cells: Cells, frame: Frame) -> None:
 
 
 def prepare(survey: Survey, frame: Frame | None, formula, drop_missing: bool = False,
-            family: Family = DEFAULT_FAMILY) -> tuple[Cells, list[str]]:
+            family: Family | str = DEFAULT_FAMILY) -> tuple[Cells, list[str]]:
     """Validate survey and frame against the formula, then collapse.
 
     Returns the cells and a list of notes for the user (such as rows dropped).

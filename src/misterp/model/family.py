@@ -618,3 +618,17 @@ def family_named(name: str) -> Family:
     if name not in FAMILIES:
         raise MisterpInputError(f"Unknown family {name!r}; misterp knows {sorted(FAMILIES)}.")
     return FAMILIES[name]
+
+
+def as_family(family: "Family | str") -> Family:
+    """A Family, given one or its name: every function that takes a family takes ``"gaussian"`` too.
+
+    >>> as_family("gaussian") is GAUSSIAN, as_family(POISSON) is POISSON
+    (True, True)
+    """
+    if isinstance(family, str):
+        return family_named(family.strip().lower())
+    if not hasattr(family, "cell_stats"):
+        raise MisterpInputError(f"family takes a family's name ({', '.join(sorted(FAMILIES))}) or a misterp Family, "
+                                f"not {family!r}.")
+    return family

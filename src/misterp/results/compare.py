@@ -26,7 +26,7 @@ from ..data.raking import rake
 from ..data.survey import Survey
 from ..errors import MisterpInputError
 from ..model.design import Design
-from ..model.family import DEFAULT_FAMILY, Family
+from ..model.family import DEFAULT_FAMILY, Family, as_family
 from .estimate import Estimate
 from .extras import extra
 
@@ -153,7 +153,7 @@ def raking_weights(survey: Survey, frame, margins: list[str], tol: float = 1e-10
 
 
 def add_comparisons(estimate: Estimate, survey: Survey, frame, design: Design, drop_missing: bool = False,
-                    *, family: Family = DEFAULT_FAMILY) -> tuple[Estimate, list[str]]:
+                    *, family: Family | str = DEFAULT_FAMILY) -> tuple[Estimate, list[str]]:
     """``estimate`` with, per group, ``raw_mean``, ``raw_n``, ``weighted_mean`` (with design
     weights) and ``raked_mean``; and notes on what could not be computed.
 
@@ -162,6 +162,7 @@ def add_comparisons(estimate: Estimate, survey: Survey, frame, design: Design, d
     given as cells stands for its respondents). ``frame`` is a Frame or its
     :func:`frame_margins` (all that raking reads of it).
     """
+    family = as_family(family)
     if not isinstance(frame, FrameMargins):
         frame = frame_margins(design, frame)
     survey, _ = survey.complete(design.formula.columns, drop_missing)

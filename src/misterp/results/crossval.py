@@ -54,7 +54,7 @@ from ..engines.fit import Fit
 from ..errors import MisterpInputError, MisterpWarning
 from ..model.cells import as_formula, collapse, prepare
 from ..model.design import Levels
-from ..model.family import DEFAULT_FAMILY, Family
+from ..model.family import DEFAULT_FAMILY, Family, as_family
 from ..model.formula import Formula
 from .draws import cell_draws
 
@@ -308,7 +308,7 @@ def area_losses(out: Outcomes, mean: np.ndarray, area: np.ndarray, fold: np.ndar
         return np.where(tests > 0, squared.reshape(-1, n_areas).sum(axis=0) / tests, np.nan)
 
 
-def cross_validate(survey: Survey, formula, fold: np.ndarray, engine, family: Family = DEFAULT_FAMILY):
+def cross_validate(survey: Survey, formula, fold: np.ndarray, engine, family: Family | str = DEFAULT_FAMILY):
     """Held-out predictions of every respondent with a fold (``fold >= 0``), from a fit of the
     other folds' respondents (and those with fold -1).
 
@@ -317,7 +317,7 @@ def cross_validate(survey: Survey, formula, fold: np.ndarray, engine, family: Fa
     list of problems. A held-out respondent with a fixed-effect level its training folds lack raises
     :class:`MisterpInputError`.
     """
-    formula = as_formula(formula)
+    formula, family = as_formula(formula), as_family(family)
     data = survey.data
     mean, dispersion = np.full(len(data), np.nan), np.ones(len(data))
     problems = []
@@ -436,7 +436,7 @@ def rank_models(losses: dict, formulas: dict) -> pd.DataFrame:
 
 
 def compare_models(survey: Survey, frame: Frame | None, formulas, *, area: str, engine=None,
-                   family: Family = DEFAULT_FAMILY, folds: int = 5, seed: int | None = None, schemes=None,
+                   family: Family | str = DEFAULT_FAMILY, folds: int = 5, seed: int | None = None, schemes=None,
                    drop_missing: bool = False) -> pd.DataFrame:
     """Score and rank models by held-out data.
 
@@ -455,7 +455,8 @@ def compare_models(survey: Survey, frame: Frame | None, formulas, *, area: str, 
     engine : engine, optional
         Anything with ``fit(cells)``: ``LaplaceEngine()`` by default (formulas without grouping
         terms then go to ``GlmEngine``), ``GlmEngine()`` or ``BayesEngine(...)``.
-    family : Family
+    family : Family or str
+        A family or its name ("binomial", "poisson", "gaussian").
     folds : int
         K, for both cross-validations (leave-areas-out uses min(K, areas) folds).
     seed : int, optional
@@ -474,7 +475,7 @@ def compare_models(survey: Survey, frame: Frame | None, formulas, *, area: str, 
     from ..engines.bayes import BayesEngine
     from ..engines.laplace import LaplaceEngine
 
-    engine = LaplaceEngine() if engine is None else engine
+    engine, family = LaplaceEngine() if engine is None else engine, as_family(family)
     formulas = _one_outcome(formulas)
     if not formulas:
         raise MisterpInputError("Give at least one formula to score.")
