@@ -208,3 +208,16 @@ def test_without_dask_the_jobs_run_in_local_processes(folder, monkeypatch, capsy
     assert not local["worker"].str.startswith("tcp://").any()
     with pytest.raises(MisterpInputError, match="--scheduler needs Dask"):
         run(path, out=folder / "other", scheduler="tcp://127.0.0.1:1")
+
+
+def test_the_jobs_notes_and_warnings_are_summed_up_on_the_terminal(folder, capsys):
+    """Each job's notes stay in the manifest, and the terminal gets a digest of them."""
+    path = write_spec(folder, outcomes=["y1"], waves=None, formulas=["~ x + (1|g)", "~ (1|h)"])
+    summary = run(path, backend="serial")
+    err = capsys.readouterr().err
+    assert set(summary.notes) == set(summary.done) and len(summary.done) == 2
+    # the model has no term for g in the second job: one note, counted over the jobs that gave it
+    assert "note in 1 job(s): the model has no term for g" in err
+    assert "note in 2 job(s): 600 respondents" not in err  # per-job counts differ: each is its own note
+    assert batch.notes_digest({"k1": ["warning: singular"], "k2": ["warning: singular", "n"]})[0] == \
+        "warning in 2 job(s) (k1, k2): singular"

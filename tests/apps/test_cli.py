@@ -285,3 +285,53 @@ def test_quiet_prints_only_the_table(files, capsys):
     code, out, err = run(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)",
                          "--count", "N", "--seed", "1")
     assert code == 0 and "respondents in 5 cells" in err
+
+
+def test_every_option_of_every_subcommand_has_a_line_and_its_default():
+    import argparse
+
+    from misterp.apps.cli import _parser
+
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, parser in commands.items():
+        text = parser.format_help()
+        for action in parser._actions:
+            if not action.option_strings:
+                continue
+            assert action.help, f"misterp {name} {action.option_strings[0]} has no description"
+            if action.default not in (None, False, [], argparse.SUPPRESS):
+                assert "default" in parser._get_formatter()._get_help_string(action), (name, action.dest)
+    assert "(default: laplace)" in commands["fit"].format_help().replace("\n", " ").replace("  ", " ")
+
+
+def test_the_same_command_prints_the_same_table_without_a_seed(files, capsys):
+    tmp, survey, frame = files
+    args = ["fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)", "--count", "N",
+            "--by", " class"]  # a padded column name is stripped
+    first, second = run(capsys, *args)[1], run(capsys, *args)[1]
+    assert first == second and len(first.strip().splitlines()) == 6
+    saved = tmp / "m.fit"
+    assert run(capsys, *args, "--save-fit", saved)[1] == first
+    again = run(capsys, "poststratify", "--fit", saved, "--frame", frame, "--count", "N", "--by", "class ,")[1]
+    assert again.splitlines()[1].split()[:5] == first.splitlines()[1].split()[:5]
+
+
+def test_validate_quiet_prints_only_the_scores(files, capsys):
+    tmp, survey, frame = files
+    truth = tmp / "truth.csv"
+    pd.DataFrame({"class": [1, 2, 3, 4, 5], "truth": [0.5, 0.6, 0.7, 0.8, 0.9]}).to_csv(truth, index=False)
+    code, out, err = run(capsys, "validate", "--survey", survey, "--frame", frame, "--formula",
+                         "response ~ (1|class)", "--count", "N", "--by", "class", "--truth", truth, "--quiet")
+    assert code == 0 and err == ""
+    assert out.split()[:6] == ["groups", "mae", "rmse", "bias", "correlation", "coverage"]
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(files):
+    import subprocess
+    import sys
+
+    tmp, survey, frame = files
+    command = (f"{sys.executable} -m misterp fit --survey {survey} --frame {frame} --count N "
+               f"--formula 'response ~ (1|class)' --by class | true")  # true reads nothing and exits
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

@@ -34,6 +34,17 @@ def test_estimates_by_a_column_outside_the_model_are_flagged(fits):
     assert "no term for region" in note and "(1|region)" in note
 
 
+def test_estimates_by_a_column_that_holds_a_grouping_term_get_the_nested_note(fits):
+    laplace, _ = fits
+    data = pd.DataFrame({"g": list("abcdefgh"), "region": list("nnnnssss"), "other": list("xyxyxyxy")})
+    (note,) = interval_notes(laplace, ["region"], data)
+    assert "no term of its own for region, but g is nested in it" in note and "(1|region)" in note
+    assert "differ only through the frame" not in note
+    mixed = pd.concat([data, data.assign(other=list("yxyxyxyx"))])  # each g in both values of other
+    (note,) = interval_notes(laplace, ["other"], mixed)
+    assert "no term for other" in note  # g does not lie within other: the plain note
+
+
 def test_fit_and_poststratify_print_the_note(tmp_path, capsys):
     data = pd.DataFrame({"y": [1, 0, 1, 1, 0, 0, 1, 0] * 6, "g": list("aabbccdd") * 6})
     data.to_csv(tmp_path / "s.csv", index=False)

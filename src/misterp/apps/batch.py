@@ -122,10 +122,33 @@ class Summary:
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    notes: dict[str, list[str]] = field(default_factory=dict)  # finished key -> its notes and warnings
 
     @property
     def scheduled(self) -> int:
         return len(self.done) + len(self.failed)
+
+
+def notes_digest(notes: dict[str, list[str]], shown: int = 8) -> list[str]:
+    """Terminal lines summing up the jobs' notes (key -> notes): every warning with the jobs that
+    gave it, then the ``shown`` most common other notes with their counts; the manifest keeps all.
+
+    >>> notes_digest({"a1": ["warning: singular fit", "100 respondents"], "b2": ["warning: singular fit"]})
+    ['warning in 2 job(s) (a1, b2): singular fit', 'note in 1 job(s): 100 respondents']
+    """
+    by_text: dict[str, list[str]] = {}
+    for key, texts in notes.items():
+        for text in dict.fromkeys(texts):
+            by_text.setdefault(text, []).append(key)
+    warnings = [(t, keys) for t, keys in by_text.items() if t.startswith("warning: ")]
+    others = sorted(((t, keys) for t, keys in by_text.items() if not t.startswith("warning: ")),
+                    key=lambda item: -len(item[1]))
+    lines = [f"warning in {len(keys)} job(s) ({', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}): "
+             f"{text.removeprefix('warning: ')}" for text, keys in warnings]
+    lines += [f"note in {len(keys)} job(s): {text}" for text, keys in others[:shown]]
+    if len(others) > shown:
+        lines.append(f"{len(others) - shown} other note(s): see the manifest ({MANIFEST})")
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
@@ -773,6 +796,7 @@ def run(spec, *, out=None, scheduler: str | None = None, workers: int | None = N
             if record["status"] == "done":
                 entry.update(file=_write(out, job, record), notes=record["notes"])
                 summary.done.append(job.key)
+                summary.notes[job.key] = list(record["notes"])
             else:
                 entry.update(error=record["error"], traceback=record.get("traceback"))
                 summary.failed[job.key] = record["error"]
@@ -783,6 +807,8 @@ def run(spec, *, out=None, scheduler: str | None = None, workers: int | None = N
         results.close()
         bar.close()
     summary.seconds = time.perf_counter() - start
+    for line in notes_digest(summary.notes):
+        echo(line)
     echo(f"{len(summary.done)} job(s) done, {len(summary.failed)} failed, in {summary.seconds:.1f} s; results in "
          f"{out} (misterp.apps.batch.read_results), log in {out / MANIFEST}"
          + ("; run the spec again to retry the failed jobs" if summary.failed else ""))

@@ -8,6 +8,8 @@ with code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 import warnings
 
@@ -22,6 +24,23 @@ def _seeds(text: str) -> tuple[int, int, int]:
     if len(seeds) != 3:
         raise argparse.ArgumentTypeError(f"--seeds takes exactly three integers like 10,20,30, not {text!r}")
     return seeds
+
+
+def _columns(text: str) -> list[str]:
+    """A comma-separated list of column names, each stripped: ``"state, eth"`` is state and eth."""
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's line ends with its default, where it has one worth saying."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, [], argparse.SUPPRESS) and "default" not in text \
+                and action.option_strings:
+            default = ",".join(map(str, action.default)) if isinstance(action.default, tuple) else action.default
+            text += f" (default: {default})"
+        return text
 
 
 def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool = False) -> None:
@@ -50,9 +69,11 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
     fit.add_argument("--frame-exposure", metavar="COL",
                      help="poisson: weight cells by the frame's column of each cell's total exposure; the "
                           "estimate is then a rate per unit of exposure")
-    fit.add_argument("--engine", choices=["glm", "laplace", "bayes"], default="laplace")
+    fit.add_argument("--engine", choices=["glm", "laplace", "bayes"], default="laplace",
+                     help="glm: fixed effects only (R's glm); laplace: lme4's glmer/lmer; bayes: rstanarm's "
+                          "stan_glmer, sampled by NUTS")
     bayes = fit.add_argument_group("bayes engine (rstanarm's stan_glmer defaults)")
-    bayes.add_argument("--chains", type=int, default=4)
+    bayes.add_argument("--chains", type=int, default=4, help="Markov chains, run in parallel over the cores")
     bayes.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain")
     bayes.add_argument("--draws", type=int, default=1000, help="draws per chain after warmup")
     bayes.add_argument("--adapt-delta", type=float, default=0.95, help="NUTS target acceptance")
@@ -62,16 +83,19 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
                        help="do not rerun at adapt_delta 0.99 when the sampler reports divergences")
     bayes.add_argument("--parameterization", choices=["auto", "whitened", "noncentred"], default="auto",
                        help="coordinates NUTS samples the same posterior in ('noncentred' is rstanarm's)")
-    fit.add_argument("--by", type=lambda s: [c for c in s.split(",") if c], default=[],
-                     help="frame column(s) to estimate within, comma-separated")
-    fit.add_argument("--bootstrap", type=int, metavar="NSIM", help="interval from NSIM parametric bootstrap refits")
+    fit.add_argument("--by", type=_columns, default=[],
+                     help="frame column(s) to estimate within, comma-separated (default: the whole population)")
+    fit.add_argument("--bootstrap", type=int, metavar="NSIM",
+                     help="laplace: interval from NSIM parametric bootstrap refits, as bootMer with use.u = TRUE "
+                          "(200 is plenty; by a grouping factor it under-covers, see docs/coverage.md)")
     fit.add_argument("--drop-missing", action="store_true", help="drop survey rows with missing values")
     fit.add_argument("--out", help="write the estimate table to this CSV file")
-    fit.add_argument("--seed", type=int, default=None, help="seed for draws and the bootstrap")
+    fit.add_argument("--seed", type=int, default=1,
+                     help="seed of the draws, the bootstrap and the sampler: the same command prints the same table")
     fit.add_argument("--workers", type=int, default=1, help="processes for bootstrap refits")
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     fit.add_argument("--quiet", action="store_true", help="print only the table (no notes or progress)")
-    fit.add_argument("--check", type=lambda s: [c for c in s.split(",") if c], metavar="COLS",
+    fit.add_argument("--check", type=_columns, metavar="COLS",
                      help="also check the model: observed survey means by these columns against replicated data "
                           "(posterior predictive for bayes, parametric bootstrap otherwise), with p-values")
     fit.add_argument("--calibrate", action="append", default=[], metavar="FILE",
@@ -81,8 +105,10 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="misterp", description="Multilevel Regression and Poststratification.")
+    parser = argparse.ArgumentParser(prog="misterp", description="Multilevel Regression and Poststratification.",
+                                     formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_HelpFormatter)
 
     demo = sub.add_parser("demo", help="walk through the article's MRP example")
     demo.add_argument("--seeds", type=_seeds, default=(10, 20, 30),
@@ -110,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
                               "column): K-fold is stratified by it, leave-areas-out holds its levels out, and "
                               "area_mse is scored by it")
     compare.add_argument("--folds", type=int, default=5, metavar="K", help="folds of each cross-validation (5)")
-    compare.add_argument("--cv", type=lambda s: [c for c in s.split(",") if c], metavar="SCHEMES",
+    compare.add_argument("--cv", type=_columns, metavar="SCHEMES",
                          help="comma-separated: kfold (held-out respondents, stratified by area), areas (held-out "
                               "areas), loo (PSIS-LOO, bayes only); default kfold,areas, or loo for --engine bayes")
     report = sub.add_parser("report", help="fit (or load a saved fit) and write one offline HTML report")
@@ -135,7 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument("--fit", required=True, help="a file written by misterp fit --save-fit")
     post.add_argument("--frame", required=True, help="poststratification table (CSV or Parquet)")
     post.add_argument("--count", required=True, help="the frame's population-count column")
-    post.add_argument("--by", type=lambda s: [c for c in s.split(",") if c], default=[])
+    post.add_argument("--by", type=_columns, default=[],
+                      help="frame column(s) to estimate within, comma-separated (default: the whole population)")
     post.add_argument("--join", action="append", default=[], metavar="FILE",
                       help="group-level predictors joined onto the frame; repeatable")
     post.add_argument("--out", help="write the estimate table to this CSV file")
@@ -143,7 +170,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="weight cells by the frame's column of each cell's total exposure: a count model's "
                            "estimate becomes a rate")
     post.add_argument("--seed", type=int, default=None,
-                      help="seed of the normal-approximation draws and of unseen levels' draws")
+                      help="seed of the normal-approximation draws and of unseen levels' draws (default: as misterp "
+                           "fit's, so the table is the fit's own: the sampler's seed for bayes, else 1)")
     post.add_argument("--quiet", action="store_true", help="print only the table (no notes)")
     post.add_argument("--no-progress", action="store_true",
                       help="hide progress output (poststratifying shows none; accepted by every subcommand)")
@@ -232,7 +260,7 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
         estimate = poststratify_stream(model, frame, by=[args.by], seed=seed, weight=weight)[0]
     else:
         estimate = _poststratify_frame(args, model, frame, seed, weight, notes)
-    notes += extra("the interval notes", notes, interval_notes, model, args.by, default=[])
+    notes += extra("the interval notes", notes, interval_notes, model, args.by, survey.data, default=[])
     estimate, compare_notes = extra("the raw, weighted and raked comparisons", notes, add_comparisons, estimate,
                                     survey, margins if streamed else frame, cells.design, args.drop_missing,
                                     family=cells.family, default=(estimate, []))
@@ -306,8 +334,9 @@ def _validate_command(args) -> int:
 
     estimate, notes, _ = _run_fit(args)
     scores = validate(estimate, read_table(args.truth, "truth"))
-    _report(estimate, notes, args.out, args.quiet)
-    print("\nAgainst the truth:")
+    if args.out or not args.quiet:  # --quiet: the scores alone, as the only table asked for
+        _report(estimate, notes, args.out, args.quiet)
+        print("\nAgainst the truth:")
     print(scores.to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
 
@@ -472,7 +501,8 @@ def _run_poststratify(args, path: str):
     frame = read_frame(args.frame, args.count, join=args.join)
     check_frame(model.cells, frame)
     weight = _exposure_weight(model, args.frame_exposure)
-    estimate = poststratify(cell_draws(model, frame, seed=args.seed), frame, by=args.by, weight=weight)
+    seed = args.seed if args.seed is not None else None if model.draw_seed is not None else 1
+    estimate = poststratify(cell_draws(model, frame, seed=seed), frame, by=args.by, weight=weight)
     inputs = {"saved fit": path, "frame": args.frame, "formula": model.design.formula.text, "engine": model.kind}
     return estimate, interval_notes(model, args.by), {"fit": model, "frame": frame, "inputs": inputs}
 
@@ -480,25 +510,26 @@ def _run_poststratify(args, path: str):
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "demo":
-            from .demo import main as demo_main
-            return demo_main(args.seeds, args.json, args.nsim, args.seed, args.example,
-                             progress=not (args.no_progress or args.quiet or args.json), html=args.html,
-                             quiet=args.quiet)
-        if args.command == "poststratify":
-            return _poststratify(args)
-        if args.command == "report":
-            return _report_command(args)
-        if args.command == "validate":
-            return _validate_command(args)
-        if args.command == "compare":
-            return _compare_command(args)
-        if args.command == "batch":
-            return _batch_command(args)
-        return _fit(args)
+        return _command(args)
     except MisterpInputError as e:
         print(f"misterp: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader left early (misterp fit ... | head): not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that Python's exit flush does not fail again
+        return 141  # as a shell reports a command ended by SIGPIPE
+
+
+def _command(args) -> int:
+    """Run the subcommand ``args`` name."""
+    if args.command == "demo":
+        from .demo import main as demo_main
+        return demo_main(args.seeds, args.json, args.nsim, args.seed, args.example,
+                         progress=not (args.no_progress or args.quiet or args.json), html=args.html,
+                         quiet=args.quiet)
+    commands = {"poststratify": _poststratify, "report": _report_command, "validate": _validate_command,
+                "compare": _compare_command, "batch": _batch_command, "fit": _fit}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

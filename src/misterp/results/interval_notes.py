@@ -46,10 +46,12 @@ CELL_BOUNDS = ("poststratifying the ±2 SE bounds treats the cells as perfectly 
                "the delta method in 96.2% (docs/coverage.md)")
 
 
-def interval_notes(fit: Fit, by) -> list[str]:
+def interval_notes(fit: Fit, by, data: pd.DataFrame | None = None) -> list[str]:
     """Notes on the intervals of ``fit``'s estimates by the frame columns ``by`` (a list).
 
-    Returns one sentence per finding that applies, each naming a better method.
+    ``data`` (the survey's rows, optional) shows which ``by`` columns outside the model hold a
+    grouping term of the model nested in them (states in regions). Returns one sentence per
+    finding that applies, each naming a better method.
     """
     design = fit.design
     notes = []
@@ -78,6 +80,15 @@ def interval_notes(fit: Fit, by) -> list[str]:
                 f"{SPARSE_RESPONDENTS} respondents, where the normal approximation at the mode held the truth "
                 f"{LAPLACE_SPARSE} in the coverage study; --engine bayes held it {BAYES_SPARSE} (docs/coverage.md)")
     missing = [c for c in by if c not in in_model]
+    nested = {c: _nested_term(design, data, c) for c in missing} if data is not None else {}
+    for column, inner in nested.items():
+        if inner:
+            notes.append(
+                f"the model has no term of its own for {column}, but {inner} is nested in it: estimates by {column} "
+                f"carry the effects of the {inner} levels within it, partially pooled toward the overall mean rather "
+                f"than toward their own {column}'s. Add (1|{column}) or {column}-level predictors to pool them "
+                f"within {column}")
+    missing = [c for c in missing if not nested.get(c)]
     if missing:
         notes.append(
             f"the model has no term for {', '.join(missing)}: its estimates by {', '.join(missing)} differ only "
@@ -91,3 +102,18 @@ def _median_respondents(fit: Fit, column: str) -> float:
     cells = fit.cells
     counts = pd.Series(cells.family.count(cells.stats)).groupby(cells.table[column].to_numpy()).sum()
     return float(counts.median())
+
+
+def _nested_term(design, data: pd.DataFrame, column: str) -> str | None:
+    """A one-column grouping term of the model whose every level lies in one value of ``column``
+    in ``data`` (state within region), or None."""
+    if column not in data:
+        return None
+    outer = data[column].nunique()
+    for term in design.group_terms:
+        inner = term.columns[0]
+        if len(term.columns) == 1 and inner in data and data[inner].nunique() > outer \
+                and data.groupby(inner, observed=True)[column].nunique().max() == 1:
+            return inner
+    return None
+
