@@ -493,6 +493,7 @@ def _run_poststratify(args, path: str):
     from ..data.frame import read_frame
     from ..model.cells import check_frame
     from ..results.draws import cell_draws
+    from ..results.extras import extra
     from ..results.interval_notes import interval_notes
     from ..results.poststratify import poststratify
     from ..results.saved import load_fit
@@ -504,7 +505,9 @@ def _run_poststratify(args, path: str):
     seed = args.seed if args.seed is not None else None if model.draw_seed is not None else 1
     estimate = poststratify(cell_draws(model, frame, seed=seed), frame, by=args.by, weight=weight)
     inputs = {"saved fit": path, "frame": args.frame, "formula": model.design.formula.text, "engine": model.kind}
-    return estimate, interval_notes(model, args.by), {"fit": model, "frame": frame, "inputs": inputs}
+    notes = []
+    notes += extra("the interval notes", notes, interval_notes, model, args.by, frame.data, default=[])
+    return estimate, notes, {"fit": model, "frame": frame, "inputs": inputs}
 
 
 def main(argv=None) -> int:
