@@ -19,7 +19,7 @@ import pandas as pd
 from numpyro.infer import MCMC, NUTS
 
 from misterp import LaplaceEngine, Survey, cell_draws, poststratify, prepare, read_frame
-from misterp.engines.bayes import BayesEngine, BayesFit, Priors, _model_data
+from misterp.engines.bayes import BayesEngine, BayesFit, Priors, model_data
 from misterp.engines.deviance import Problem, gradient, pirls
 
 jax.config.update("jax_enable_x64", True)
@@ -32,7 +32,7 @@ rows = pd.read_csv(ROOT / "tests/fixtures/cces_sample5000_rows.csv")["row"].to_n
 frame = read_frame(CCES / "poststrat_df.csv", "n")
 cells, _ = prepare(Survey(cces.iloc[rows], "abortion"), frame, SEVEN)
 pri = Priors()
-d = _model_data(cells, pri)
+d = model_data(cells, pri)
 prob = Problem(cells)
 T, names = prob.n_terms, cells.design.fixed_names
 i0 = names.index("(Intercept)")

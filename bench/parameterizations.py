@@ -29,7 +29,7 @@ import pandas as pd
 from numpyro.infer import MCMC, NUTS
 
 from misterp import LaplaceEngine, Survey, prepare, read_frame
-from misterp.engines.bayes import Priors, _model_data
+from misterp.engines.bayes import Priors, model_data
 from misterp.engines.diagnostics import summarize
 
 jax.config.update("jax_num_cpu_devices", 4)
@@ -57,7 +57,7 @@ def main():
     data = pd.read_csv(CCES / "cces_all_clean.csv")
     rows = pd.read_csv(ROOT / "tests/fixtures/cces_sample5000_rows.csv")["row"].to_numpy() - 1
     cells, _ = prepare(Survey(data.iloc[rows], "abortion"), read_frame(CCES / "poststrat_df.csv", "n"), SEVEN)
-    d = _model_data(cells, Priors())
+    d = model_data(cells, Priors())
     sizes = list(cells.design.n_levels)
     starts = np.concatenate([[0], np.cumsum(sizes)])
     cols = d["cols"]

@@ -156,7 +156,7 @@ def test_a_run_beyond_an_hour_warns_and_names_the_laplace_engine(article_survey,
     """The engine times the model's gradient before sampling and extrapolates; a run it expects
     to pass LONG_RUN_SECONDS warns first. Here the thresholds are lowered so the article's model
     trips them."""
-    import misterp.engines.bayes as bayes
+    import misterp.engines.bayes.engine as bayes
 
     cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
     monkeypatch.setattr(bayes, "ESTIMATE_MIN_WORK", 0)
@@ -167,4 +167,4 @@ def test_a_run_beyond_an_hour_warns_and_names_the_laplace_engine(article_survey,
     with warnings.catch_warnings():
         warnings.simplefilter("error", MisterpWarning)  # an article-sized run expects seconds: no warning
         bayes.BayesEngine(chains=2, warmup=50, draws=50, progress=False)._warn_if_long(
-            {**bayes._model_data(cells, Priors()), "prior_only": False}, False)
+            {**bayes.model_data(cells, Priors()), "prior_only": False}, False)

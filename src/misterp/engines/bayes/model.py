@@ -1,0 +1,199 @@
+"""rstanarm's ``stan_glmer`` model as a NumPyro function, and the arrays it reads.
+
+:func:`model_data` turns cells into those arrays (centred predictors, the priors' scales,
+the cells' statistics, the group effects' columns) and chooses how the likelihood visits
+the data: cell by cell, or, for a family whose log-likelihood is quadratic in the linear
+predictor, through the cells' sufficient statistics (:mod:`.moments`), whichever costs
+fewer multiply-adds per evaluation. Both give the same log density; only the work differs.
+
+Example
+-------
+>>> import numpy as np, pandas as pd
+>>> from misterp import Survey, prepare
+>>> from misterp.engines.bayes import Priors
+>>> from misterp.model.family import GAUSSIAN
+>>> rng = np.random.default_rng(0)
+>>> data = pd.DataFrame({"y": rng.normal(size=400), "x": rng.normal(size=400), "g": np.repeat(np.arange(20), 20)})
+>>> cells, _ = prepare(Survey(data, "y"), None, "y ~ x + (1 + x | g)", family=GAUSSIAN)
+>>> d = model_data(cells, Priors())
+>>> cells.n_cells, d["moments"] is not None  # 400 cells, one per respondent, summed into moments
+(400, True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...model.cells import Cells
+from .moments import build_moments, moments_cost, rows_cost, z_gram_nnz
+
+LIKELIHOODS = ("auto", "cells", "moments")
+
+
+def n_effects(data: dict) -> int:
+    """Intercept, coefficients and group effects: the length of the whitened vector."""
+    return int(data["has_intercept"]) + data["Xc"].shape[1] + len(data["term_of_level"])
+
+
+def work(data: dict) -> int:
+    """The size of one gradient, in the measure the engine's thresholds use: cells x effects cell by
+    cell (bench/RESULTS.md), the multiply-adds of the moments through sufficient statistics."""
+    if data.get("moments") is not None:
+        return data["moments"].cost
+    return len(data["offset"]) * n_effects(data)
+
+
+def model_data(cells: Cells, priors, likelihood: str = "auto") -> dict:
+    """Arrays for the NumPyro model: centred predictors, prior scales, cell statistics.
+
+    Means and sds of the predictors are over respondents: each cell weighs
+    its respondent count.
+
+    Parameters
+    ----------
+    cells : Cells
+    priors : Priors
+    likelihood : {"auto", "cells", "moments"}
+        How the likelihood reads the data: "moments" (sufficient statistics; only for a
+        family with a quadratic log-likelihood), "cells", or "auto": the cheaper.
+
+    Returns
+    -------
+    dict of the model's keyword arguments; ``moments`` is a :class:`.moments.Moments` or None.
+    """
+    names = cells.design.fixed_names
+    has_intercept = "(Intercept)" in names
+    X = cells.X[:, [i for i, n in enumerate(names) if n != "(Intercept)"]]
+    n = cells.family.count(cells.stats)
+    total = n.sum()
+    # rstanarm centres a gaussian's intercept prior on mean(y) and scales every prior by sd(y)
+    scale = cells.family.outcome_scale(cells.stats)
+    y_mean, y_sd = scale if scale else (0.0, 1.0)
+    xbar = (n @ X) / total if X.shape[1] else np.zeros(0)
+    var = (n @ (X - xbar) ** 2) / max(total - 1, 1) if X.shape[1] else np.zeros(0)
+    sd = np.sqrt(var)
+    sd = np.where(sd > 0, sd, 1.0)
+    design = cells.design
+    sizes = design.n_levels
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    data = {
+        "Xc": X - xbar, "xbar": xbar, "offset": cells.offset, "has_intercept": has_intercept,
+        "coef_scale": priors.coef_scale * y_sd / sd, "intercept_scale": priors.intercept_scale * y_sd,
+        "intercept_loc": y_mean, "aux_scale": y_sd if scale else None,
+        "sd_scale": priors.sd_scale, "cols": cells.groups + starts[:-1, None],
+        "term_of_level": np.repeat(np.arange(len(sizes)), sizes), "n_terms": len(sizes),
+        "stats": cells.stats, "family": cells.family, "slopes": None,
+    }
+    if np.any(design.n_effects > 1) or not all(g.intercept for g in design.group_terms):
+        data["slopes"] = _slope_data(cells)
+        data["term_of_level"] = np.zeros(design.n_random, dtype=int)  # the effects' count, for n_effects
+    data["moments"] = _moments(cells, data, likelihood)
+    return data
+
+
+def _moments(cells: Cells, data: dict, likelihood: str):
+    """The sufficient statistics when they are asked for, or (auto) when they cost less than the cells."""
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, not {likelihood!r}")
+    quadratic = cells.family.quadratic(cells.stats)
+    if likelihood == "cells" or quadratic is None:
+        if likelihood == "moments":
+            raise ValueError(f"the {cells.family.name} family's log-likelihood is not quadratic in the linear "
+                             "predictor: it has no sufficient-statistics form")
+        return None
+    Z = cells.design.random_matrix(cells.table)
+    p = int(data["has_intercept"]) + data["Xc"].shape[1]
+    width = data["slopes"]["cols"].shape[0] if data["slopes"] is not None else data["n_terms"]
+    cheaper = moments_cost(p, Z.shape[1], z_gram_nnz(Z)) < rows_cost(cells.n_cells, p, width)
+    if likelihood == "auto" and not cheaper:
+        return None
+    F = np.hstack([np.ones((cells.n_cells, int(data["has_intercept"]))), data["Xc"]])
+    return build_moments(quadratic, F, Z, data["offset"])
+
+
+def _slope_data(cells: Cells) -> dict:
+    """Terms with effects beyond an intercept: each cell's Z entries as (columns, values), each
+    (n_entries, n_cells), and every term's effects and levels, for decov's blocks."""
+    design = cells.design
+    cols, vals = design.random_entries(cells.table)
+    return {"cols": cols.T, "vals": vals.T, "n_effects": tuple(int(k) for k in design.n_effects),
+            "n_levels": tuple(int(j) for j in design.n_levels)}
+
+
+def model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, intercept_loc, aux_scale, sd_scale, cols,
+          term_of_level, n_terms, stats, family, slopes=None, prior_only=False, H=None, r=None, moments=None):
+    """rstanarm's model; effects non-centred (b = sigma z), or whitened when H and r are given.
+
+    A family with an outcome scale (gaussian) has a residual sd ``aux`` =
+    sd(y) * Exponential(1), and decov multiplies its group sds by it.
+    """
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    aux = 1.0
+    if aux_scale is not None:
+        aux = numpyro.deterministic("aux", aux_scale * numpyro.sample("aux_unscaled", dist.Exponential(1.0)))
+    if slopes is not None:
+        alpha = numpyro.sample("alpha", dist.Normal(intercept_loc, intercept_scale)) if has_intercept else 0.0
+        beta = numpyro.sample("beta", dist.Normal(0.0, jnp.asarray(coef_scale))) if Xc.shape[1] else None
+        b = _decov_effects(slopes, sd_scale, aux)
+    else:
+        sigma, b = None, None
+        if n_terms:
+            tau = numpyro.sample("tau", dist.Gamma(jnp.ones(n_terms), 1.0))
+            sigma = numpyro.deterministic("sigma", sd_scale * tau * aux)
+        if H is None:
+            alpha = numpyro.sample("alpha", dist.Normal(intercept_loc, intercept_scale)) if has_intercept else 0.0
+            beta = numpyro.sample("beta", dist.Normal(0.0, jnp.asarray(coef_scale))) if Xc.shape[1] else None
+            if n_terms:
+                z = numpyro.sample("z", dist.Normal(jnp.zeros(len(term_of_level)), 1.0))
+                b = sigma[jnp.asarray(term_of_level)] * z
+        else:
+            from ..whitening import whitened_effects
+
+            alpha, beta, b = whitened_effects(Xc.shape[1], has_intercept, coef_scale, intercept_scale,
+                                               intercept_loc, sigma, term_of_level, H, r)
+    if prior_only:
+        return
+    if moments is not None:
+        fixed = jnp.concatenate([jnp.reshape(alpha, (-1,))[:int(has_intercept)], jnp.zeros(0) if beta is None
+                                 else beta])
+        moments.quadratic.numpyro_factor(moments.squares(fixed, jnp.zeros(0) if b is None else b), aux ** 2)
+        return
+    eta = jnp.asarray(offset) + alpha
+    if Xc.shape[1]:
+        eta = eta + jnp.asarray(Xc) @ beta
+    if b is not None and slopes is not None:
+        eta = eta + (b[jnp.asarray(slopes["cols"])] * jnp.asarray(slopes["vals"])).sum(axis=0)
+    elif b is not None:
+        eta = eta + b[jnp.asarray(cols)].sum(axis=0)
+    family.numpyro_likelihood(stats, eta, dispersion=aux ** 2)
+
+
+def _decov_effects(slopes: dict, sd_scale: float, aux):
+    """rstanarm's decov prior, non-centred: per term, tau ~ gamma(1, 1) sets the trace
+    K (sd_scale tau aux)^2, a simplex pi ~ Dirichlet(1) splits it into variances, the
+    correlations' Cholesky factor is LKJ(1); a level's effects are T z, T = diag(sqrt(pi trace)) C,
+    z ~ N(0, I). Stores each T as ``factor_<k>`` and the effects as ``b``."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    n_terms = len(slopes["n_effects"])
+    tau = numpyro.sample("tau", dist.Gamma(jnp.ones(n_terms), 1.0))
+    z = numpyro.sample("z", dist.Normal(jnp.zeros(sum(K * J for K, J in zip(slopes["n_effects"], slopes["n_levels"]))),
+                                        1.0))
+    pieces, start = [], 0
+    for k, (K, J) in enumerate(zip(slopes["n_effects"], slopes["n_levels"])):
+        scale = sd_scale * tau[k] * aux
+        if K == 1:
+            T = jnp.reshape(scale, (1, 1))
+        else:
+            pi = numpyro.sample(f"simplex_{k}", dist.Dirichlet(jnp.ones(K)))
+            C = numpyro.sample(f"corr_{k}", dist.LKJCholesky(K, 1.0))
+            T = jnp.sqrt(pi * K)[:, None] * scale * C
+        numpyro.deterministic(f"factor_{k}", T)
+        pieces.append((z[start:start + J * K].reshape(J, K) @ T.T).ravel())
+        start += J * K
+    return numpyro.deterministic("b", jnp.concatenate(pieces))
