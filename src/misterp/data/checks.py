@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..errors import MisterpInputError
 from .frame import Frame
-from .tables import describe_rows, missing_rows, require_columns
+from .tables import describe_rows, file_rows, missing_rows, require_columns
 
 
 def check_frame_cells(frame: Frame, columns) -> None:
@@ -45,7 +45,7 @@ def check_frame_cells(frame: Frame, columns) -> None:
     if len(rows):
         raise MisterpInputError(
             f"The frame has missing values in its cell columns {columns}, in file rows "
-            f"{describe_rows(data.index.get_indexer(rows) + 2)}. Every cell must be fully "
+            f"{describe_rows(file_rows(data, data.index.get_indexer(rows)))}. Every cell must be fully "
             "labelled; fill them in or remove those rows."
         )
     # a cell is labelled by every column but the count; the model may use fewer
@@ -55,7 +55,7 @@ def check_frame_cells(frame: Frame, columns) -> None:
         example = data.loc[dup, labels].iloc[0].to_dict()
         raise MisterpInputError(
             f"The frame repeats cells: {int(dup.sum())} rows share their values of {labels}, "
-            f"for example {example} (file rows {describe_rows(np.flatnonzero(dup) + 2)}). "
+            f"for example {example} (file rows {describe_rows(file_rows(data, np.flatnonzero(dup)))}). "
             "Sum their counts into one row per cell first."
         )
 

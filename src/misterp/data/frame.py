@@ -4,7 +4,7 @@ A :class:`Frame` is a plain value: a table and the name of its count column,
 checked when made. :func:`read_frame` builds one from a file and joins
 group-level tables onto it; :class:`FrameChunks` reads a census-sized frame
 as a sequence of Frames of at most ``rows`` rows (a Parquet file batch by
-batch, never whole).
+batch, a CSV file chunk by chunk, never whole).
 
 Example
 -------
@@ -15,6 +15,7 @@ Example
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -24,7 +25,8 @@ import pandas as pd
 
 from ..errors import MisterpInputError
 from .join import as_tables, join_table
-from .tables import describe_rows, read_table, require_columns, require_rows, strip_labels
+from .tables import (describe_rows, file_rows, read_csv_chunks, read_table, require_columns, require_rows,
+                     strip_labels)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Frame:
             values = sorted(set(data[self.count][bad].astype(str)))[:5]
             raise MisterpInputError(
                 f"Frame count column {self.count!r} must hold finite numbers >= 0, but rows "
-                f"{describe_rows(np.flatnonzero(bad) + 2)} of the file hold {values}. Fix those "
+                f"{describe_rows(file_rows(data, np.flatnonzero(bad)))} of the file hold {values}. Fix those "
                 "counts (a cell with no population has count 0)."
             )
 
@@ -93,10 +95,12 @@ class FrameChunks:
     """A frame as consecutive chunks of rows, each a checked :class:`Frame`.
 
     A Parquet path is read ``rows`` rows at a time (pyarrow's
-    ``iter_batches``), so memory is bounded by the chunk; a CSV path or a
-    DataFrame is read whole and then cut into chunks. ``join`` tables are
-    joined onto each chunk. Each chunk keeps the file's row numbers as its
-    index (0-based, in file order).
+    ``iter_batches``) and a CSV path ``rows`` rows at a time by the parser
+    that reads it whole (pandas' ``read_csv``, with the same options and the
+    same errors: see :func:`misterp.data.tables.read_csv_chunks`), so memory
+    is bounded by the chunk; a DataFrame is cut into chunks. ``join`` tables
+    are joined onto each chunk. Each chunk keeps the file's row numbers as
+    its index (0-based, in file order), so errors name the file's rows.
 
     Examples
     --------
@@ -113,26 +117,36 @@ class FrameChunks:
 
     def __iter__(self) -> Iterator[Frame]:
         tables = [read_table(t, "join table") for t in as_tables(self.join)]
-        if not is_parquet(self.source):
-            data = read_frame(self.source, self.count, join=tables).data
-            for start in range(0, len(data), self.rows):
-                yield Frame(data.iloc[start:start + self.rows], self.count)
-            return
         start = 0
-        for batch in self._parquet().iter_batches(batch_size=self.rows):
-            data = strip_labels(batch.to_pandas(), "frame")
+        for data in self._pieces():
+            if not len(data):
+                continue
             for table in tables:
                 data = join_table(data, table, "frame")
             data.index = pd.RangeIndex(start, start + len(data))  # after the join, which renumbers
             start += len(data)
             yield Frame(data, self.count)
+        if not start:
+            Frame(pd.DataFrame(), self.count)  # its error for a frame without rows
+
+    def _pieces(self) -> Iterator[pd.DataFrame]:
+        """The source's rows, ``rows`` at a time, labels stripped, before any join."""
+        if is_parquet(self.source):
+            for batch in self._parquet().iter_batches(batch_size=self.rows):
+                yield strip_labels(batch.to_pandas(), "frame")
+        elif isinstance(self.source, (str, os.PathLike)):
+            yield from read_csv_chunks(self.source, "frame", self.rows)
+        else:
+            data = read_table(self.source, "frame")
+            for start in range(0, len(data), self.rows):
+                yield data.iloc[start:start + self.rows]
 
     @property
     def n_rows(self) -> int:
-        """The frame's rows (from the Parquet metadata, without reading the rows)."""
+        """The frame's rows (a Parquet file's from its metadata, without reading the rows)."""
         if is_parquet(self.source):
             return self._parquet().metadata.num_rows
-        return sum(len(f.data) for f in self)
+        return sum(len(piece) for piece in self._pieces())
 
     def _parquet(self):
         import pyarrow.parquet as pq

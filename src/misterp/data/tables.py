@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import warnings
 from pathlib import Path
+from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 from ..errors import MisterpInputError
@@ -23,12 +25,7 @@ def read_table(source, what: str) -> pd.DataFrame:
     """
     if isinstance(source, pd.DataFrame):
         return strip_labels(source.copy(), what)
-    path = Path(source)
-    if not path.is_file():
-        raise MisterpInputError(
-            f"The {what} file {str(path)!r} does not exist or is not a file. "
-            "Check the path (it is read relative to the current directory)."
-        )
+    path = _existing(source, what)
     parquet = path.suffix.lower() in (".parquet", ".pq")
     if not parquet:
         _check_separator(path, what)
@@ -39,23 +36,80 @@ def read_table(source, what: str) -> pd.DataFrame:
             with warnings.catch_warnings():
                 # a header shorter than every row: pandas would silently take the first column as the index
                 warnings.simplefilter("error", pd.errors.ParserWarning)
-                data = pd.read_csv(path, skipinitialspace=True, index_col=False)
-    except UnicodeDecodeError as e:
-        raise MisterpInputError(
-            f"The {what} file {str(path)!r} is not UTF-8 text (byte {e.start} is not valid UTF-8). "
-            "Save it as UTF-8 CSV (in Excel: 'CSV UTF-8')."
-        ) from None
-    except (pd.errors.ParserError, pd.errors.ParserWarning):
-        raise _ragged(path, what) from None
+                data = pd.read_csv(path, **CSV_OPTIONS)
     except Exception as e:  # every reader failure is the user's file, not our bug
-        raise MisterpInputError(
-            f"The {what} file {str(path)!r} cannot be read as "
-            f"{'Parquet' if parquet else 'CSV'}: {' '.join(str(e).split())}. "
-            "Give a CSV file with a header row, or a Parquet file (.parquet)."
-        ) from None
+        raise read_error(path, what, e) from None
     if not parquet and data.isna().to_numpy().any():
         _check_short_rows(path, what)  # pandas fills a short row with missing values; only then look
     return strip_labels(data, what)
+
+
+CSV_OPTIONS = {"skipinitialspace": True, "index_col": False}
+
+
+def read_csv_chunks(source, what: str, rows: int) -> Iterator[pd.DataFrame]:
+    r"""A CSV file as DataFrames of at most ``rows`` rows, read and checked as :func:`read_table` reads
+    it whole (the same parser and options, the same errors), never holding more than one chunk.
+
+    Each chunk keeps the file's row numbers as its index (0-based, in file order), and its labels
+    are stripped. The short-row check that a missing value calls for reads the file once more, at
+    most once.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "f.csv"
+    >>> _ = path.write_text("g,N\na,1\n b ,2\nc,3\n")
+    >>> [(c.index.tolist(), c["g"].tolist()) for c in read_csv_chunks(path, "frame", rows=2)]
+    [([0, 1], ['a', 'b']), ([2], ['c'])]
+    """
+    path = _existing(source, what)
+    _check_separator(path, what)
+    checked = False
+    reader = _csv_step(path, what, lambda: pd.read_csv(path, chunksize=rows, **CSV_OPTIONS))
+    with reader:
+        while (chunk := _csv_step(path, what, lambda: next(reader, None))) is not None:
+            if not checked and chunk.isna().to_numpy().any():
+                _check_short_rows(path, what)
+                checked = True
+            yield strip_labels(chunk, what)
+
+
+def _csv_step(path: Path, what: str, step):
+    """``step()`` (a call into pandas' CSV reader) with read_table's warnings and errors."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return step()
+    except Exception as e:  # every reader failure is the user's file, not our bug
+        raise read_error(path, what, e) from None
+
+
+def _existing(source, what: str) -> Path:
+    path = Path(source)
+    if not path.is_file():
+        raise MisterpInputError(
+            f"The {what} file {str(path)!r} does not exist or is not a file. "
+            "Check the path (it is read relative to the current directory)."
+        )
+    return path
+
+
+def read_error(path: Path, what: str, error: Exception) -> MisterpInputError:
+    """The clear error for a reader's failure on the file ``path`` (CSV or Parquet, by its suffix)."""
+    parquet = Path(path).suffix.lower() in (".parquet", ".pq")
+    if isinstance(error, UnicodeDecodeError):
+        return MisterpInputError(
+            f"The {what} file {str(path)!r} is not UTF-8 text (byte {error.start} is not valid UTF-8). "
+            "Save it as UTF-8 CSV (in Excel: 'CSV UTF-8')."
+        )
+    if not parquet and isinstance(error, (pd.errors.ParserError, pd.errors.ParserWarning)):
+        return _ragged(Path(path), what)
+    return MisterpInputError(
+        f"The {what} file {str(path)!r} cannot be read as "
+        f"{'Parquet' if parquet else 'CSV'}: {' '.join(str(error).split())}. "
+        "Give a CSV file with a header row, or a Parquet file (.parquet)."
+    )
 
 
 SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -178,6 +232,17 @@ def require_columns(df: pd.DataFrame, columns, what: str, hint: str = "") -> Non
 def missing_rows(df: pd.DataFrame, columns) -> pd.Index:
     """Index labels of rows with a missing value in any of ``columns``."""
     return df.index[df[list(columns)].isna().any(axis=1)]
+
+
+def file_rows(data: pd.DataFrame, positions) -> np.ndarray:
+    """Line numbers in the file (the header is line 1) of the rows at ``positions`` of ``data``: from
+    its row numbers when it keeps the file's (a RangeIndex, as the readers and a frame's chunks give
+    it), else from the positions."""
+    positions = np.asarray(positions, dtype=np.int64)
+    index = data.index
+    if isinstance(index, pd.RangeIndex) and index.step == 1:
+        return positions + index.start + 2
+    return positions + 2
 
 
 def describe_rows(rows, limit: int = 8) -> str:
