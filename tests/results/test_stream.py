@@ -1,12 +1,14 @@
-"""Streaming poststratification equals the in-memory path, chunk by chunk, in bounded memory."""
+"""Streaming poststratification equals the in-memory path, chunk by chunk, in bounded memory: from a
+DataFrame, a Parquet or a CSV file, calibrated to known totals or not."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from misterp import Frame, GlmEngine, LaplaceEngine, Survey, cell_draws, poststratify, prepare
+from misterp import Frame, GlmEngine, LaplaceEngine, Survey, cell_draws, poststratify, prepare, read_frame
 from misterp.apps.cli import main
 from misterp.data.frame import FrameChunks
+from misterp.results.calibrate import calibrate
 from misterp.results.compare import add_comparisons, frame_margins
 from misterp.results.stream import poststratify_stream, scan_frame
 
@@ -131,3 +133,80 @@ def test_parquet_frame_through_fit_equals_csv(data, tmp_path, capsys):
         tables.append(pd.read_csv(out))
     assert len(tables[0]) == 30 and {"raw_mean", "weighted_mean", "raked_mean"} <= set(tables[0])
     pd.testing.assert_frame_equal(tables[0], tables[1], rtol=1e-10)
+
+
+def _targets(frame, columns, seed=0):
+    """Consistent known totals: each group's population-weighted mean of a made-up share per frame row."""
+    share = np.random.default_rng(seed).uniform(0.2, 0.8, len(frame.data))
+    data = frame.data.assign(_p=share * frame.counts, _n=frame.counts)
+    sums = data.groupby(columns, as_index=False)[["_p", "_n"]].sum()
+    return sums.assign(target=sums["_p"] / sums["_n"]).drop(columns=["_p", "_n"])
+
+
+@pytest.mark.parametrize("margins", [[["area"]], [["region"], ["sex"]]])
+def test_streamed_calibration_equals_in_memory(data, margins, tmp_path):
+    """One-way by the model's grouping (with unseen areas), two-way by a column the model lacks and sex;
+    a CSV frame in chunks of 97 rows against calibrate() on the whole frame."""
+    survey, frame = data
+    cells, _ = prepare(survey, frame, "y ~ sex + (1|area)")
+    fit = LaplaceEngine().fit(cells)
+    totals = [_targets(frame, m) for m in margins]
+    frame.data.to_csv(tmp_path / "frame.csv", index=False)
+    chunks = FrameChunks(tmp_path / "frame.csv", "N", rows=97)
+    frame = read_frame(tmp_path / "frame.csv", "N")  # as the file gives it (region's digits are numbers)
+    by = [["area"], ["region", "sex"], []]
+    streamed = poststratify_stream(fit, chunks, by=by, n_draws=200, seed=3, totals=totals)
+    whole = calibrate(cell_draws(fit, frame, n_draws=200, seed=3), frame, totals, cells.family)
+    for b, got in zip(by, streamed):
+        want = poststratify(whole, frame, by=b)
+        pd.testing.assert_frame_equal(got.table, want.table, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(got.draws, want.draws, rtol=0, atol=1e-10)
+        assert got.unseen == want.unseen and len(got.unseen["area"]) == 5
+    if margins == [["area"]]:  # every draw meets its area's total
+        target = totals[0].set_index("area")["target"].loc[streamed[0].table["area"]].to_numpy()
+        np.testing.assert_allclose(streamed[0].draws, np.broadcast_to(target, streamed[0].draws.shape), atol=1e-9)
+
+
+def test_streamed_calibration_of_a_point_fit_and_its_errors(data):
+    """A glm fit without draws calibrates its point; a table naming a column the frame lacks is refused
+    with the whole frame's message."""
+    from misterp import MisterpInputError
+
+    survey, frame = data
+    fit = GlmEngine().fit(prepare(survey, frame, "y ~ sex + region")[0])
+    totals = [_targets(frame, ["area"])]
+    chunks = FrameChunks(frame.data, "N", rows=50)
+    got = poststratify_stream(fit, chunks, by=[["area"]], totals=totals)[0]
+    want = poststratify(calibrate(cell_draws(fit, frame), frame, totals, fit.family), frame, by="area")
+    pd.testing.assert_frame_equal(got.table, want.table, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got.table["estimate"], totals[0]["target"], atol=1e-9)
+    wrong = [totals[0].rename(columns={"area": "county"})]
+    with pytest.raises(MisterpInputError) as streamed:
+        poststratify_stream(fit, chunks, by=[["area"]], totals=wrong)
+    with pytest.raises(MisterpInputError) as whole:
+        calibrate(cell_draws(fit, frame), frame, wrong, fit.family)
+    assert "must be frame columns; ['county'] are not" in str(whole.value) and str(streamed.value) == str(whole.value)
+
+
+def test_csv_frame_through_fit_and_calibrate_equals_in_memory(data, tmp_path, capsys):
+    """misterp fit streams a CSV frame, calibrated or not, as the in-memory path computes it."""
+    survey, frame = data
+    survey.data.to_csv(tmp_path / "s.csv", index=False)
+    frame.data.to_csv(tmp_path / "f.csv", index=False)
+    totals = _targets(frame, ["region"])
+    totals.to_csv(tmp_path / "t.csv", index=False)
+    cells, _ = prepare(survey, frame, "y ~ sex + (1|area)")
+    fit = LaplaceEngine().fit(cells)
+    for extra in ([], ["--calibrate", str(tmp_path / "t.csv")]):
+        code = main(["fit", "--survey", str(tmp_path / "s.csv"), "--frame", str(tmp_path / "f.csv"), "--count", "N",
+                     "--by", "area", "--formula", "y ~ sex + (1|area)", "--seed", "4", "--out",
+                     str(tmp_path / "o.csv"), *extra])
+        assert code == 0, capsys.readouterr().err
+        draws = cell_draws(fit, frame, seed=4)
+        if extra:
+            draws = calibrate(draws, frame, [totals], cells.family)
+            assert "calibrated every draw" in capsys.readouterr().err
+        want = poststratify(draws, frame, by="area").table
+        got = pd.read_csv(tmp_path / "o.csv")
+        np.testing.assert_allclose(got[["estimate", "sd", "lower", "upper"]], want[["estimate", "sd", "lower", "upper"]],
+                                   rtol=0, atol=1e-10)

@@ -7,6 +7,12 @@ turnout by state. Two margins (say state, and age group) are matched together by
 one-way shifts until both hold. It works draw by draw, so the uncertainty carries through: every
 draw is shifted to the totals, and the spread that remains is within the groups.
 
+A census-sized frame read in chunks is calibrated by :class:`CalibratedPredictor`: one pass sums
+the population of each distinct model cell within each calibration group (the shifts depend on
+nothing else), the shifts are solved on those units as :func:`calibrate` solves them on a frame,
+and each chunk's rows then take their unit's shifted predictions (see
+:func:`misterp.results.stream.poststratify_stream`).
+
 Example
 -------
 >>> import numpy as np, pandas as pd
@@ -28,9 +34,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..data.frame import Frame
+from ..data.frame import Frame, FrameChunks
 from ..errors import MisterpInputError
-from .draws import CellDraws, LinearDraws
+from .draws import CellDraws, LinearDraws, Predictor
+from .poststratify import row_codes
+
+CELL_BUDGET = 2**22  # draws x cells whose shifts are solved at a time (32 MB per array of them)
 
 
 @dataclass(frozen=True)
@@ -57,14 +66,7 @@ class Margin:
 def margin(frame: Frame, totals: pd.DataFrame) -> Margin:
     """A :class:`Margin` from a table with the group columns and ``target``; every group of the
     table must be in the frame and every frame group in the table."""
-    if "target" not in totals:
-        raise MisterpInputError(f"A calibration table needs a 'target' column; its columns are {list(totals)}.")
-    columns = [c for c in totals.columns if c != "target"]
-    missing = [c for c in columns if c not in frame.data]
-    if not columns or missing:
-        raise MisterpInputError(
-            f"A calibration table's group columns must be frame columns; {missing or 'it has none'} "
-            f"{'are not' if missing else ''} (the frame's columns are {list(frame.data.columns)}).")
+    columns = group_columns(totals, frame.data.columns)
     key = lambda d: d[columns].astype(str).agg(":".join, axis=1)  # noqa: E731
     table_keys, frame_keys = key(totals), key(frame.data)
     unknown = sorted(set(table_keys) - set(frame_keys))
@@ -80,6 +82,19 @@ def margin(frame: Frame, totals: pd.DataFrame) -> Margin:
     weights = sp.csr_matrix((counts / np.where(population > 0, population, 1.0)[group], (group, np.arange(len(counts)))),
                             shape=(len(totals), len(counts)))
     return Margin(columns, group, weights, pd.to_numeric(totals["target"]).to_numpy(float))
+
+
+def group_columns(totals: pd.DataFrame, frame_columns) -> list[str]:
+    """A calibration table's group columns (all but ``target``), which must be among ``frame_columns``."""
+    if "target" not in totals:
+        raise MisterpInputError(f"A calibration table needs a 'target' column; its columns are {list(totals)}.")
+    columns = [c for c in totals.columns if c != "target"]
+    missing = [c for c in columns if c not in frame_columns]
+    if not columns or missing:
+        raise MisterpInputError(
+            f"A calibration table's group columns must be frame columns; {missing or 'it has none'} "
+            f"{'are not' if missing else ''} (the frame's columns are {list(frame_columns)}).")
+    return columns
 
 
 def shifts(eta: np.ndarray, margins: list[Margin], family, tol: float = 1e-12, max_iter: int = 200) -> list:
@@ -165,11 +180,93 @@ def calibrate(cells: CellDraws, frame: Frame, totals: list[pd.DataFrame], family
     point = family.mean(point_eta + sum(d[0][g] for d, g in zip(point_deltas, groups)))
     draws = cells.draws
     if draws is not None:  # in chunks: draws x cells never sits in memory at once
-        parts = []
-        for start in range(0, draws.n_draws, 256):
-            eta = np.asarray(draws.matrix @ draws.coef[start:start + 256].T).T + draws.offset
+        parts, size = [], max(1, min(256, CELL_BUDGET // len(cells.point)))
+        for start in range(0, draws.n_draws, size):
+            eta = np.asarray(draws.matrix @ draws.coef[start:start + size].T).T + draws.offset
             parts.append(shifts(eta, margins, family))
         draws = ShiftedDraws(draws, [np.vstack([p[k] for p in parts]) for k in range(len(margins))], groups)
     return replace(cells, point=point, draws=draws, se=None, delta=None,
                    interval=cells.interval if draws is not None else "none",
                    method=f"{cells.method}, calibrated" if cells.method != "none" else "calibrated")
+
+
+class CalibratedPredictor:
+    """A fit's predictions for a frame read in chunks, every draw shifted to known totals.
+
+    One pass over ``chunks`` sums the population of each distinct combination of the model's
+    predictors and the tables' group columns (a unit: its rows share their prediction and their
+    groups, so a shift moves them alike); the units are predicted and calibrated by
+    :func:`calibrate` as a frame of their own, which gives what calibrating the whole frame gives.
+    :meth:`cells` then hands any chunk's units their calibrated predictions.
+
+    Parameters
+    ----------
+    predictor : Predictor
+        The fit's parameter draws (made once, as for an uncalibrated stream).
+    chunks : FrameChunks
+    totals : list of DataFrame
+        As :func:`calibrate` takes them.
+
+    Attributes
+    ----------
+    columns : list of str
+        The columns that make a unit.
+    units : Frame
+        One row per unit, (n_units,), with its summed count.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from misterp import GlmEngine, Survey, collapse
+    >>> survey = Survey(pd.DataFrame({"y": [1, 0, 1, 1], "g": ["a", "a", "b", "b"]}), "y")
+    >>> fit = GlmEngine().fit(collapse(survey, "y ~ 1"))
+    >>> chunks = FrameChunks(pd.DataFrame({"g": ["a", "b", "b"], "h": [1, 1, 2], "N": [1, 1, 2]}), "N", rows=2)
+    >>> calibrated = CalibratedPredictor(Predictor(fit), chunks, [pd.DataFrame({"g": ["a", "b"], "target": [0.2, 0.9]})])
+    >>> len(calibrated.units.data), calibrated.cells(pd.DataFrame({"g": ["b"]})).point.round(6).tolist()
+    (2, [0.9])
+    """
+
+    def __init__(self, predictor: Predictor, chunks: FrameChunks, totals: list[pd.DataFrame]):
+        if not 1 <= len(totals) <= 2:
+            raise MisterpInputError("Calibration takes one table of totals (one-way) or two (two-way).")
+        fit = predictor.fit
+        self.columns, self.units = _units(chunks, fit.design.formula.predictors, totals)
+        unit_cells = predictor.cells(self.units.data, with_delta=False)  # calibration drops the delta method's pieces
+        self.calibrated = calibrate(unit_cells, self.units, totals, fit.family)
+        self.index = pd.MultiIndex.from_frame(self.units.data[self.columns])
+
+    def cells(self, data: pd.DataFrame) -> CellDraws:
+        """The calibrated predictions of the rows of ``data`` (each a unit of the frame), in row order."""
+        where = self.index.get_indexer(pd.MultiIndex.from_frame(data[self.columns]))
+        if (where < 0).any():
+            raise ValueError("rows that are no unit of the calibrated frame: was it changed between passes?")
+        cells = self.calibrated
+        draws = cells.draws
+        if draws is not None:
+            base = replace(draws.base, matrix=draws.base.matrix[where], offset=draws.base.offset[where])
+            draws = replace(draws, base=base, groups=[g[where] for g in draws.groups])
+        return replace(cells, point=cells.point[where], draws=draws)
+
+
+def _units(chunks: FrameChunks, predictors: list, totals: list[pd.DataFrame]) -> tuple[list, Frame]:
+    """The unit columns (predictors, then the tables' group columns) and the frame summed over them:
+    distinct combinations in order of first appearance, (n_units,) rows, in one pass over ``chunks``."""
+    columns, parts, rows, count = None, [], 0, chunks.count
+    for frame in chunks:
+        if columns is None:
+            groups = [c for t in totals for c in group_columns(t, frame.data.columns)]
+            columns = list(dict.fromkeys(list(predictors) + groups))
+        code, first = row_codes(frame.data, columns)
+        part = frame.data[columns].iloc[first].reset_index(drop=True)
+        parts.append(part.assign(**{count: np.bincount(code, weights=frame.counts)}))
+        rows += len(part)
+        if rows > 1_000_000 and len(parts) > 1:  # fold the parts, so memory grows with units, not rows
+            parts = [_sum_units(parts, columns, count)]
+            rows = len(parts[0])
+    return columns, Frame(_sum_units(parts, columns, count), count)
+
+
+def _sum_units(parts: list, columns: list, count: str) -> pd.DataFrame:
+    """Parts' rows summed by ``columns``, in order of first appearance."""
+    table = pd.concat(parts, ignore_index=True)
+    return table.groupby(columns, sort=False, dropna=False, observed=True)[count].sum().reset_index()

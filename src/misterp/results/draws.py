@@ -167,8 +167,10 @@ class Predictor:
     def n_draws(self) -> int:
         return 0 if self.params is None else len(self.params.coef)
 
-    def cells(self, data) -> CellDraws:
-        """CellDraws for the rows of ``data`` (a frame's DataFrame or a chunk of it), in row order."""
+    def cells(self, data, with_delta: bool = True) -> CellDraws:
+        """CellDraws for the rows of ``data`` (a frame's DataFrame or a chunk of it), in row order;
+        without ``with_delta``, without the delta method's standard errors and Jacobian (a dense
+        (n_rows, n_coef) array), for an interval that comes from the draws."""
         fit = self.fit
         design, family = fit.design, fit.family
         matrix, extra_term, unseen = design.linear_map(data, unseen=fit.unseen)
@@ -184,7 +186,7 @@ class Predictor:
             eta = offset + matrix[:, :len(self.coef)] @ self.coef
             point = family.mean(eta)
         se = delta = None
-        if self.cov is not None:
+        if self.cov is not None and with_delta:
             X = matrix[:, :len(self.coef)].toarray()
             slope = family.mean_deriv(eta)
             se = slope * np.sqrt(np.einsum("ij,jk,ik->i", X, self.cov, X))

@@ -32,6 +32,7 @@ from ..data.tables import describe_rows
 from ..engines.fit import Fit
 from ..errors import MisterpInputError
 from ..model.cells import Cells
+from .calibrate import CalibratedPredictor
 from .compare import FrameMargins
 from .draws import Predictor
 from .estimate import Estimate
@@ -99,7 +100,7 @@ def _raise_repeated(chunks: FrameChunks, suspects: np.ndarray) -> None:
 
 def poststratify_stream(fit: Fit, chunks: FrameChunks, by=None, interval: str = "auto", *,
                         n_draws: int | None = None, seed=None, weight: str | None = None,
-                        chunk_size: int = 256) -> list[Estimate]:
+                        chunk_size: int = 256, totals=()) -> list[Estimate]:
     """Poststratify ``fit``'s draws onto a frame read in chunks: one :class:`Estimate` per grouping.
 
     Parameters
@@ -115,21 +116,34 @@ def poststratify_stream(fit: Fit, chunks: FrameChunks, by=None, interval: str = 
     n_draws, seed
         As :func:`misterp.cell_draws` takes them: the parameters are drawn
         once, for every chunk.
+    totals : list of DataFrame, optional
+        Known totals to calibrate every draw to, as
+        :func:`misterp.results.calibrate.calibrate` takes them (one pass over
+        the chunks more: see :class:`~misterp.results.calibrate.CalibratedPredictor`).
 
     Returns
     -------
     list of Estimate
         In the order of ``by``, each as ``poststratify(cell_draws(fit, frame), frame, by=...)``
-        would give it for the whole frame.
+        (of ``calibrate(cell_draws(...), frame, totals, fit.family)`` with ``totals``) would give it
+        for the whole frame.
     """
     by = [[]] if by is None else [[b] if isinstance(b, str) else list(b) for b in by]
     predictor = Predictor(fit, n_draws=n_draws, seed=seed)
-    sums = [GroupSums(b, interval, chunk_size, weight) for b in by]
+    wanted = interval if interval != "auto" else getattr(fit, "interval", None) or \
+        ("draws" if predictor.n_draws else "delta")
+    delta = wanted not in ("draws", "quantile")  # else skip the delta method's dense pieces
     columns = fit.design.formula.predictors
+    if totals:
+        calibrated = CalibratedPredictor(predictor, chunks, list(totals))
+        columns, predict = calibrated.columns, calibrated.cells
+    else:
+        predict = lambda rows: predictor.cells(rows, with_delta=delta)  # noqa: E731
+    sums = [GroupSums(b, interval, chunk_size, weight) for b in by]
     for frame in chunks:
         data = frame.data
         unit, first = _distinct_cells(data, columns)
-        cells = predictor.cells(data.iloc[first])
+        cells = predict(data.iloc[first])
         for s in sums:
             s.chunk_size = max(1, min(chunk_size, CELL_BUDGET // len(first)))
             s.add(data, frame.counts, cells, unit)
@@ -137,6 +151,6 @@ def poststratify_stream(fit: Fit, chunks: FrameChunks, by=None, interval: str = 
 
 
 def _distinct_cells(data: pd.DataFrame, columns: list) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's model cell (its values of ``columns``), (n_rows,), and each cell's first row, (n_units,):
+    """Each row's unit (its values of ``columns``), (n_rows,), and each unit's first row, (n_units,):
     a frame finer than the model (tracts of a county model) is predicted once per model cell."""
     return row_codes(data, columns)
