@@ -204,11 +204,11 @@ def _fit(args) -> int:
     return 0
 
 
-def _run_fit(args, stream: bool = True):
+def _run_fit(args):
     """Read, fit and poststratify as the fit options say; returns (estimate, notes, context),
-    context holding the fit, survey, frame and inputs a report shows. A Parquet frame is streamed
-    in chunks (see misterp.results.stream) unless ``stream`` is off or --calibrate needs it whole."""
-    from ..data.frame import FrameChunks, is_parquet, read_frame
+    context holding the fit, survey, frame and inputs a report shows. The frame file (CSV or
+    Parquet) is streamed in chunks (see misterp.results.stream), never read whole."""
+    from ..data.frame import FrameChunks
     from ..data.survey import read_survey
     from ..model.formula import parse_formula
 
@@ -216,11 +216,8 @@ def _run_fit(args, stream: bool = True):
     formula = parse_formula(args.formula)
     survey = read_survey(args.survey, formula.response, weights=args.weights, join=args.join, trials=args.trials,
                          exposure=args.exposure, recode=args.map)
-    if stream and is_parquet(args.frame) and not args.calibrate:
-        chunks = FrameChunks(args.frame, args.count, join=tuple(args.join or ()))
-        return fit_and_poststratify(args, formula, survey, chunks)
-    frame = read_frame(args.frame, args.count, join=args.join)
-    return fit_and_poststratify(args, formula, survey, frame)
+    chunks = FrameChunks(args.frame, args.count, join=tuple(args.join or ()))
+    return fit_and_poststratify(args, formula, survey, chunks)
 
 
 def fit_and_poststratify(args, formula, survey, frame, prepared=None):
@@ -237,7 +234,7 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
     from ..results.extras import extra
     from ..results.interval_notes import interval_notes
     from ..results.saved import save_fit
-    from ..results.stream import poststratify_stream, scan_frame
+    from ..results.stream import scan_frame
 
     streamed = isinstance(frame, FrameChunks)
     if prepared is None:
@@ -256,10 +253,7 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
     weight = _exposure_weight(model, args.frame_exposure)
     if weight:
         notes.append(f"cells weighted by the frame's exposure {weight!r}: the estimate is a rate per unit of it")
-    if streamed:
-        estimate = poststratify_stream(model, frame, by=[args.by], seed=seed, weight=weight)[0]
-    else:
-        estimate = _poststratify_frame(args, model, frame, seed, weight, notes)
+    estimate = _poststratify_frame(args, model, frame, seed, weight, notes)
     notes += extra("the interval notes", notes, interval_notes, model, args.by, survey.data, default=[])
     estimate, compare_notes = extra("the raw, weighted and raked comparisons", notes, add_comparisons, estimate,
                                     survey, margins if streamed else frame, cells.design, args.drop_missing,
@@ -275,27 +269,36 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
               "engine": args.engine + (f" with {args.bootstrap} bootstrap refits" if args.bootstrap else ""),
               "respondents": cells.n_respondents, "survey cells": cells.n_cells,
               "frame cells": cover["frame_cells"], "frame cells without respondents": cover["without_respondents"]}
-    return estimate, notes, {"fit": model, "survey": survey, "frame": frame, "inputs": inputs}
+    return estimate, notes, {"fit": model, "survey": survey, "frame": frame, "inputs": inputs,
+                             "margins": margins if streamed else None}
 
 
 def _poststratify_frame(args, model, frame, seed, weight, notes):
-    """cell_draws (calibrated when --calibrate asks) -> poststratify, on a frame in memory."""
+    """cell_draws (calibrated when --calibrate asks) -> poststratify, on a Frame in memory or on
+    FrameChunks streamed (calibrated in one more pass over them)."""
+    from ..data.frame import FrameChunks
+    from ..data.tables import read_table
+    from ..results.calibrate import calibrate
     from ..results.draws import cell_draws
     from ..results.poststratify import poststratify
+    from ..results.stream import poststratify_stream
 
-    draws = cell_draws(model, frame, seed=seed)
-    if args.calibrate:
-        from ..data.tables import read_table
-        from ..results.calibrate import calibrate
-
-        draws = calibrate(draws, frame, [read_table(path, "calibration table") for path in args.calibrate],
-                          model.family)
+    totals = [read_table(path, "calibration table") for path in args.calibrate]
+    if isinstance(frame, FrameChunks):
+        estimate = poststratify_stream(model, frame, by=[args.by], seed=seed, weight=weight, totals=totals)[0]
+    else:
+        draws = cell_draws(model, frame, seed=seed)
+        if totals:
+            draws = calibrate(draws, frame, totals, model.family)
+        estimate = poststratify(draws, frame, by=args.by, weight=weight)
+    if totals:
         notes.append(f"calibrated every draw to the totals in {', '.join(args.calibrate)} (a shift on the link scale)")
-    return poststratify(draws, frame, by=args.by, weight=weight)
+    return estimate
 
 
 def _report_command(args) -> int:
-    """misterp report: fit (or load a saved fit), then write the HTML report."""
+    """misterp report: fit (or load a saved fit), then write the HTML report. A frame file is
+    streamed: the figures read only its margins, summed chunk by chunk with the fit's checks."""
     from pathlib import Path
 
     from ..report.html import html_report, report_figures
@@ -309,19 +312,22 @@ def _report_command(args) -> int:
         if not args.survey or not args.formula:
             raise MisterpInputError("misterp report needs --survey and --formula to fit, or --fit FILE to report "
                                     "a saved fit.")
-        estimate, notes, context = _run_fit(args, stream=False)  # the report's figures read the frame
+        estimate, notes, context = _run_fit(args)
+    if args.figures and not Path(args.figures).is_dir():
+        raise MisterpInputError(f"--figures names {args.figures!r}, which is not a folder; create it first.")
     _report(estimate, notes, args.out, args.quiet)
-    figures = report_figures(estimate, context["fit"], context.get("survey"), context["frame"])
-    page = html_report(estimate, context["fit"], context.get("survey"), context["frame"],
-                       title=f"misterp: {context['fit'].design.formula.text}", inputs=context["inputs"], notes=notes,
-                       figures=figures)
+    left_out = []
+    frame = context["margins"] if context.get("margins") is not None else context["frame"]
+    figures = report_figures(estimate, context["fit"], context.get("survey"), frame, notes=left_out)
+    for note in left_out:
+        _note(args, note)
+    page = html_report(estimate, context["fit"], context.get("survey"), frame,
+                       title=f"misterp: {context['fit'].design.formula.text}", inputs=context["inputs"],
+                       notes=notes + left_out, figures=figures)
     if args.figures:
-        folder = Path(args.figures)
-        if not folder.is_dir():
-            raise MisterpInputError(f"--figures names {args.figures!r}, which is not a folder; create it first.")
-        for name, _, fig in figures:
-            fig.savefig(folder / f"{name}.png", dpi=90)
-        _note(args, f"wrote {len(figures)} figure(s) to {folder}")
+        for figure in figures:
+            (Path(args.figures) / f"{figure.name}.png").write_bytes(figure.png)
+        _note(args, f"wrote {len(figures)} figure(s) to {args.figures}")
     _write(args.html, page)
     _note(args, f"wrote the report to {args.html} ({len(page) / 1e6:.1f} MB)")
     return 0

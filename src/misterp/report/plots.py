@@ -30,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..results.compare import FrameMargins
+
 # a common US tile grid: (row, column) of each state's square, DC included
 US_TILES = {
     "AK": (0, 0), "ME": (0, 10), "VT": (1, 9), "NH": (1, 10),
@@ -89,8 +91,9 @@ def estimates_plot(estimate, ax=None, comparisons: bool = True):
     ax.hlines(y, table["lower"], table["upper"], color="0.35", linewidth=1.5, label="interval", gid="intervals")
     ax.plot(table["estimate"], y, "o", color="C0", label="MRP", gid="estimates")
     if comparisons:
+        drawn = comparisons_drawn(table)
         for k, (column, (name, marker)) in enumerate(COMPARISONS.items()):
-            if column in table and table[column].notna().any():
+            if name in drawn:
                 ax.plot(table[column], y, marker, mfc="none", color=f"C{k + 1}", label=name, gid=column)
     ax.set_yticks(y, table["label"])
     if "raw_n" in table:
@@ -104,6 +107,27 @@ def estimates_plot(estimate, ax=None, comparisons: bool = True):
     return fig
 
 
+def comparisons_drawn(table: pd.DataFrame) -> list[str]:
+    """The comparison series (raw, weighted, raked) that ``table`` holds values of: those the estimates
+    plot draws."""
+    return [name for column, (name, _) in COMPARISONS.items() if column in table and table[column].notna().any()]
+
+
+def group_labels(estimate) -> list[str]:
+    """Each group's label as the plots write it ("CA", "CA:White"; "overall" without groups)."""
+    return _label(estimate.table, estimate.by)
+
+
+def largest_group(estimate) -> int:
+    """The row of the group that :func:`draws_plot` shows by default: the largest by population among
+    the groups whose draws are all finite (the first such group when there is no population)."""
+    finite = np.isfinite(estimate.draws).all(axis=0)
+    if not finite.any():
+        raise ValueError("no group has draws to plot (every group is empty)")
+    population = estimate.table["population"].to_numpy(float) if "population" in estimate.table else 1.0
+    return int(np.argmax(np.where(finite, population, -np.inf)))
+
+
 def draws_plot(estimate, group=None, contrast=None, ax=None, bins: int = 60):
     """The draws of one group's estimate (or of group - contrast) as a histogram density, with the
     estimate and the interval's ends marked.
@@ -112,13 +136,8 @@ def draws_plot(estimate, group=None, contrast=None, ax=None, bins: int = 60):
     """
     if estimate.draws is None:
         raise ValueError("this Estimate carries no draws (a delta-method interval); fit with draws")
-    labels = _label(estimate.table, estimate.by)
-    if group is None:  # the largest group with draws
-        population = estimate.table["population"].to_numpy(float) if "population" in estimate.table else None
-        finite = np.isfinite(estimate.draws).all(axis=0)
-        pick = int(np.argmax(np.where(finite, population if population is not None else 1.0, -np.inf)))
-    else:
-        pick = labels.index(str(group))
+    labels = group_labels(estimate)
+    pick = largest_group(estimate) if group is None else labels.index(str(group))
     values = estimate.draws[:, pick]
     title = labels[pick]
     if contrast is not None:
@@ -148,28 +167,59 @@ def kish_deff(weights: np.ndarray) -> float:
     return float(len(w) * np.sum(w ** 2) / np.sum(w) ** 2)
 
 
-def balance_table(survey, frame, columns) -> pd.DataFrame:
+def balance_table(survey, frame, columns, notes: list | None = None) -> pd.DataFrame:
     """Each level's share in the survey (weighted by design weights when given) and in the frame,
-    and the standardised mean difference of its indicator, (share_s - share_f) / sqrt(pooled var)."""
+    and the standardised mean difference of its indicator, (share_s - share_f) / sqrt(pooled var).
+
+    ``frame`` is a Frame or a :class:`~misterp.results.compare.FrameMargins` holding ``columns``
+    (a streamed frame's population per level). A column whose survey values the frame lacks (a
+    continuous covariate on a coarser frame grid) is left out, and one with more than
+    ``MAX_ROWS // 2`` levels keeps those furthest from the population; ``notes`` gets a note of
+    each.
+    """
+    notes = [] if notes is None else notes
     data = survey.data
     weights = data[survey.weights].to_numpy(float) if survey.weights else np.ones(len(data))
-    rows = []
+    tables = []
     for col in columns:
-        frame_share = frame.data.groupby(col)[frame.count].sum() / frame.counts.sum()
+        population = _population(frame, col)
         survey_share = pd.Series(weights).groupby(data[col].to_numpy()).sum() / weights.sum()
-        for level in frame_share.index.union(survey_share.index):
-            s, f = float(survey_share.get(level, 0.0)), float(frame_share.get(level, 0.0))
-            pooled = np.sqrt((s * (1 - s) + f * (1 - f)) / 2)
-            rows.append({"variable": col, "level": level, "survey": s, "population": f,
-                         "smd": (s - f) / pooled if pooled > 0 else 0.0})
-    return pd.DataFrame(rows)
+        absent = survey_share.index.difference(population.index)
+        if len(absent):
+            notes.append(f"the balance figure leaves out {col}: {len(absent)} of its survey values are not among "
+                         f"the frame's {len(population)} ({', '.join(map(str, absent[:3]))}"
+                         f"{' ...' if len(absent) > 3 else ''})")
+            continue
+        levels = population.index
+        s = survey_share.reindex(levels, fill_value=0.0).to_numpy(float)
+        f = (population / population.sum()).to_numpy(float)
+        pooled = np.sqrt((s * (1 - s) + f * (1 - f)) / 2)
+        smd = np.divide(s - f, pooled, out=np.zeros(len(levels)), where=pooled > 0)
+        table = pd.DataFrame({"variable": col, "level": levels, "survey": s, "population": f, "smd": smd})
+        if len(table) > MAX_ROWS // 2:
+            notes.append(f"the balance figure shows the {MAX_ROWS // 2} of the {len(table)} levels of {col} whose "
+                         "shares differ most between survey and population")
+            table = table.iloc[np.sort(np.argsort(-np.abs(smd), kind="stable")[:MAX_ROWS // 2])]
+        tables.append(table)
+    if not tables:
+        raise ValueError("no model variable has survey values that the frame's levels cover")
+    return pd.concat(tables, ignore_index=True)
 
 
-def balance_plot(survey, frame, columns, ax=None):
+def _population(frame, col: str) -> pd.Series:
+    """The frame's population per level of ``col``, sorted by level (a Frame's, or FrameMargins' sums)."""
+    if isinstance(frame, FrameMargins):
+        if col not in frame.totals or col in frame.many:
+            raise ValueError(f"the frame's margins do not hold {col}")
+        return frame.totals[col].sort_index()
+    return frame.data.groupby(col)[frame.count].sum().astype(float).sort_index()
+
+
+def balance_plot(survey, frame, columns, ax=None, notes: list | None = None):
     """The sample against the population: per variable and level, the survey's and the frame's
     shares, and the standardised mean difference; Kish's design effect in the title when the
-    survey has weights."""
-    table = balance_table(survey, frame, columns)
+    survey has weights. ``frame`` and ``notes`` as :func:`balance_table` takes them."""
+    table = balance_table(survey, frame, columns, notes)
     fig, ax = _axes(ax, (7, max(3.0, 0.2 * len(table) + 1)))
     y = np.arange(len(table))
     ax.barh(y - 0.2, table["survey"], height=0.4, label="survey", color="C0", gid="survey")
