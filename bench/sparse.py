@@ -8,6 +8,9 @@ Two simulated surveys, seeded, written to tests/fixtures/ for lme4 (tests/fixtur
 - crossed: a gaussian outcome of 70,000 students crossed in 3,000 schools and 1,000 home
   neighbourhoods; a school draws mostly from nearby neighbourhoods, so the two factors are crossed
   but not at random (as in real data; lme4's CHOLMOD, and ours, exploit it).
+- rating: a gaussian rating design without locality (73,000 ratings, 3,000 raters x 1,100 rated
+  assigned at random, each rated in one of 14 units, a binary x per rating, so that unit:x has 28
+  levels); the survey's own rows are its frame (n = 1), estimated by unit.
 
     .venv/bin/python bench/sparse.py --write-fixtures   # the CSVs
     .venv/bin/python bench/sparse.py [--repeats 3]      # timings: dense against sparse, per evaluation and fit
@@ -28,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 COUNTY_FORMULA = "cbind(y, n - y) ~ male + (1|county) + (1|state) + (1|age) + (1|eth)"
 CROSSED_FORMULA = "score ~ x + male + (1|school) + (1|hood)"
+RATING_FORMULA = "y ~ x + (1|rater) + (1|rated) + (1|unit:x)"
 
 
 def county_survey(seed: int = 20261128, counties: int = 3000, states: int = 50, respondents: int = 60000):
@@ -65,9 +69,37 @@ def crossed_survey(seed: int = 20261129, schools: int = 3000, hoods: int = 1000,
                          "x": x, "male": male, "score": np.round(score, 4)})
 
 
+def rating_survey(seed: int = 20261201, raters: int = 3000, rated: int = 1100, units: int = 14,
+                  ratings: int = 73000) -> pd.DataFrame:
+    """Rows of a crossed rating design without locality; columns rater, rated, unit, x, y (each
+    (rater, rated) pair once, so the rows are distinct cells and serve as their own frame).
+
+    Each rating's rater and rated are drawn at random over the whole data (rated ones with
+    skewed popularity), so the rated block of H fills in whatever the elimination order; y is a
+    1-5 rating (a rounded latent score), x a binary attribute of the rating.
+    """
+    rng = np.random.default_rng(seed)
+    popularity = rng.lognormal(0.0, 0.8, rated)
+    extra = ratings + ratings // 10  # a rater rates a rated one at most once: draw more, drop repeats
+    who = np.concatenate([np.arange(raters), rng.integers(0, raters, extra - raters)])
+    what = rng.choice(rated, extra, p=popularity / popularity.sum())
+    what[:rated] = rng.permutation(rated)  # every rated one seen
+    first = np.sort(np.unique(who * rated + what, return_index=True)[1])[:ratings]
+    who, what = who[first], what[first]
+    unit_of = rng.integers(0, units, rated)
+    x = (rng.random(ratings) < 0.4).astype(int)
+    unit = unit_of[what]
+    latent = (3.2 - 0.1 * x + rng.normal(0, 0.3, raters)[who] + rng.normal(0, 0.5, rated)[what]
+              + rng.normal(0, 0.15, (units, 2))[unit, x] + rng.normal(0, 1.1, ratings))
+    y = np.clip(np.rint(latent), 1, 5).astype(int)
+    return pd.DataFrame({"rater": [f"r{i:04d}" for i in who], "rated": [f"d{i:04d}" for i in what],
+                         "unit": [f"u{i:02d}" for i in unit], "x": x, "y": y})
+
+
 def write_fixtures():
     county_survey().to_csv(FIXTURES / "sparse_county.csv", index=False)
     crossed_survey().to_csv(FIXTURES / "sparse_crossed.csv", index=False)
+    rating_survey().to_csv(FIXTURES / "sparse_rating.csv", index=False)
 
 
 def main():

@@ -1,7 +1,8 @@
-"""Large random-effect terms: the sparse factorisation (engines/sparse.py) against dense linear
+"""Large random-effect terms: the sparse factorisation (engines/linalg) against dense linear
 algebra, the sparse engine paths against the dense ones, and against lme4 on a binomial county
-model (3,000 counties, 50 states) and a gaussian model crossed in 3,000 schools and 1,000
-neighbourhoods (tests/fixtures/r/make_sparse.R; data from bench/sparse.py --write-fixtures)."""
+model (3,000 counties, 50 states), a gaussian model crossed in 3,000 schools and 1,000
+neighbourhoods (tests/fixtures/r/make_sparse.R) and a rating design crossed at random
+(tests/fixtures/r/make_sparse_rating.R); data from bench/sparse.py --write-fixtures."""
 
 import warnings
 
@@ -11,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from conftest import FIXTURES
-from misterp import LaplaceEngine, MisterpWarning, Survey, bootstrap, prepare
+from misterp import Frame, LaplaceEngine, MisterpWarning, Survey, bootstrap, cell_draws, poststratify, prepare
 from misterp.engines import deviance, lmm
 from misterp.engines.laplace import MixedFit
 from misterp.engines.sparse import Elimination, PrecisionCovariance
@@ -19,6 +20,7 @@ from misterp.model.family import GAUSSIAN
 
 COUNTY = "y ~ male + (1|county) + (1|state) + (1|age) + (1|eth)"
 CROSSED = "score ~ x + male + (1|school) + (1|hood)"
+RATING = "y ~ x + (1|rater) + (1|rated) + (1|unit:x)"
 COUNTY_KEYS = ["county", "state", "male", "age", "eth"]
 
 
@@ -66,12 +68,18 @@ def crossed_matrix(seed, sizes=(700, 90, 7), n=3500):
     return H.tocoo(), Z, rng
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_factor_matches_dense_linear_algebra(seed):
-    H, _, rng = crossed_matrix(seed)
+@pytest.mark.parametrize("seed, grouped, sizes", [(0, False, (700, 90, 7)), (1, False, (700, 90, 7)),
+                                                 (0, True, (700, 90, 7)), (2, False, (200, 50, 7))])
+def test_factor_matches_dense_linear_algebra(seed, grouped, sizes):
+    H, _, rng = crossed_matrix(seed, sizes)
     q = H.shape[0]
-    elim = Elimination(q, H.row, H.col)
-    assert elim.stages and len(elim.tail) < q  # a real elimination, not all dense
+    groups = np.repeat(np.arange(len(sizes)), sizes) if grouped else None
+    elim = Elimination(q, H.row, H.col, groups=groups)
+    if q > 400:  # a real elimination, not all dense: minimum degree's sparse stage, then a dense one
+        assert elim.stages and len(elim.tail) < q and elim.dense_tail
+        assert [s.dense for s in elim.stages] == ([True] if grouped else [False, True])
+    else:
+        assert not elim.stages
     values = np.zeros(elim.nnz)
     np.add.at(values, elim.positions(H.row, H.col), H.data)
     factor = elim.factor(values)
@@ -83,9 +91,23 @@ def test_factor_matches_dense_linear_algebra(seed):
     np.testing.assert_allclose(factor.solve(b[:, 0]), np.linalg.solve(dense, b[:, 0]), atol=1e-12)
     # selected inversion: H^-1 on H's pattern
     np.testing.assert_allclose(factor.inverse(), inverse[elim.rows, elim.cols], atol=1e-13)
+    np.testing.assert_allclose(factor.inverse_diagonal(), np.diag(inverse), atol=1e-13)
     # whitening: W W' = H^-1 for W = whiten(I)
     W = factor.whiten(np.eye(q))
     np.testing.assert_allclose(W @ W.T, inverse, atol=1e-12)
+
+
+def test_crossed_terms_eliminate_the_cheaper_term_first():
+    """Random crossing without locality: minimum degree alone starts from the larger term's rarest
+    levels and leaves a dense tail of both terms; by terms, the smaller side (by degree squared)
+    goes first as one diagonal block, and the rest is one dense tail."""
+    sizes = (900, 300, 6)
+    H, _, _ = crossed_matrix(5, sizes, n=12000)
+    q = H.shape[0]
+    by_degree = Elimination(q, H.row, H.col)
+    by_term = Elimination(q, H.row, H.col, groups=np.repeat(np.arange(3), sizes))
+    assert len(by_term.stages) == 1 and by_term.stages[0].n_i == 900 and len(by_term.tail) == 306
+    assert by_term.fill < by_degree.fill
 
 
 def test_factor_refuses_indefinite_matrices():
@@ -209,6 +231,35 @@ def test_crossed_lmer_matches_lme4(crossed_fit):
     assert fit.sigma == pytest.approx(info["sd.Residual"], abs=1e-5)
     ours = fit.predict(pred[["school", "hood", "x", "male"]])
     np.testing.assert_allclose(ours, pred["pred"].to_numpy(), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def rating_fit():
+    data = pd.read_csv(FIXTURES / "sparse_rating.csv")
+    frame = Frame(data.drop(columns="y").assign(n=1), "n")  # the survey's own rows, one each
+    cells = prepare(Survey(data, "y"), frame, RATING, family=GAUSSIAN)[0]
+    return LaplaceEngine().fit(cells), frame
+
+
+def test_rating_lmer_without_locality_matches_lme4(rating_fit):
+    """73,000 ratings, 3,000 raters x 1,100 rated at random (tests/fixtures/r/make_sparse_rating.R)."""
+    fit, frame = rating_fit
+    assert fit.design.n_random == 4128 and isinstance(fit.cov, PrecisionCovariance)
+    # what keeps it fast: the raters go first, leaving a dense tail of the 1,128 others (minimum
+    # degree alone left 2,580), and the moment start needs a third of lme4's start's evaluations
+    assert len(fit.cov.elim.stages) == 1 and len(fit.cov.elim.tail) == 1128
+    assert fit.info["evaluations"] <= 14
+    fe, info, pred = lme4("rating", "fixef"), lme4("rating", "info"), lme4("rating", "pred")
+    np.testing.assert_allclose(fit.beta, fe.to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(fit.theta, info.filter(like="theta.").to_numpy(), atol=1e-5)
+    sds = fit.varcorr().set_index("term")["sd"]
+    np.testing.assert_allclose(sds[["rater", "rated", "unit:x", "Residual"]].to_numpy(),
+                               info[["sd.rater", "sd.rated", "sd.unit:x", "sd.Residual"]].to_numpy(), atol=1e-5)
+    assert info["reml"] - 1e-5 <= fit.reml_criterion <= info["reml"] + 1e-6  # lme4's optimum or better
+    np.testing.assert_allclose(fit.predict(pred[["rater", "rated", "unit", "x"]]), pred["pred"].to_numpy(), atol=1e-5)
+    estimate = poststratify(cell_draws(fit, frame, n_draws=2, seed=1), frame, by="unit").table.set_index("unit")
+    unit = pd.read_csv(FIXTURES / "sparse_rating_lme4_unit.csv").set_index("unit")["estimate"]
+    np.testing.assert_allclose(estimate.loc[unit.index, "estimate"].to_numpy(), unit.to_numpy(), atol=1e-5)
 
 
 # -- the bootstrap on the sparse path --------------------------------------------------------------

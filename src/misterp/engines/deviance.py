@@ -28,7 +28,7 @@ from scipy.linalg.lapack import dpotri
 
 from ..model.cells import Cells
 from .fit import spd_solve
-from .sparse import Elimination, PrecisionCovariance
+from .linalg import Elimination, PrecisionCovariance
 
 # Above this many random-effect levels, H is sparse (bench/RESULTS.md, "Sparse random effects":
 # at q = 110 both paths took the same time, at 313 the sparse one half; the CCES models' ~130 stay dense)
@@ -69,7 +69,7 @@ class Problem:
         pair_cols = np.broadcast_to(self.cols[None, :, :], (self.n_terms,) + self.cols.shape).ravel()
         if self.sparse:
             # H's pattern: Z'Z's and the diagonal; values in the Elimination's order
-            self.elim = Elimination(self.q, pair_rows, pair_cols)
+            self.elim = Elimination(self.q, pair_rows, pair_cols, groups=self.term_of_level)
             pair_idx, size = self.elim.positions(pair_rows, pair_cols), self.elim.nnz
             self.h_rows, self.h_cols = self.elim.rows, self.elim.cols
             self.h_diag = (self.h_rows == self.h_cols).astype(float)

@@ -32,7 +32,7 @@ from .deviance import Problem, joint_covariance
 from .fit import (Fit, ParameterDraws, correlations, normal_draws, one_blas_thread, rank_problems,
                   separation_problems, varcorr_frame)
 from .optimize import optimize, start_values
-from .sparse import PrecisionCovariance
+from .linalg import PrecisionCovariance
 from .structure import Structure
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular default

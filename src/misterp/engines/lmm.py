@@ -33,7 +33,7 @@ from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from scipy.optimize import minimize
 
 from ..model.cells import Cells
-from .sparse import Elimination, PrecisionCovariance
+from .linalg import Elimination, PrecisionCovariance
 from .structure import Structure
 
 # Above this many random effects, random intercepts go through the sparse path (as deviance.py's)
@@ -55,13 +55,15 @@ class ProfiledDeviance:
         self.sparse = self.structure.simple and self.structure.q > SPARSE_Q
         if self.sparse:
             A = (Z.T @ sp.diags(n) @ Z).tocoo()
-            self.elim = Elimination(self.structure.q, A.row, A.col)
+            self.elim = Elimination(self.structure.q, A.row, A.col, groups=self.term_of_level)
             self.rows, self.cols = self.elim.rows, self.elim.cols
             self.diag = (self.rows == self.cols).astype(float)
             self.A = np.zeros(self.elim.nnz)  # Z'WZ's values on H's pattern
             np.add.at(self.A, self.elim.positions(A.row, A.col), A.data)
+            self.A_matrix = A.tocsr()
         else:
             Z = Z.toarray()
+        self.groups = cells.groups  # (n_terms, n_cells) level of each cell in each term
         X, y = cells.X, stats["total"] / n - cells.offset  # cell means, less the offset
         self.X, self.Z, self.n, self.y = X, Z, n, y
         self.within = float(stats["within"].sum())
@@ -141,23 +143,21 @@ class ProfiledDeviance:
         return sol["deviance"], gradient
 
     def _gradient_sparse(self, theta: np.ndarray, sol: dict) -> np.ndarray:
-        """The exact gradient for random intercepts, with H^-1 only on H's pattern: each trace
-        tr(H^-1 Lambda A E_m) sums (H^-1)_ij lambda_j A_ji over the pattern's entries in term m."""
+        """The exact gradient for random intercepts with only diag(H^-1): H^-1 Lambda A Lambda =
+        I - H^-1, so each level's (H^-1 Lambda A)_ii = (1 - (H^-1)_ii) / lambda_i (0 where
+        lambda_i = 0, the limit), and tr(H^-1 Lambda A E_m) sums it over term m's levels."""
         lam, K, u = sol["lam"], sol["K"], sol["u"]
         T = len(theta)
-        q = len(lam)
         v = self.Z.T @ (self.n * sol["residual"])
         d_r2 = np.bincount(self.term_of_level, -2.0 * v * u, minlength=T)
-        hinv = sol["factor"].inverse()
-        la = lam[self.cols] * self.A  # (Lambda' A)_ji on the pattern, as (i, j)
-        per_level = np.bincount(self.rows, hinv * la, minlength=q)
+        hinv_diag = sol["factor"].inverse_diagonal()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_level = np.where(lam != 0, (1.0 - hinv_diag) / lam, 0.0)
         d_logdet_L = 2.0 * np.bincount(self.term_of_level, per_level, minlength=T)
         if not self.reml:
             return d_logdet_L + self.N * d_r2 / sol["r2"]
         Q = cho_solve((sol["RX"], True), K.T).T  # H^-1 F S^-1, (q, p)
-        # (Q K')_ij only where A_ji is nonzero
-        qk = np.einsum("ij,ij->i", Q[self.rows], K[self.cols])
-        rla = np.bincount(self.rows, qk * la, minlength=q)
+        rla = np.einsum("ij,ij->i", Q, self.A_matrix @ (lam[:, None] * K))  # diag(Q K' Lambda A)
         per_level = -2.0 * np.einsum("ij,ij->i", self.ZtWX, Q) + 2.0 * rla
         d_logdet_RX = np.bincount(self.term_of_level, per_level, minlength=T)
         return d_logdet_L + d_logdet_RX + (self.N - self.p) * d_r2 / sol["r2"]
@@ -229,11 +229,33 @@ def optimize_theta(dev: ProfiledDeviance, start: np.ndarray, boundary_tol: float
                    "evaluations": int(res.nfev), "max_abs_gradient": max_grad}
 
 
+def moment_start(dev: ProfiledDeviance, floor: float = 0.05) -> np.ndarray:
+    """Starting theta for random intercepts from one-way analyses of variance of the fixed
+    effects' least-squares residuals, term by term (each term's between-level mean square less
+    the within, over the effective level size n0), relative to the residual variance left;
+    at least ``floor`` (theta = 0 is stationary and would hold the search). lme4 starts at 1:
+    in a crossed rating design (q = 4,128) this start cut the evaluations from 33 to 11."""
+    n, N = dev.n, dev.N
+    r = dev.y - dev.X @ np.linalg.lstsq(dev.XtWX, dev.XtWy, rcond=None)[0]
+    total = dev.within + float(n @ r ** 2)
+    variances = []
+    for g, J in zip(dev.groups, dev.structure.n_levels):
+        size, sums = np.bincount(g, n, J), np.bincount(g, n * r, J)
+        between = float(np.sum(sums[size > 0] ** 2 / size[size > 0]))
+        n0 = (N - float(size @ size) / N) / max(J - 1, 1)
+        mean_within = (total - between) / max(N - J, 1.0)
+        variances.append(max((between / max(J - 1, 1) - mean_within) / max(n0, 1e-12), 0.0))
+    residual = max(total / N - sum(variances), 1e-3 * total / N)
+    return np.maximum(np.sqrt(np.array(variances) / residual), floor)
+
+
 def fit_lmm(cells: Cells, reml: bool = True, start: np.ndarray | None = None) -> dict:
     """theta, beta, u, sigma, the deviance (REML criterion or ML deviance), the joint covariance
     of (beta, u) and the optimizer report of lmer's fit on ``cells``."""
     dev = ProfiledDeviance(cells, reml)
-    theta, info = optimize_theta(dev, dev.structure.start() if start is None else start)
+    if start is None:
+        start = moment_start(dev) if dev.structure.simple else dev.structure.start()
+    theta, info = optimize_theta(dev, start)
     sol = dev.solve(theta)
     return {"theta": theta, "beta": sol["beta"], "u": sol["u"], "sigma": float(sol["sigma"]),
             "objective": sol["deviance"], "cov": dev.covariance(theta, sol["sigma"]), "info": info}
