@@ -50,6 +50,7 @@ import pandas as pd
 
 from ..data.frame import Frame
 from ..data.survey import Survey
+from ..engines.bayes.inference_data import pointwise_loglik, psis_loo, relative_efficiency
 from ..engines.fit import Fit
 from ..errors import MisterpInputError, MisterpWarning
 from ..model.cells import as_formula, collapse, prepare
@@ -345,7 +346,7 @@ def loo_losses(fit: Fit, survey: Survey, block: int = 2000) -> tuple[np.ndarray,
     draw, hence the same LOO value; each such group is computed once, ``block`` groups at a
     time, with the relative efficiency of the whole posterior (as ``arviz.loo`` computes it).
     """
-    az = _arviz()
+    _arviz()  # named before any work, when it is missing
     if fit.point != "mean" or not hasattr(fit, "to_arviz"):
         raise MisterpInputError("PSIS-LOO needs posterior draws: use the bayes engine (--engine bayes), or "
                                 "cross-validate (--cv kfold,areas).")
@@ -360,11 +361,7 @@ def loo_losses(fit: Fit, survey: Survey, block: int = 2000) -> tuple[np.ndarray,
     chains = next(iter(fit.samples.values())).shape[0]
     n_draws = fit.n_draws
     dispersion = fit.dispersion_draws(n_draws)
-    posterior = fit.to_arviz().posterior
-    reff = 1.0
-    if chains > 1:
-        ess = az.ess(posterior, method="mean")
-        reff = float(np.hstack([ess[v].values.ravel() for v in ess.data_vars]).mean() / n_draws)
+    reff = relative_efficiency(fit)
     elpd, pareto = np.empty(len(uniques)), np.empty(len(uniques))
     for start in range(0, len(uniques), block):
         rows = first[start:start + block]
@@ -374,14 +371,11 @@ def loo_losses(fit: Fit, survey: Survey, block: int = 2000) -> tuple[np.ndarray,
         mean = np.vstack(list(draws.chunks(256)))  # (n_draws, len(rows))
         stats = {k: v[rows] for k, v in out.stats.items()}
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            loglik = family.loglik(stats, family.link_function(mean), constant=True, dispersion=dispersion) \
-                + out.constant[rows]
-        data_set = az.from_dict(log_likelihood={"y": loglik.reshape(chains, n_draws // chains, len(rows))})
-        with warnings.catch_warnings():  # high Pareto k are counted and reported as a note
-            warnings.simplefilter("ignore")
-            result = az.loo(data_set, pointwise=True, reff=reff)
-        elpd[start:start + block] = result.loo_i.values
-        pareto[start:start + block] = result.pareto_k.values
+            eta = family.link_function(mean)
+        loglik = pointwise_loglik(family, stats, eta, dispersion, out.constant[rows])
+        # high Pareto k are counted and reported as a note
+        elpd[start:start + block], pareto[start:start + block] = psis_loo(
+            loglik.reshape(chains, n_draws // chains, len(rows)), reff)
     return -elpd[codes], pareto[codes]
 
 

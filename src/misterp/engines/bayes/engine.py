@@ -16,6 +16,7 @@ from ...errors import MisterpInputError, MisterpWarning
 from ...model.cells import Cells
 from ..jax_config import ensure_jax
 from .fit import BayesFit
+from .inference_data import SAMPLER_FIELDS, sample_stats
 from .model import model, model_data, n_effects, work
 
 
@@ -169,14 +170,13 @@ class BayesEngine:
         # chains side by side each call LAPACK; a multi-threaded BLAS under each
         # oversubscribes the cores (5x slower triangular solves)
         with threadpool_limits(1 if method == "parallel" else None, user_api="blas"):
-            mcmc.run(jax.random.PRNGKey(self.seed), extra_fields=("diverging", "num_steps"), **data)
+            mcmc.run(jax.random.PRNGKey(self.seed), extra_fields=tuple(SAMPLER_FIELDS), **data)
             draws = jax.block_until_ready(mcmc.get_samples(group_by_chain=True))  # JAX runs asynchronously
         samples = {k: np.asarray(v, dtype=np.float64) for k, v in draws.items() if k != "eps"}
-        extra = mcmc.get_extra_fields(group_by_chain=True)
-        diverging = np.asarray(extra["diverging"])
-        depth_hits = np.asarray(extra["num_steps"]) >= 2 ** self.max_tree_depth - 1
-        return BayesFit(cells, samples, data["xbar"], int(diverging.sum()), int(depth_hits.sum()),
-                        float(np.asarray(extra["num_steps"]).mean()), replace(self, adapt_delta=adapt_delta))
+        stats = sample_stats(mcmc.get_extra_fields(group_by_chain=True))
+        depth_hits = stats["n_steps"] >= 2 ** self.max_tree_depth - 1
+        return BayesFit(cells, samples, data["xbar"], int(stats["diverging"].sum()), int(depth_hits.sum()),
+                        float(stats["n_steps"].mean()), replace(self, adapt_delta=adapt_delta), sample_stats=stats)
 
     def _whitened(self, data: dict) -> bool:
         from ..whitening import MAX_WHITENED

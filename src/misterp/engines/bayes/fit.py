@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,11 @@ class BayesFit(Fit):
     divergences, depth_hits : int
     mean_steps : float
         Mean leapfrog steps per iteration.
+    remedy_note : str
+    sample_stats : dict of (chains, draws) arrays
+        The sampler's statistics per iteration, as ArviZ names them (``diverging``, ``n_steps``,
+        ``tree_depth``, ``energy``, ``step_size``, ``acceptance_rate``, ``lp``); empty in a fit
+        saved before they were kept.
     """
 
     cells: Cells
@@ -40,6 +45,7 @@ class BayesFit(Fit):
     mean_steps: float
     engine: BayesEngine
     remedy_note: str = ""
+    sample_stats: dict = field(default_factory=dict)
 
     kind = "bayes"
     method = "posterior"
@@ -135,7 +141,8 @@ class BayesFit(Fit):
         meta = {"engine": dataclasses.asdict(self.engine),
                 "divergences": self.divergences, "depth_hits": self.depth_hits, "mean_steps": self.mean_steps,
                 "remedy_note": self.remedy_note}
-        return meta, {"xbar": self.xbar, **{f"samples.{k}": v for k, v in self.samples.items()}}
+        return meta, {"xbar": self.xbar, **{f"samples.{k}": v for k, v in self.samples.items()},
+                      **{f"sample_stats.{k}": v for k, v in self.sample_stats.items()}}
 
     @classmethod
     def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "BayesFit":
@@ -144,8 +151,9 @@ class BayesFit(Fit):
         settings = dict(meta["engine"])
         settings["priors"] = Priors(**settings["priors"])
         samples = {k[len("samples."):]: v for k, v in arrays.items() if k.startswith("samples.")}
+        stats = {k[len("sample_stats."):]: v for k, v in arrays.items() if k.startswith("sample_stats.")}
         return cls(cells, samples, arrays["xbar"], meta["divergences"], meta["depth_hits"], meta["mean_steps"],
-                   BayesEngine(**settings), meta["remedy_note"])
+                   BayesEngine(**settings), meta["remedy_note"], stats)
 
     @cached_property
     def _diagnostics(self) -> pd.DataFrame:
@@ -177,8 +185,16 @@ class BayesFit(Fit):
             messages.append(f"smallest ESS is {low:.0f} (< 400): run more draws for reliable intervals.")
         return messages
 
-    def to_arviz(self):
-        """ArviZ InferenceData of the draws (imports ArviZ only here)."""
-        import arviz as az
+    def to_arviz(self, log_likelihood: bool = True):
+        """ArviZ InferenceData: the posterior, the sampler's statistics, the cells' statistics as observed
+        data and, unless ``log_likelihood=False``, each cell's log-likelihood at each draw (chains x draws x
+        cells of float64); see :mod:`.inference_data`. Imports ArviZ only here.
 
-        return az.from_dict(posterior={k: v for k, v in self.samples.items()})
+        Examples
+        --------
+        >>> idata = fit.to_arviz()  # doctest: +SKIP
+        >>> az.summary(idata, var_names=["alpha", "sigma"]); az.plot_energy(idata); az.loo(idata)  # doctest: +SKIP
+        """
+        from .inference_data import inference_data
+
+        return inference_data(self, log_likelihood)
