@@ -65,23 +65,34 @@ class Margin:
 
 def margin(frame: Frame, totals: pd.DataFrame) -> Margin:
     """A :class:`Margin` from a table with the group columns and ``target``; every group of the
-    table must be in the frame and every frame group in the table."""
+    table must be in the frame and every frame group in the table (groups are matched as text, so a
+    table's 1 is a frame's "1")."""
     columns = group_columns(totals, frame.data.columns)
-    key = lambda d: d[columns].astype(str).agg(":".join, axis=1)  # noqa: E731
-    table_keys, frame_keys = key(totals), key(frame.data)
-    unknown = sorted(set(table_keys) - set(frame_keys))
-    uncovered = sorted(set(frame_keys) - set(table_keys))
-    if unknown or uncovered or table_keys.duplicated().any():
+    table_keys, frame_keys = _keys(totals, columns), _keys(frame.data, columns)
+    frame_groups = frame_keys.unique()
+    unknown, uncovered = table_keys.difference(frame_groups), frame_groups.difference(table_keys)
+    repeats = table_keys.duplicated().any()
+    if len(unknown) or len(uncovered) or repeats:
+        named = lambda keys: sorted(":".join(k) for k in keys)[:10] or "no"  # noqa: E731
         raise MisterpInputError(
             f"The calibration table on {columns} and the frame must name the same groups, once each: the table "
-            f"has {unknown[:10] or 'no'} unknown group(s), the frame {uncovered[:10] or 'no'} group(s) without a "
-            f"target{', and the table repeats groups' if table_keys.duplicated().any() else ''}. Fix the table.")
-    group = pd.Index(table_keys).get_indexer(frame_keys)
+            f"has {named(unknown)} unknown group(s), the frame {named(uncovered)} group(s) without a "
+            f"target{', and the table repeats groups' if repeats else ''}. Fix the table.")
+    group = table_keys.get_indexer(frame_keys)
     counts = frame.counts
     population = np.bincount(group, weights=counts, minlength=len(totals))
     weights = sp.csr_matrix((counts / np.where(population > 0, population, 1.0)[group], (group, np.arange(len(counts)))),
                             shape=(len(totals), len(counts)))
     return Margin(columns, group, weights, pd.to_numeric(totals["target"]).to_numpy(float))
+
+
+def _keys(data: pd.DataFrame, columns: list) -> pd.MultiIndex:
+    """Each row's group, one level of text per column (each distinct value turned to text once)."""
+    arrays = []
+    for col in columns:
+        codes, uniques = pd.factorize(data[col], use_na_sentinel=False)
+        arrays.append(np.asarray(pd.Index(uniques).astype(str), dtype=object)[codes])
+    return pd.MultiIndex.from_arrays(arrays, names=columns)
 
 
 def group_columns(totals: pd.DataFrame, frame_columns) -> list[str]:
@@ -97,14 +108,15 @@ def group_columns(totals: pd.DataFrame, frame_columns) -> list[str]:
     return columns
 
 
-def shifts(eta: np.ndarray, margins: list[Margin], family, tol: float = 1e-12, max_iter: int = 200) -> list:
+def shifts(eta: np.ndarray, margins: list[Margin], family, tol: float = 1e-12, max_iter: int = 200,
+           start: list | None = None) -> list:
     """The link-scale shift of each group of each margin, [(n_draws, n_groups)], for eta
-    (n_draws, n_cells): Newton steps per group, alternated across margins until all hold."""
+    (n_draws, n_cells): Newton steps per group, alternated across margins until all hold. Newton
+    starts at 0, or at ``start`` (one (n_groups,) array per margin: the point's shifts, say)."""
     eta = np.atleast_2d(eta)
-    deltas = [np.zeros((len(eta), len(m.target))) for m in margins]
+    deltas = [np.zeros((len(eta), len(m.target))) + (0.0 if start is None else start[k]) for k, m in enumerate(margins)]
     total = lambda: sum(d[:, m.group] for d, m in zip(deltas, margins))  # noqa: E731
     for _ in range(max_iter):
-        worst = 0.0
         for k, m in enumerate(margins):
             others = total() - deltas[k][:, m.group]
             for _ in range(50):  # Newton per group: the poststratified mean is increasing in the shift
@@ -115,7 +127,8 @@ def shifts(eta: np.ndarray, margins: list[Margin], family, tol: float = 1e-12, m
                 deltas[k] -= np.clip(step, -2.0, 2.0)
                 if np.max(np.abs(gap), initial=0.0) < tol:
                     break
-            worst = max(worst, np.max(np.abs(gap), initial=0.0))
+        if len(margins) == 1 and np.max(np.abs(gap), initial=0.0) < tol:
+            return deltas  # one margin: its Newton steps met it
         # the other margins may have moved: check them all
         gaps = [np.max(np.abs(np.asarray(m.weights @ family.mean(eta + total()).T).T - m.target), initial=0.0)
                 for m in margins]
@@ -183,7 +196,7 @@ def calibrate(cells: CellDraws, frame: Frame, totals: list[pd.DataFrame], family
         parts, size = [], max(1, min(256, CELL_BUDGET // len(cells.point)))
         for start in range(0, draws.n_draws, size):
             eta = np.asarray(draws.matrix @ draws.coef[start:start + size].T).T + draws.offset
-            parts.append(shifts(eta, margins, family))
+            parts.append(shifts(eta, margins, family, start=[d[0] for d in point_deltas]))
         draws = ShiftedDraws(draws, [np.vstack([p[k] for p in parts]) for k in range(len(margins))], groups)
     return replace(cells, point=point, draws=draws, se=None, delta=None,
                    interval=cells.interval if draws is not None else "none",
