@@ -47,6 +47,7 @@ class ProfiledDeviance:
         stats = cells.stats
         n = stats["n"]
         self.reml = reml
+        self._last = None  # (theta, solution) of the last solve
         self.N, self.p = float(n.sum()), cells.X.shape[1]
         design = cells.design
         self.structure = Structure.of(design)
@@ -73,9 +74,16 @@ class ProfiledDeviance:
             self.ZtWZ = Z.T @ (n[:, None] * Z)
 
     def solve(self, theta: np.ndarray) -> dict:
-        """beta, u (b = Lambda u), r^2, the log determinants and the deviance at ``theta``."""
-        if self.sparse:
-            return self._solve_sparse(theta)
+        """beta, u (b = Lambda u), r^2, the log determinants and the deviance at ``theta``; the
+        last one is kept, since the optimizer's end, its report and the fit ask for the same."""
+        theta = np.asarray(theta, float)
+        if self._last is not None and np.array_equal(self._last[0], theta):
+            return self._last[1]
+        sol = self._solve_sparse(theta) if self.sparse else self._solve_dense(theta)
+        self._last = (theta.copy(), sol)
+        return sol
+
+    def _solve_dense(self, theta: np.ndarray) -> dict:
         Lam = self._lambda(theta)
         q = len(Lam)
         L = np.linalg.cholesky(Lam.T @ self.ZtWZ @ Lam + np.eye(q))
@@ -119,8 +127,13 @@ class ProfiledDeviance:
     def value_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """The deviance at ``theta`` (all reals) and its exact gradient, (n_theta,)."""
         sol = self.solve(theta)
+        if "gradient" not in sol:
+            sol["gradient"] = self._gradient(np.asarray(theta, float), sol)
+        return sol["deviance"], sol["gradient"].copy()
+
+    def _gradient(self, theta: np.ndarray, sol: dict) -> np.ndarray:
         if self.sparse:
-            return sol["deviance"], self._gradient_sparse(theta, sol)
+            return self._gradient_sparse(theta, sol)
         s = self.structure
         rows, cols, index = (s.rows, s.cols, s.index) if not s.simple else self._diagonal_entries
         u, L, Lam = sol["u"], sol["L"], sol["Lam"]
@@ -140,7 +153,7 @@ class ProfiledDeviance:
             gradient = d_logdet_L + d_logdet_RX + (self.N - self.p) * d_r2 / sol["r2"]
         else:
             gradient = d_logdet_L + self.N * d_r2 / sol["r2"]
-        return sol["deviance"], gradient
+        return gradient
 
     def _gradient_sparse(self, theta: np.ndarray, sol: dict) -> np.ndarray:
         """The exact gradient for random intercepts with only diag(H^-1): H^-1 Lambda A Lambda =
@@ -182,9 +195,11 @@ class ProfiledDeviance:
         system [[X'WX, X'WZ Lambda], [Lambda Z'WX, Lambda Z'WZ Lambda + I]]; its beta block is
         lme4's vcov."""
         if self.sparse:
-            lam = np.asarray(theta, float)[self.term_of_level]
+            sol = self.solve(theta)
+            lam = sol["lam"]
             h = lam[self.rows] * self.A * lam[self.cols] + self.diag
-            return PrecisionCovariance(self.XtWX, lam[:, None] * self.ZtWX, self.elim, h, sigma ** 2)
+            return PrecisionCovariance(self.XtWX, lam[:, None] * self.ZtWX, self.elim, h, sigma ** 2,
+                                       factor=sol["factor"])
         Lam = self._lambda(theta)
         zx = Lam.T @ self.ZtWX
         system = np.block([[self.XtWX, zx.T], [zx, Lam.T @ self.ZtWZ @ Lam + np.eye(len(Lam))]])
@@ -197,12 +212,15 @@ def optimize_theta(dev: ProfiledDeviance, start: np.ndarray, boundary_tol: float
     The deviance is even in each theta_k of an intercept-only term, so the
     search runs over all reals and reports |theta|; a theta ending within
     ``boundary_tol`` of 0 is tried at exactly 0 and kept there when the
-    deviance does not rise (lme4's bounded optimum).
+    deviance does not rise (lme4's bounded optimum). L-BFGS-B works in
+    coordinates scaled by :func:`theta_scale`.
     """
-    res = minimize(dev.value_and_gradient, np.asarray(start, float), method="L-BFGS-B", jac=True,
-                   options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
+    start = np.asarray(start, float)
+    scale = theta_scale(dev, start)
+    res = _scaled_lbfgs(dev.value_and_gradient, start, scale)
     theta = dev.structure.positive(res.x)
     best = dev(theta)
+    evaluations = res.nfev
     near = (theta < boundary_tol) & dev.structure.diagonal
     if near.any() and not np.all(theta[near] == 0):
         free = ~near
@@ -216,17 +234,46 @@ def optimize_theta(dev: ProfiledDeviance, start: np.ndarray, boundary_tol: float
             return f, g[free]
 
         if free.any():
-            sub = minimize(on_face, theta[free], method="L-BFGS-B", jac=True,
-                           options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
+            sub = _scaled_lbfgs(on_face, theta[free], scale[free])
             trial[free] = sub.x
             trial = dev.structure.positive(trial)
+            evaluations += sub.nfev
         if dev(trial) <= best + 1e-10:
             theta, best = trial, dev(trial)
     grad = dev.value_and_gradient(theta)[1]
     interior = ~(dev.structure.diagonal & (theta == 0))
     max_grad = float(np.max(np.abs(grad[interior]), initial=0.0))
     return theta, {"converged": bool(res.success or max_grad < 1e-3), "message": str(res.message),
-                   "evaluations": int(res.nfev), "max_abs_gradient": max_grad}
+                   "evaluations": int(evaluations), "max_abs_gradient": max_grad}
+
+
+def _scaled_lbfgs(fun, x0: np.ndarray, scale: np.ndarray):
+    """L-BFGS-B over x = x0 + scale * z from z = 0; the result's x in the original coordinates."""
+
+    def scaled(z):
+        f, g = fun(x0 + scale * z)
+        return f, g * scale
+
+    res = minimize(scaled, np.zeros(len(x0)), method="L-BFGS-B", jac=True,
+                   options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
+    res.x = x0 + scale * res.x
+    return res
+
+
+def theta_scale(dev: ProfiledDeviance, theta: np.ndarray) -> np.ndarray:
+    """A step of 1 in each theta_k's scaled coordinate: 1 / sqrt of the deviance's curvature in
+    theta_k as if term k were alone (one-way: 4 theta^2 sum_j 1 / (theta^2 + 1 / n_j)^2 over its
+    levels' row counts n_j, theta at least 0.05), so that L-BFGS-B's first step is about one
+    standard error, not a unit step (which left the rating design's sds far off for a few
+    evaluations); 1 for terms with slopes."""
+    if not dev.structure.simple:
+        return np.ones(len(theta))
+    out = []
+    for g, J, t in zip(dev.groups, dev.structure.n_levels, np.maximum(np.abs(theta), 0.05)):
+        size = np.bincount(g, dev.n, J)
+        size = size[size > 0]
+        out.append(1.0 / np.sqrt(4.0 * t ** 2 * np.sum(1.0 / (t ** 2 + 1.0 / size) ** 2)))
+    return np.array(out)
 
 
 def moment_start(dev: ProfiledDeviance, floor: float = 0.05) -> np.ndarray:

@@ -29,6 +29,11 @@ DENSE_TAIL = 400
 DENSE_FILL = 0.2
 # a child this large is never made dense (its n^2 mask would not fit comfortably)
 DENSE_LIMIT = 6000
+# rows of B in at least this share of a dense stage's columns are heavy: their update is a
+# sparse-dense product (nnz(B) multiply-adds each, compiled) rather than pairs (their count times
+# the columns' degree, in numpy); at most HEAVY_MAX of them
+HEAVY = 0.1
+HEAVY_MAX = 256
 
 
 class Stage:
@@ -41,9 +46,11 @@ class Stage:
     (their (r, r') in the child) carry the update B D^-1 B'.
 
     When ``dense`` (the child is the dense tail), the child's values are its (n_r, n_r) matrix
-    flattened in Fortran order, lower triangle only: the pairs have ``pair_first`` >= ``pair_second``
-    (``pair_off`` marks those off the diagonal) and ``rr_pos``, ``rr_target`` copy C's lower
-    entries; ``rr_all``, ``rr_all_target`` map every entry of C to its lower twin (for the inverse).
+    flattened in Fortran order, lower triangle only: the pairs, among light rows only, have
+    ``pair_first`` >= ``pair_second`` (``pair_off`` marks those off the diagonal); the heavy rows
+    ``heavy_rows`` (h,) hold the entries ``heavy_pos`` (their row's place ``heavy_index`` among
+    them) and are updated as a block; ``rr_pos``, ``rr_target`` copy C's lower entries; ``rr_all``,
+    ``rr_all_target`` map every entry of C to its lower twin (for the inverse).
     """
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, m: int, chosen: np.ndarray):
@@ -62,15 +69,11 @@ class Stage:
         self.rr_all = np.flatnonzero(~chosen[rows] & ~chosen[cols])
         rr_r, rr_c = r_loc[rows[self.rr_all]], r_loc[cols[self.rr_all]]
         self.dense = False
-        if self.n_r <= DENSE_LIMIT:  # try the child as the dense tail: one triangle of pairs
-            n = self.n_r
-            first, second = lower_pairs(self.b_indptr)
-            target = self.b_row[second] * n + self.b_row[first]  # (r, r'), r >= r', in Fortran order
-            rr_target = np.minimum(rr_r, rr_c) * n + np.maximum(rr_r, rr_c)  # each entry's lower twin
-            self.dense = n <= DENSE_TAIL or _fill(n, target, rr_target) >= DENSE_FILL * n * n
+        if self.n_r <= DENSE_LIMIT:  # try the child as the dense tail
+            rr_target = np.minimum(rr_r, rr_c) * self.n_r + np.maximum(rr_r, rr_c)  # each entry's lower twin
+            self._dense_child(rr_target)
+            self.dense = self.n_r <= DENSE_TAIL or self._child_fill(rr_target) >= DENSE_FILL * self.n_r ** 2
         if self.dense:
-            self.pair_first, self.pair_second, self.pair_target = first, second, target
-            self.pair_off = first != second
             lower = rr_r >= rr_c
             self.rr_pos, self.rr_target = self.rr_all[lower], rr_target[lower]
             self.rr_all_target = rr_target
@@ -78,6 +81,36 @@ class Stage:
         else:
             self._sparse_child(rr_r, rr_c)
         self.pair_col = self.b_col[self.pair_first]
+
+    def _dense_child(self, rr_target: np.ndarray) -> None:
+        """Index arrays for a dense child: one triangle of pairs among the light rows, and the
+        heavy rows (in at least HEAVY of the columns) as a block, whose update is one sparse-dense
+        product, ``heavy_target`` (n_r, h) placing each (row, heavy row) at its lower twin."""
+        n = self.n_r
+        count = np.bincount(self.b_row, minlength=n)
+        heavy = count >= max(HEAVY * self.n_i, 2.0)
+        if heavy.sum() > HEAVY_MAX:
+            heavy[:] = False
+        self.heavy_rows = np.flatnonzero(heavy)
+        light = np.flatnonzero(~heavy[self.b_row])  # entries of light rows, still column by column
+        first, second = lower_pairs(np.concatenate([[0], np.cumsum(np.bincount(self.b_col[light],
+                                                                                minlength=self.n_i))]))
+        self.pair_first, self.pair_second = light[first], light[second]
+        self.pair_off = first != second
+        # (r, r'), r >= r', in Fortran order
+        self.pair_target = self.b_row[self.pair_second] * n + self.b_row[self.pair_first]
+        self.heavy_pos = np.flatnonzero(heavy[self.b_row])
+        self.heavy_index = np.searchsorted(self.heavy_rows, self.b_row[self.heavy_pos])
+        rows = np.arange(n)[:, None]
+        self.heavy_target = np.minimum(rows, self.heavy_rows) * n + np.maximum(rows, self.heavy_rows)
+
+    def _child_fill(self, rr_target: np.ndarray) -> int:
+        """Entries, both triangles, of the dense child: C's, the pairs' and the heavy rows'."""
+        n = self.n_r
+        mask = np.zeros(n * n, bool)
+        for target in (rr_target, self.pair_target, self.heavy_target.ravel()):
+            mask[target] = True
+        return 2 * int(mask.sum()) - n
 
     def _sparse_child(self, rr_r: np.ndarray, rr_c: np.ndarray) -> None:
         n = self.n_r
@@ -90,14 +123,6 @@ class Stage:
         self.rr_all_target = self.rr_target
         self.pair_target = np.searchsorted(child, fill_keys)
         self.child_rows, self.child_cols = child // n, child % n
-
-
-def _fill(n: int, *lower_targets: np.ndarray) -> int:
-    """Entries, both triangles, of an (n, n) matrix whose lower ones are at these Fortran positions."""
-    mask = np.zeros(n * n, bool)
-    for target in lower_targets:
-        mask[target] = True
-    return 2 * int(mask.sum()) - n
 
 
 class Elimination:

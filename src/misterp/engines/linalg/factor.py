@@ -49,7 +49,9 @@ class Factor:
             scaled = B / np.sqrt(D)[st.b_col]  # B D^-1/2: each pair's update is one product
             update = scaled[st.pair_first] * scaled[st.pair_second]
             size = st.n_r * st.n_r if st.dense else len(st.child_rows)
-            child = np.bincount(st.pair_target, weights=update, minlength=size)
+            child = _sums(st.pair_target, update, size)
+            if st.dense and len(st.heavy_rows):  # the heavy rows' columns of B D^-1 B', as a block
+                child[st.heavy_target] = _b_sparse(st, scaled) @ _heavy_block(st, scaled).T
             np.negative(child, out=child)
             child[st.rr_target] += data[st.rr_pos]
             self.pivots.append(D)
@@ -117,14 +119,7 @@ class Factor:
 
     def _parent_sigma(self, st, D: np.ndarray, B: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         """H^-1 on a stage's parent pattern from S^-1 on its child's (the Takahashi equations)."""
-        picked = sigma[st.pair_target]
-        if st.dense:  # one triangle of pairs: each off-diagonal pair stands for two
-            s_b = np.bincount(st.pair_first, weights=picked * B[st.pair_second], minlength=len(B))
-            s_b += np.bincount(st.pair_second[st.pair_off], weights=(picked * B[st.pair_first])[st.pair_off],
-                               minlength=len(B))
-        else:
-            s_b = np.bincount(st.pair_first, weights=picked * B[st.pair_second], minlength=len(B))
-        s_b /= -D[st.b_col]
+        s_b = _takahashi(st, D, B, sigma)
         s_diag = (1.0 - np.bincount(st.b_col, weights=B * s_b, minlength=st.n_i)) / D
         parent = np.empty(st.n_parent)
         parent[st.rr_all] = sigma[st.rr_all_target]
@@ -150,13 +145,45 @@ class Factor:
             return out
         st, D, B = el.stages[0], self.pivots[0], self.blocks[0]
         sigma = self._child_sigma(1)
-        scaled = B / D[st.b_col]
-        weight = sigma[st.pair_target] * scaled[st.pair_first] * scaled[st.pair_second]
-        if st.dense:
-            weight[st.pair_off] *= 2.0
-        out[el.global_i[0]] = 1.0 / D + np.bincount(st.pair_col, weights=weight, minlength=st.n_i)
+        s_b = _takahashi(st, D, B, sigma)
+        out[el.global_i[0]] = (1.0 - np.bincount(st.b_col, weights=B * s_b, minlength=st.n_i)) / D
         out[el.global_r[0]] = sigma[_diagonal_positions(el, st)]
         return out
+
+
+def _takahashi(st, D: np.ndarray, B: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """H^-1's entries on B's pattern, -S^-1 B D^-1 there (nb,), from S^-1 on the child's pattern:
+    pairs of light rows (one triangle of them, each off-diagonal pair standing for two, in a dense
+    child), and the heavy rows through S^-1's heavy columns (n_r, h)."""
+    scaled = B / D[st.b_col]
+    picked = sigma[st.pair_target]
+    s_b = _sums(st.pair_first, picked * scaled[st.pair_second], len(B))
+    if st.dense:
+        off = st.pair_off
+        s_b += _sums(st.pair_second[off], (picked * scaled[st.pair_first])[off], len(B))
+        if len(st.heavy_rows):
+            sigma_h = sigma[st.heavy_target]  # S^-1[:, heavy]
+            s_b += (sigma_h @ _heavy_block(st, scaled))[st.b_row, st.b_col]  # light rows: their heavy part
+            full = _b_sparse(st, scaled).T @ sigma_h  # (n_i, h): heavy rows, everything
+            s_b[st.heavy_pos] = full[st.b_col[st.heavy_pos], st.heavy_index]
+    return -s_b
+
+
+def _sums(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    """Sums of ``weights`` by ``index`` into (size,) floats (bincount gives integers when empty)."""
+    return np.bincount(index, weights=weights, minlength=size).astype(float, copy=False)
+
+
+def _b_sparse(st, values: np.ndarray):
+    """B's values on the stage's pattern as a sparse (n_r, n_i) matrix."""
+    return sp.csc_matrix((values, st.b_row, st.b_indptr), shape=(st.n_r, st.n_i))
+
+
+def _heavy_block(st, values: np.ndarray) -> np.ndarray:
+    """The heavy rows of B's values, dense (h, n_i)."""
+    block = np.zeros((len(st.heavy_rows), st.n_i))
+    block[st.heavy_index, st.b_col[st.heavy_pos]] = values[st.heavy_pos]
+    return block
 
 
 def _diagonal_positions(elim, stage) -> np.ndarray:

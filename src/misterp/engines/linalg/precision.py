@@ -36,11 +36,14 @@ class PrecisionCovariance:
         H's pattern; ``h`` (nnz,) its values.
     scale : float
         sigma^2 for a gaussian outcome, 1 otherwise.
+    factor : Factor, optional
+        H's factorisation, when the caller already has it.
     """
 
-    def __init__(self, xtwx: np.ndarray, zx: np.ndarray, elim: Elimination, h: np.ndarray, scale: float = 1.0):
+    def __init__(self, xtwx: np.ndarray, zx: np.ndarray, elim: Elimination, h: np.ndarray, scale: float = 1.0,
+                 factor=None):
         self.xtwx, self.zx, self.elim, self.h, self.scale = xtwx, zx, elim, h, float(scale)
-        self.factor = elim.factor(h)
+        self.factor = elim.factor(h) if factor is None else factor
         self.K = self.factor.solve(zx)
         self.schur_lower = np.linalg.cholesky(xtwx - zx.T @ self.K)
         self.p, self.q = zx.shape[1], zx.shape[0]
