@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ordering import cheapest_group, independent_set, lower_pairs, pairs_within
+from .ordering import cheapest_group, independent_set, lower_pairs, pairs_within, unique_sorted
 
 # a rest this small, or this full, is cheaper as one dense LAPACK factorisation
 DENSE_TAIL = 400
@@ -118,7 +118,7 @@ class Stage:
         self.pair_off = None
         rr_keys = rr_r * n + rr_c
         fill_keys = self.b_row[self.pair_first] * n + self.b_row[self.pair_second]
-        child = np.unique(np.concatenate([rr_keys, fill_keys]))
+        child = unique_sorted(np.concatenate([rr_keys, fill_keys]))
         self.rr_pos, self.rr_target = self.rr_all, np.searchsorted(child, rr_keys)
         self.rr_all_target = self.rr_target
         self.pair_target = np.searchsorted(child, fill_keys)
@@ -151,7 +151,7 @@ class Elimination:
     def __init__(self, q: int, rows: np.ndarray, cols: np.ndarray, keep: np.ndarray | None = None,
                  groups: np.ndarray | None = None):
         self.q = int(q)
-        keys = np.unique(np.concatenate([np.asarray(rows, np.int64) * q + np.asarray(cols, np.int64),
+        keys = unique_sorted(np.concatenate([np.asarray(rows, np.int64) * q + np.asarray(cols, np.int64),
                                          np.arange(q, dtype=np.int64) * (q + 1)]))
         self.keys = keys
         self.rows, self.cols = keys // q, keys % q

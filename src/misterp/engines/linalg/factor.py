@@ -87,14 +87,19 @@ class Factor:
             x[gi] = (x[gi] - Bm.T @ x[gr]) / D[:, None]
         return x[:, 0] if vec else x
 
-    def whiten(self, z: np.ndarray) -> np.ndarray:
-        """x ~ N(0, H^-1) from z ~ N(0, I), both (q, d): back-substitution through the stages."""
-        x = np.array(z, dtype=float)
+    def whiten(self, z: np.ndarray, overwrite: bool = False) -> np.ndarray:
+        """x ~ N(0, H^-1) from z ~ N(0, I), both (q, d): back-substitution through the stages
+        (in z itself with ``overwrite``)."""
+        x = z if overwrite else np.array(z, dtype=float)
         el, mats = self.elim, self._b_matrices()
         if len(el.tail):
-            x[el.tail] = solve_triangular(self.tail_lower, x[el.tail], lower=True, trans="T", check_finite=False)
+            x[el.tail] = solve_triangular(self.tail_lower, x[el.tail], lower=True, trans="T", check_finite=False,
+                                          overwrite_b=True)
         for gi, gr, D, Bm in zip(el.global_i[::-1], el.global_r[::-1], self.pivots[::-1], mats[::-1]):
-            x[gi] = x[gi] / np.sqrt(D)[:, None] - (Bm.T @ x[gr]) / D[:, None]
+            part = x[gi]
+            part /= np.sqrt(D)[:, None]
+            part -= (Bm.T @ x[gr]) / D[:, None]
+            x[gi] = part
         return x
 
     def _tail_inverse(self) -> np.ndarray:
@@ -145,10 +150,26 @@ class Factor:
             return out
         st, D, B = el.stages[0], self.pivots[0], self.blocks[0]
         sigma = self._child_sigma(1)
-        s_b = _takahashi(st, D, B, sigma)
-        out[el.global_i[0]] = (1.0 - np.bincount(st.b_col, weights=B * s_b, minlength=st.n_i)) / D
+        out[el.global_i[0]] = 1.0 / D + _quadratic_forms(st, B / D[st.b_col], sigma)
         out[el.global_r[0]] = sigma[_diagonal_positions(el, st)]
         return out
+
+
+def _quadratic_forms(st, scaled: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """b' S^-1 b for each column b of the stage's B D^-1 (``scaled``), (n_i,): over pairs of light rows
+    (each off-diagonal pair of a dense child twice), plus, with heavy rows h, 2 b_h' (S^-1 b)_h less
+    b_h' S^-1_hh b_h (counted twice), so that no (n_r, n_i) product is formed."""
+    weight = sigma[st.pair_target] * scaled[st.pair_first] * scaled[st.pair_second]
+    if st.dense:
+        weight[st.pair_off] *= 2.0
+    q = _sums(st.pair_col, weight, st.n_i)
+    if st.dense and len(st.heavy_rows):
+        sigma_h = sigma[st.heavy_target]  # S^-1[:, heavy], (n_r, h)
+        block = _heavy_block(st, scaled)  # (h, n_i)
+        full = _b_sparse(st, scaled).T @ sigma_h  # (n_i, h): (S^-1 b)_h for each column
+        q += 2.0 * np.einsum("hi,ih->i", block, full)
+        q -= np.einsum("hi,hk,ki->i", block, sigma_h[st.heavy_rows], block, optimize=True)
+    return q
 
 
 def _takahashi(st, D: np.ndarray, B: np.ndarray, sigma: np.ndarray) -> np.ndarray:

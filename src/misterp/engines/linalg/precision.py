@@ -68,8 +68,12 @@ class PrecisionCovariance:
         """(n_draws, p + q) draws of N(mean, covariance)."""
         z = rng.standard_normal((self.p + self.q, n_draws))
         x_beta = solve_triangular(self.schur_lower, z[:self.p], lower=True, trans="T", check_finite=False)
-        x_u = self.factor.whiten(z[self.p:]) - self.K @ x_beta
-        return mean + np.sqrt(self.scale) * np.vstack([x_beta, x_u]).T
+        x_u = self.factor.whiten(z[self.p:], overwrite=True)  # a view of z, whitened in place
+        x_u -= self.K @ x_beta
+        z[:self.p] = x_beta
+        z *= np.sqrt(self.scale)
+        z += np.asarray(mean, float)[:, None]
+        return z.T
 
     def arrays(self) -> dict:
         """The parts, for a saved fit: H's pattern and values, F, X'WX and the scale."""
