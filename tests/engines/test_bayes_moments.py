@@ -33,6 +33,7 @@ MODELS = [  # (formula, cells of several respondents)
     ("y ~ x + offset(o) + (1 | g)", True),             # an offset
     ("y ~ 0 + x + (x || g)", False),                   # no intercept; uncorrelated terms of one grouping
     ("y ~ x + f", True),                               # no grouping term
+    ("y ~ 0 + (1 | g)", True),                         # no fixed effect
 ]
 
 

@@ -26,6 +26,14 @@ unless ``float64=False``. rstanarm samples b = sd * z with z ~ N(0, 1)
 in whitened coordinates built from a pilot Laplace fit (:mod:`.whitening`),
 which removes the funnels and ridges that make rstanarm's runs slow and
 divergent. On the CPU the chains run side by side, one XLA device each.
+A gaussian likelihood reads the cells' sufficient statistics (:mod:`.moments`)
+where they cost less than the cells, as with a continuous covariate, where
+every respondent is a cell: the same log density, a fraction of the work.
+
+The package: :mod:`.engine` (settings, sampling), :mod:`.model` (the NumPyro
+model and its data), :mod:`.moments`, :mod:`.fit` (BayesFit) and
+:mod:`.inference_data` (ArviZ); whitening, diagnostics and JAX's settings
+are the engines' shared modules beside it.
 
 Example
 -------

@@ -188,12 +188,8 @@ class BayesFit(Fit):
     def to_arviz(self, log_likelihood: bool = True):
         """ArviZ InferenceData: the posterior, the sampler's statistics, the cells' statistics as observed
         data and, unless ``log_likelihood=False``, each cell's log-likelihood at each draw (chains x draws x
-        cells of float64); see :mod:`.inference_data`. Imports ArviZ only here.
-
-        Examples
-        --------
-        >>> idata = fit.to_arviz()  # doctest: +SKIP
-        >>> az.summary(idata, var_names=["alpha", "sigma"]); az.plot_energy(idata); az.loo(idata)  # doctest: +SKIP
+        cells of float64); see :mod:`.inference_data`. Imports ArviZ only here. ``az.summary(idata)``,
+        ``az.plot_energy(idata)`` and ``az.loo(idata)`` take it as it is (tests/engines/test_bayes_arviz.py).
         """
         from .inference_data import inference_data
 
