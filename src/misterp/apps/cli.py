@@ -496,24 +496,28 @@ def _poststratify(args) -> int:
 
 
 def _run_poststratify(args, path: str):
-    from ..data.frame import read_frame
-    from ..model.cells import check_frame
-    from ..results.draws import cell_draws
+    """Load a saved fit and poststratify it onto the frame file, streamed in chunks as misterp fit
+    streams it (checks, coverage and the report's margins in one scan; never read whole)."""
+    from ..data.frame import FrameChunks
+    from ..results.compare import frame_margins
     from ..results.extras import extra
     from ..results.interval_notes import interval_notes
-    from ..results.poststratify import poststratify
     from ..results.saved import load_fit
+    from ..results.stream import poststratify_stream, scan_frame
 
     model = load_fit(path)
-    frame = read_frame(args.frame, args.count, join=args.join)
-    check_frame(model.cells, frame)
+    frame = FrameChunks(args.frame, args.count, join=tuple(args.join or ()))
+    margins = frame_margins(model.design)
+    scan_frame(model.cells, frame, margins)
     weight = _exposure_weight(model, args.frame_exposure)
     seed = args.seed if args.seed is not None else None if model.draw_seed is not None else 1
-    estimate = poststratify(cell_draws(model, frame, seed=seed), frame, by=args.by, weight=weight)
+    estimate = poststratify_stream(model, frame, by=[args.by], seed=seed, weight=weight)[0]
     inputs = {"saved fit": path, "frame": args.frame, "formula": model.design.formula.text, "engine": model.kind}
     notes = []
-    notes += extra("the interval notes", notes, interval_notes, model, args.by, frame.data, default=[])
-    return estimate, notes, {"fit": model, "frame": frame, "inputs": inputs}
+    # nesting is judged on the fit's own cells, which hold the model's columns (a --by column outside
+    # the model is not among them, and gets the plain note)
+    notes += extra("the interval notes", notes, interval_notes, model, args.by, model.cells.table, default=[])
+    return estimate, notes, {"fit": model, "frame": frame, "inputs": inputs, "margins": margins}
 
 
 def main(argv=None) -> int:
