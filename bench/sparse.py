@@ -8,19 +8,30 @@ Two simulated surveys, seeded, written to tests/fixtures/ for lme4 (tests/fixtur
 - crossed: a gaussian outcome of 70,000 students crossed in 3,000 schools and 1,000 home
   neighbourhoods; a school draws mostly from nearby neighbourhoods, so the two factors are crossed
   but not at random (as in real data; lme4's CHOLMOD, and ours, exploit it).
+- slopes: 45,000 respondents in 3,000 counties of 50 states with a numeric x, for a correlated
+  county slope (1 + x | county), binomial (y) and gaussian (score).
 - rating: a gaussian rating design without locality (73,000 ratings, 3,000 raters x 1,100 rated
   assigned at random, each rated in one of 14 units, a binary x per rating, so that unit:x has 28
   levels); the survey's own rows are its frame (n = 1), estimated by unit.
 
     .venv/bin/python bench/sparse.py --write-fixtures   # the CSVs
     .venv/bin/python bench/sparse.py [--repeats 3]      # timings: dense against sparse, per evaluation and fit
+    .venv/bin/python bench/sparse.py --whole rating [--src DIR] [--with-r]
+        # whole `misterp fit` processes (of the checkout whose src/ is DIR), and lme4's in one R process
+    .venv/bin/python bench/sparse.py --whole slopes [--with-r]   # the county slope model's fits
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +43,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
 COUNTY_FORMULA = "cbind(y, n - y) ~ male + (1|county) + (1|state) + (1|age) + (1|eth)"
 CROSSED_FORMULA = "score ~ x + male + (1|school) + (1|hood)"
 RATING_FORMULA = "y ~ x + (1|rater) + (1|rated) + (1|unit:x)"
+SLOPES_GLMER = "y ~ x + (1 + x|county) + (1|state)"
+SLOPES_LMER = "score ~ x + (1 + x|county) + (1|state)"
 
 
 def county_survey(seed: int = 20261128, counties: int = 3000, states: int = 50, respondents: int = 60000):
@@ -96,19 +109,103 @@ def rating_survey(seed: int = 20261201, raters: int = 3000, rated: int = 1100, u
                          "unit": [f"u{i:02d}" for i in unit], "x": x, "y": y})
 
 
+def slopes_survey(seed: int = 20261202, counties: int = 3000, states: int = 50, respondents: int = 45000):
+    """Rows of a survey with a correlated county slope on a numeric x: columns county, state, x (one
+    decimal), y (0/1, logit) and score (gaussian), each with its own county intercepts and slopes
+    (sds 0.4 and 0.25, correlation 0.3 for y; 0.5 and 0.3, -0.4 for score) and state effects."""
+    rng = np.random.default_rng(seed)
+    state_of = np.sort(rng.integers(0, states, counties))
+    weight = rng.lognormal(0.0, 1.0, counties)
+    county = np.concatenate([np.arange(counties), rng.choice(counties, respondents - counties,
+                                                              p=weight / weight.sum())])
+    x = np.round(rng.normal(0.0, 1.0, respondents), 1)
+
+    def effects(sd_int, sd_slope, cor):
+        cov = [[sd_int ** 2, cor * sd_int * sd_slope], [cor * sd_int * sd_slope, sd_slope ** 2]]
+        return rng.multivariate_normal([0.0, 0.0], cov, counties)
+
+    b = effects(0.4, 0.25, 0.3)
+    eta = -0.2 + 0.5 * x + b[county, 0] + b[county, 1] * x + rng.normal(0, 0.3, states)[state_of[county]]
+    y = (rng.random(respondents) < 1 / (1 + np.exp(-eta))).astype(int)
+    b = effects(0.5, 0.3, -0.4)
+    score = (1.0 + 0.5 * x + b[county, 0] + b[county, 1] * x + rng.normal(0, 0.3, states)[state_of[county]]
+             + rng.normal(0, 1.0, respondents))
+    return pd.DataFrame({"county": [f"c{c:04d}" for c in county], "state": [f"s{s:02d}" for s in state_of[county]],
+                         "x": x, "y": y, "score": np.round(score, 3)})
+
+
 def write_fixtures():
     county_survey().to_csv(FIXTURES / "sparse_county.csv", index=False)
     crossed_survey().to_csv(FIXTURES / "sparse_crossed.csv", index=False)
     rating_survey().to_csv(FIXTURES / "sparse_rating.csv", index=False)
+    slopes_survey().to_csv(FIXTURES / "sparse_slopes.csv", index=False)
+
+
+def whole_rating(repeats: int, src: str | None, with_r: bool) -> None:
+    """Wall seconds of whole `misterp fit` processes on the rating design, the survey's rows as the
+    frame (n = 1), estimates by unit; then lme4's lmer, predictions and estimates in one R process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        survey = FIXTURES / "sparse_rating.csv"
+        pd.read_csv(survey).drop(columns="y").assign(n=1).to_csv(Path(tmp) / "frame.csv", index=False)
+        command = [str(Path(sys.executable).parent / "misterp"), "fit", "--survey", str(survey), "--frame",
+                   str(Path(tmp) / "frame.csv"), "--count", "n", "--formula", RATING_FORMULA, "--family", "gaussian",
+                   "--engine", "laplace", "--by", "unit", "--out", str(Path(tmp) / "est.csv"), "--quiet"]
+        env = {**os.environ, **({"PYTHONPATH": src} if src else {})}
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+            times.append(time.perf_counter() - start)
+        print(f"misterp fit, whole process ({src or 'this checkout'}): median {statistics.median(times):.2f} s "
+              f"of {', '.join(f'{t:.2f}' for t in times)}")
+    if with_r:
+        start = time.perf_counter()
+        out = subprocess.run(["Rscript", str(ROOT / "bench" / "r_sparse_rating.R")], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+        print(f"lme4, whole R process: {time.perf_counter() - start:.2f} s; {out.strip()}")
+
+
+def whole_slopes(repeats: int, with_r: bool) -> None:
+    """Seconds of prepare + fit in this process for the county slope model (glmer and lmer), medians;
+    then lme4's fits in one R process."""
+    from misterp import Survey, prepare
+    from misterp.engines.laplace import LaplaceEngine
+    from misterp.model.family import GAUSSIAN
+
+    data = pd.read_csv(FIXTURES / "sparse_slopes.csv")
+    for label, formula, family in [("glmer", SLOPES_GLMER, None), ("lmer", SLOPES_LMER, GAUSSIAN)]:
+        kwargs = {"family": family} if family else {}
+
+        def fit():
+            cells, _ = prepare(Survey(data, formula.split("~")[0].strip()), None, formula, **kwargs)
+            return LaplaceEngine().fit(cells)
+
+        found = fit()
+        print(f"{label}: q = {found.design.n_random}, prepare + fit median {median_time(fit, repeats):.2f} s "
+              f"({found.info['evaluations']} evaluations)")
+    if with_r:
+        out = subprocess.run(["Rscript", str(ROOT / "bench" / "r_sparse_slopes.R")], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+        print(f"lme4: {out.strip()}")
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--write-fixtures", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--whole", choices=["rating", "slopes"], help="time whole processes (rating) or "
+                        "whole fits (slopes) instead")
+    parser.add_argument("--src", help="the src/ folder of the checkout to time (PYTHONPATH)")
+    parser.add_argument("--with-r", action="store_true", help="and lme4's, in one R process")
     args = parser.parse_args()
     if args.write_fixtures:
         write_fixtures()
+        return
+    if args.whole == "rating":
+        whole_rating(args.repeats, args.src, args.with_r)
+        return
+    if args.whole == "slopes":
+        whole_slopes(args.repeats, args.with_r)
         return
     from misterp import Survey, prepare
     from misterp.engines import deviance, lmm

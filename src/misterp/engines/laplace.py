@@ -311,8 +311,15 @@ class MixedFit(Fit):
             messages.append(f"boundary (singular) fit: in {', '.join(self.singular_terms())} a variance is 0 or a "
                             "correlation is +-1 (lme4's isSingular), so those effects are not separately identified. "
                             "Simplify those terms (drop a slope, or the term).")
-        return (rank_problems(self.cells) + messages
-                + separation_problems(self.cells, self.predict(self.cells.table, type="link")))
+        return rank_problems(self.cells) + messages + separation_problems(self.cells, self._fitted_eta())
+
+    def _fitted_eta(self) -> np.ndarray:
+        """The linear predictor of the fit's own cells, (n_cells,): for random intercepts straight
+        from the cells' level codes, else as :meth:`predict` gives it."""
+        if not self.structure.simple:
+            return self.predict(self.cells.table, type="link")
+        starts = np.concatenate([[0], np.cumsum(self.design.n_levels)])[:-1]
+        return self.cells.offset + self.cells.X @ self.beta + self.b[self.cells.groups + starts[:, None]].sum(axis=0)
 
     def saved_state(self) -> tuple[dict, dict]:
         meta = {"objective": self.objective, "info": self.info, "singular_tol": self.singular_tol,

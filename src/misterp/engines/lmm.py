@@ -34,10 +34,19 @@ from scipy.optimize import minimize
 
 from ..model.cells import Cells
 from .linalg import Elimination, PrecisionCovariance
+from .sparse_terms import SparseTerms
 from .structure import Structure
 
 # Above this many random effects, random intercepts go through the sparse path (as deviance.py's)
 SPARSE_Q = 300
+
+
+def indicators(groups: np.ndarray, n_levels: np.ndarray) -> sp.csr_matrix:
+    """Z of random intercepts, (n_cells, q) sparse, from each cell's level in each term (n_terms, n_cells)."""
+    starts = np.concatenate([[0], np.cumsum(n_levels)])
+    T, n = groups.shape
+    cols = (groups + starts[:-1, None]).ravel()
+    return sp.csr_matrix((np.ones(T * n), (np.tile(np.arange(n), T), cols)), shape=(n, int(starts[-1])))
 
 
 class ProfiledDeviance:
@@ -52,18 +61,25 @@ class ProfiledDeviance:
         design = cells.design
         self.structure = Structure.of(design)
         self.term_of_level = np.repeat(np.arange(len(design.n_levels)), design.n_levels)
-        Z = design.random_matrix(cells.table)
-        self.sparse = self.structure.simple and self.structure.q > SPARSE_Q
-        if self.sparse:
+        # random intercepts: Z is the levels' indicators, straight from the cells' level codes
+        Z = indicators(cells.groups, design.n_levels) if self.structure.simple else design.random_matrix(cells.table)
+        self.sparse = self.structure.q > SPARSE_Q
+        self.terms = None  # with slopes, the sparse path's Lambda (sparse_terms.py)
+        if self.sparse and self.structure.simple:
             A = (Z.T @ sp.diags(n) @ Z).tocoo()
             self.elim = Elimination(self.structure.q, A.row, A.col, groups=self.term_of_level)
-            self.rows, self.cols = self.elim.rows, self.elim.cols
-            self.diag = (self.rows == self.cols).astype(float)
             self.A = np.zeros(self.elim.nnz)  # Z'WZ's values on H's pattern
             np.add.at(self.A, self.elim.positions(A.row, A.col), A.data)
-            self.A_matrix = A.tocsr()
+        elif self.sparse:
+            self.terms = SparseTerms.of(cells)
+            Z, self.elim = self.terms.Z, self.terms.elim
+            self.A = self.terms.ztwz(n)
         else:
             Z = Z.toarray()
+        if self.sparse:
+            self.rows, self.cols = self.elim.rows, self.elim.cols
+            self.diag = (self.rows == self.cols).astype(float)
+            self.A_matrix = sp.csr_matrix((self.A, (self.rows, self.cols)), shape=(self.structure.q,) * 2)
         self.groups = cells.groups  # (n_terms, n_cells) level of each cell in each term
         X, y = cells.X, stats["total"] / n - cells.offset  # cell means, less the offset
         self.X, self.Z, self.n, self.y = X, Z, n, y
@@ -100,17 +116,30 @@ class ProfiledDeviance:
     def _solve_sparse(self, theta: np.ndarray) -> dict:
         """:meth:`solve` with H factorised sparse. Without L's triangular solves, R_ZX'R_ZX =
         F'H^-1 F and R_ZX'c_u = F'H^-1 Lambda Z'Wy, with F = Lambda Z'WX: one solve, p + 1 columns."""
-        lam = np.asarray(theta, float)[self.term_of_level]
-        factor = self.elim.factor(lam[self.rows] * self.A * lam[self.cols] + self.diag)
-        F, g = lam[:, None] * self.ZtWX, lam * self.ZtWy
+        Lam = self._sparse_lambda(theta)
+        factor = self.elim.factor(self._h_values(theta))
+        F, g = np.asarray(Lam.T @ self.ZtWX), Lam.T @ self.ZtWy
         K = factor.solve(np.column_stack([F, g]))  # H^-1 [F, g]
         RX = np.linalg.cholesky(self.XtWX - F.T @ K[:, :-1])
         beta = cho_solve((RX, True), self.XtWy - F.T @ K[:, -1])
         u = K[:, -1] - K[:, :-1] @ beta
-        fitted = self.X @ beta + self.Z @ (lam * u)
+        fitted = self.X @ beta + self.Z @ (Lam @ u)
         r2 = self.within + float(self.n @ (self.y - fitted) ** 2) + float(u @ u)
-        return self._finish(beta, u, r2, factor.logdet, RX, {"factor": factor, "lam": lam, "K": K[:, :-1],
+        return self._finish(beta, u, r2, factor.logdet, RX, {"factor": factor, "Lam": Lam, "F": F, "K": K[:, :-1],
                                                            "residual": self.y - fitted})
+
+    def _sparse_lambda(self, theta: np.ndarray) -> sp.spmatrix:
+        """Lambda(theta), sparse (q, q): diagonal for random intercepts."""
+        if self.terms is None:
+            return sp.diags(np.asarray(theta, float)[self.term_of_level])
+        return self.terms.lambda_matrix(theta)
+
+    def _h_values(self, theta: np.ndarray) -> np.ndarray:
+        """H = Lambda' A Lambda + I on the sparse pattern, (nnz,)."""
+        if self.terms is None:
+            lam = np.asarray(theta, float)[self.term_of_level]
+            return lam[self.rows] * self.A * lam[self.cols] + self.diag
+        return self.terms.h_values(self.terms.lambda_values(theta), self.A)
 
     def _finish(self, beta, u, r2, logdet_L, RX, extra: dict) -> dict:
         """The deviance (REML or ML) and sigma from r^2 and the log determinants."""
@@ -156,23 +185,29 @@ class ProfiledDeviance:
         return gradient
 
     def _gradient_sparse(self, theta: np.ndarray, sol: dict) -> np.ndarray:
-        """The exact gradient for random intercepts with only diag(H^-1): H^-1 Lambda A Lambda =
-        I - H^-1, so each level's (H^-1 Lambda A)_ii = (1 - (H^-1)_ii) / lambda_i (0 where
-        lambda_i = 0, the limit), and tr(H^-1 Lambda A E_m) sums it over term m's levels."""
-        lam, K, u = sol["lam"], sol["K"], sol["u"]
+        """The exact gradient on the sparse path. d log|L|^2 for random intercepts needs only
+        diag(H^-1): H^-1 Lambda A Lambda = I - H^-1, so each level's (H^-1 Lambda A)_ii =
+        (1 - (H^-1)_ii) / lambda_i (0 where lambda_i = 0, the limit); with slopes, H^-1 on the pattern
+        and :meth:`.SparseTerms.traces`. The REML term's (Q K' Lambda'A)_cr = Q_c . (A Lambda K)_r."""
+        s, K, u = self.structure, sol["K"], sol["u"]
+        rows, cols, index = (s.rows, s.cols, s.index) if self.terms is not None else self._diagonal_entries
         T = len(theta)
         v = self.Z.T @ (self.n * sol["residual"])
-        d_r2 = np.bincount(self.term_of_level, -2.0 * v * u, minlength=T)
-        hinv_diag = sol["factor"].inverse_diagonal()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            per_level = np.where(lam != 0, (1.0 - hinv_diag) / lam, 0.0)
-        d_logdet_L = 2.0 * np.bincount(self.term_of_level, per_level, minlength=T)
+        d_r2 = np.bincount(index, -2.0 * v[rows] * u[cols], minlength=T)
+        if self.terms is None:
+            lam = np.asarray(theta, float)[self.term_of_level]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_entry = np.where(lam != 0, (1.0 - sol["factor"].inverse_diagonal()) / lam, 0.0)
+        else:
+            per_entry = self.terms.traces(self.terms.lambda_values(theta), self.A, sol["factor"].inverse())
+        d_logdet_L = 2.0 * np.bincount(index, per_entry, minlength=T)
         if not self.reml:
             return d_logdet_L + self.N * d_r2 / sol["r2"]
         Q = cho_solve((sol["RX"], True), K.T).T  # H^-1 F S^-1, (q, p)
-        rla = np.einsum("ij,ij->i", Q, self.A_matrix @ (lam[:, None] * K))  # diag(Q K' Lambda A)
-        per_level = -2.0 * np.einsum("ij,ij->i", self.ZtWX, Q) + 2.0 * rla
-        d_logdet_RX = np.bincount(self.term_of_level, per_level, minlength=T)
+        alk = self.A_matrix @ (sol["Lam"] @ K)  # A Lambda K, (q, p)
+        per_entry = -2.0 * np.einsum("ij,ij->i", self.ZtWX[rows], Q[cols]) + 2.0 * np.einsum("ij,ij->i", Q[cols],
+                                                                                             alk[rows])
+        d_logdet_RX = np.bincount(index, per_entry, minlength=T)
         return d_logdet_L + d_logdet_RX + (self.N - self.p) * d_r2 / sol["r2"]
 
     @property
@@ -196,9 +231,7 @@ class ProfiledDeviance:
         lme4's vcov."""
         if self.sparse:
             sol = self.solve(theta)
-            lam = sol["lam"]
-            h = lam[self.rows] * self.A * lam[self.cols] + self.diag
-            return PrecisionCovariance(self.XtWX, lam[:, None] * self.ZtWX, self.elim, h, sigma ** 2,
+            return PrecisionCovariance(self.XtWX, sol["F"], self.elim, self._h_values(theta), sigma ** 2,
                                        factor=sol["factor"])
         Lam = self._lambda(theta)
         zx = Lam.T @ self.ZtWX

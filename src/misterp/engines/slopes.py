@@ -9,7 +9,8 @@ with Z's entries the effects' values (1 for an intercept, x for a slope).
 Its exact gradient follows the diagonal case: the explicit derivative at the
 modes, the derivative of log det H through W along d eta including d u~
 (H du = dLambda' Z'r - Lambda' Z'W d eta), and through Lambda itself,
-2 tr(H^-1 Lambda' A dLambda). One response at a time; q is small (dense).
+2 tr(H^-1 Lambda' A dLambda). One response at a time; dense up to SPARSE_Q random
+effects, above on the sparse path (:mod:`.slopes_sparse`).
 
 f is unchanged when a column of a term's T and the matching effects of u
 change sign together, so the search runs over all reals and the columns are
@@ -25,6 +26,20 @@ from scipy.optimize import minimize, minimize_scalar
 
 from ..model.cells import Cells
 from .structure import Structure
+
+
+# Above this many random effects, the sparse path (slopes_sparse.py), as deviance.py's and lmm.py's
+SPARSE_Q = 300
+
+
+def slope_problem(cells: Cells):
+    """The arrays of a Laplace fit with slopes: dense (:class:`SlopeProblem`) up to SPARSE_Q random
+    effects, sparse (:class:`.slopes_sparse.SparseSlopeProblem`) above."""
+    if Structure.of(cells.design).q > SPARSE_Q:
+        from .slopes_sparse import SparseSlopeProblem
+
+        return SparseSlopeProblem(cells)
+    return SlopeProblem(cells)
 
 
 class SlopeProblem:
@@ -81,6 +96,15 @@ class SlopeProblem:
             u, eta, pdev = u_new, eta_new, pdev_new
         raise FloatingPointError("PIRLS did not converge")
 
+    def covariance(self, state: dict) -> np.ndarray:
+        """Covariance of (beta, u) from the curvature of the penalized deviance at the mode, (p + q, p + q)."""
+        _, w, _, _ = self.family.working(self.stats, state["eta"])
+        X, ZL = self.X, state["ZL"]
+        xwx = X.T @ (w[:, None] * X)
+        zlwx = np.asarray(ZL.T @ (w[:, None] * X))
+        lower = state["Lam"].T @ state["A"] @ state["Lam"] + np.eye(self.q)
+        return np.linalg.inv(np.block([[xwx, zlwx.T], [zlwx, lower]]))
+
     def gradient(self, state: dict) -> np.ndarray:
         """Exact d f / d (theta, beta) at a PIRLS solution, (n_theta + p,)."""
         s, u, Lam, ZL, A, L = self.structure, state["u"], state["Lam"], state["ZL"], state["A"], state["L"]
@@ -106,7 +130,7 @@ class SlopeProblem:
 
 
 class _Objective:
-    def __init__(self, prob: SlopeProblem, u0: np.ndarray):
+    def __init__(self, prob, u0: np.ndarray):
         self.prob, self.u, self.evaluations = prob, u0.copy(), 0
 
     def state(self, params: np.ndarray) -> dict:
@@ -136,7 +160,7 @@ def slopes_fit(cells: Cells, singular_tol: float, start: np.ndarray | None = Non
     found = fit_slopes(cells, start, u0)
     return MixedFit(cells=cells, theta=found["theta"], beta=found["beta"], u=found["u"],
                     objective=found["objective"], info=found["info"],
-                    cov=joint_covariance(found["problem"], found["state"]), singular_tol=singular_tol)
+                    cov=found["problem"].covariance(found["state"]), singular_tol=singular_tol)
 
 
 def fit_slopes(cells: Cells, start: np.ndarray | None = None, u0: np.ndarray | None = None,
@@ -144,7 +168,7 @@ def fit_slopes(cells: Cells, start: np.ndarray | None = None, u0: np.ndarray | N
     """The Laplace fit of a model with slopes: theta, beta, u, the deviance and an optimizer report."""
     from .glm import irls
 
-    prob = SlopeProblem(cells)
+    prob = slope_problem(cells)
     s = prob.structure
     if start is None:
         beta, _, _ = irls(cells.X, cells.stats, cells.offset, cells.family)
@@ -189,7 +213,7 @@ def fit_slopes(cells: Cells, start: np.ndarray | None = None, u0: np.ndarray | N
 
 def hessian_at(cells: Cells, params: np.ndarray, u0: np.ndarray, h: float = 1e-5) -> np.ndarray:
     """The deviance's Hessian at ``params`` (theta, beta), by central differences of the exact gradient."""
-    obj = _Objective(SlopeProblem(cells), u0)
+    obj = _Objective(slope_problem(cells), u0)
     d = len(params)
     hess = np.empty((d, d))
     for j in range(d):
@@ -199,7 +223,7 @@ def hessian_at(cells: Cells, params: np.ndarray, u0: np.ndarray, h: float = 1e-5
     return 0.5 * (hess + hess.T)
 
 
-def _start(prob: SlopeProblem, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _start(prob, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """T = c I for every term, c minimising the deviance by a bounded 1-D search (as the
     intercept-only engine starts), with the GLM's beta."""
     s = prob.structure
@@ -215,12 +239,3 @@ def _start(prob: SlopeProblem, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.concatenate([best.x * s.start(), beta]), u.copy()
 
 
-def joint_covariance(prob: SlopeProblem, state: dict) -> np.ndarray:
-    """Covariance of (beta, u) from the curvature of the penalized deviance at the mode, (p + q, p + q)."""
-    _, w, _, _ = prob.family.working(prob.stats, state["eta"])
-    X, ZL = prob.X, state["ZL"]
-    xwx = X.T @ (w[:, None] * X)
-    zlwx = np.asarray(ZL.T @ (w[:, None] * X))
-    lower = state["Lam"].T @ state["A"] @ state["Lam"] + np.eye(prob.q)
-    precision = np.block([[xwx, zlwx.T], [zlwx, lower]])
-    return np.linalg.inv(precision)
