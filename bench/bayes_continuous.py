@@ -2,20 +2,21 @@
 
 A gaussian slope model like High School and Beyond's, ``y ~ ses + sx + (1 + ses | school)``:
 7,185 respondents in 160 schools, a continuous socio-economic score, and a frame that gives the
-score on a coarser grid (school x sx x ses rounded to 0.5). Two data sets: ``sim``, simulated
-here (seeded), and ``hsb82``, the real one (mlmRev's Hsb82, written by R when asked).
+score on a coarser grid (school x sx x ses rounded to 0.5). Two data sets: ``hsb_sim``,
+simulated here (seeded; tests/fixtures/hsb_sim_*.csv), and ``hsb82``, the real one (mlmRev's
+Hsb82, which R writes: ``Rscript -e 'library(mlmRev); write.csv(Hsb82, "hsb82.csv", row.names=FALSE)'``).
 
-    .venv/bin/python bench/bayes_continuous.py --write DIR [--hsb82 hsb82.csv]   # the data sets
-    Rscript bench/r_stan_hsb.R DIR sim [hsb82]                                   # rstanarm's times
-    .venv/bin/python bench/bayes_continuous.py --dir DIR [--repeats 3]           # ours, beside them
+    .venv/bin/python bench/bayes_continuous.py --write tests/fixtures [--hsb82 hsb82.csv --dir DIR]
+    Rscript bench/r_stan_hsb.R tests/fixtures/hsb_sim [DIR/hsb82]              # rstanarm
+    .venv/bin/python bench/bayes_continuous.py [--dir DIR] [--repeats 3] [--before]
 
 The last prints, per data set: the profile (cells, effects, the cost of one gradient cell by cell
 and on the sufficient statistics, leapfrog steps and tree depth, each stage's time in one Python
 process), the whole ``misterp fit --engine bayes`` process (median of ``--repeats``, JAX's
 compilation cache warm, and once with an empty cache), rstanarm's time from
-bench/r_stan_hsb_times.csv, and the posterior's agreement with rstanarm's: per school, the gap
-between the posterior means of the frame-weighted mean outcome in units of rstanarm's
-posterior sd.
+bench/r_stan_hsb_times.csv, and the posterior's agreement with rstanarm's
+(tests/fixtures/<name>_stan_*.csv): per school, the gap between the posterior means of the
+frame-weighted mean outcome in units of rstanarm's posterior sd, and the scalars.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
 FORMULA = "y ~ ses + sx + (1 + ses | school)"
 
 
@@ -63,18 +65,19 @@ def coarse_frame(survey: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(N=frame["N"] * 10)
 
 
-def write(folder: Path, hsb82: str | None) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    sets = {"sim": simulate_hsb()}
+def write(folder: Path, hsb82: str | None, real_folder: Path) -> None:
+    """hsb_sim's survey and frame into ``folder``; Hsb82's (from R's CSV) into ``real_folder``."""
+    sets = {folder / "hsb_sim": simulate_hsb()}
     if hsb82:
         real = pd.read_csv(hsb82).rename(columns={"mAch": "y"})
-        sets["hsb82"] = real.assign(school=real["school"].astype(str))[["school", "sector", "sx", "ses", "y"]]
-    for name, survey in sets.items():
-        survey.to_csv(folder / f"{name}_survey.csv", index=False)
-        coarse_frame(survey).to_csv(folder / f"{name}_frame.csv", index=False)
-        print(f"{name}: {len(survey)} respondents, {survey['school'].nunique()} schools, "
+        sets[real_folder / "hsb82"] = real.assign(school=real["school"].astype(str))[
+            ["school", "sector", "sx", "ses", "y"]]
+    for prefix, survey in sets.items():
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        survey.to_csv(f"{prefix}_survey.csv", index=False)
+        coarse_frame(survey).to_csv(f"{prefix}_frame.csv", index=False)
+        print(f"{prefix}: {len(survey)} respondents, {survey['school'].nunique()} schools, "
               f"{len(coarse_frame(survey))} frame cells")
-
 
 
 def gradient_microseconds(cells, likelihood: str) -> float:
@@ -106,7 +109,7 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def profile(folder: Path, name: str, cells_too: bool):
+def profile(prefix: Path, cells_too: bool):
     """Each stage in this process, the gradient's cost both ways, the sampler's steps; returns the fit and frame."""
     from misterp import Frame, MisterpWarning, Survey, cell_draws, poststratify, prepare
     from misterp.engines.bayes import BayesEngine, Priors, model_data
@@ -115,7 +118,7 @@ def profile(folder: Path, name: str, cells_too: bool):
 
     ensure_jax(True, 4)
     start = time.perf_counter()
-    survey, frame = pd.read_csv(folder / f"{name}_survey.csv"), Frame(pd.read_csv(folder / f"{name}_frame.csv"), "N")
+    survey, frame = pd.read_csv(f"{prefix}_survey.csv"), Frame(pd.read_csv(f"{prefix}_frame.csv"), "N")
     cells, _ = prepare(Survey(survey, "y"), frame, FORMULA, family=GAUSSIAN)
     print(f"  read + prepare            {time.perf_counter() - start:8.2f} s   {len(survey)} respondents -> "
           f"{cells.n_cells} cells, {len(cells.design.fixed_names)} fixed + {cells.design.n_random} group effects")
@@ -144,10 +147,10 @@ def profile(folder: Path, name: str, cells_too: bool):
     return fit, frame
 
 
-def whole_process(folder: Path, name: str, repeats: int) -> tuple[float, float]:
+def whole_process(prefix: Path, repeats: int) -> tuple[float, float]:
     """``misterp fit --engine bayes`` as a whole process: median with JAX's cache warm, and once empty."""
-    command = [str(Path(sys.executable).parent / "misterp"), "fit", "--survey", str(folder / f"{name}_survey.csv"),
-               "--frame", str(folder / f"{name}_frame.csv"), "--count", "N", "--family", "gaussian",
+    command = [str(Path(sys.executable).parent / "misterp"), "fit", "--survey", f"{prefix}_survey.csv",
+               "--frame", f"{prefix}_frame.csv", "--count", "N", "--family", "gaussian",
                "--engine", "bayes", "--formula", FORMULA, "--by", "sector", "--quiet"]
     with tempfile.TemporaryDirectory() as empty:
         start = time.perf_counter()
@@ -161,7 +164,7 @@ def agreement(fit, frame, name: str) -> None:
     """Per school, |ours - rstanarm's| posterior mean over rstanarm's posterior sd; the scalars beside R's."""
     from misterp import cell_draws, poststratify
 
-    path = ROOT / "bench" / f"r_stan_hsb_{name}.csv"
+    path = FIXTURES / f"{name}_stan_groups.csv"
     if not path.exists():
         print("  (no rstanarm posterior: run bench/r_stan_hsb.R)")
         return
@@ -172,7 +175,7 @@ def agreement(fit, frame, name: str) -> None:
     ratio = ours["sd"] / theirs["sd"]
     print(f"  school means: gap / rstanarm's sd, median {gap.median():.3f}, max {gap.max():.3f}; "
           f"posterior sd ratio median {ratio.median():.3f}")
-    r = pd.read_csv(ROOT / "bench" / f"r_stan_hsb_{name}_scalars.csv").set_index("name")
+    r = pd.read_csv(FIXTURES / f"{name}_stan_scalars.csv").set_index("name")
     F = fit.term_factors()[0]
     cov = F @ np.swapaxes(F, 1, 2)
     sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
@@ -193,24 +196,23 @@ def r_seconds(name: str) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--write", metavar="DIR", help="write the data sets there and stop")
+    parser.add_argument("--write", metavar="DIR", help="write hsb_sim's survey and frame there and stop")
     parser.add_argument("--hsb82", help="with --write: mlmRev's Hsb82 as CSV (R: write.csv(Hsb82, ...))")
-    parser.add_argument("--dir", default="/tmp/misterp-bench-hsb", help="where --write put the data sets")
+    parser.add_argument("--dir", default="/tmp/misterp-bench-hsb", help="the folder of hsb82's survey and frame")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--before", action="store_true", help="also fit cell by cell, as before the moments")
     args = parser.parse_args()
     if args.write:
-        write(Path(args.write), args.hsb82)
+        write(Path(args.write), args.hsb82, Path(args.dir))
         return
-    folder = Path(args.dir)
-    for name in ("sim", "hsb82"):
-        if not (folder / f"{name}_survey.csv").exists():
+    for prefix in (FIXTURES / "hsb_sim", Path(args.dir) / "hsb82"):
+        if not Path(f"{prefix}_survey.csv").exists():
             continue
-        print(f"{name}: {FORMULA}")
-        fit, frame = profile(folder, name, args.before)
-        agreement(fit, frame, name)
-        warm, cold = whole_process(folder, name, args.repeats)
-        theirs = r_seconds(name)
+        print(f"{prefix.name}: {FORMULA}")
+        fit, frame = profile(prefix, args.before)
+        agreement(fit, frame, prefix.name)
+        warm, cold = whole_process(prefix, args.repeats)
+        theirs = r_seconds(prefix.name)
         print(f"  whole process misterp fit --engine bayes: {warm:.1f} s (median of {args.repeats}, cache warm), "
               f"{cold:.1f} s (cache empty)")
         if theirs:

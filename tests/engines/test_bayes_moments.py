@@ -132,3 +132,54 @@ def test_only_a_quadratic_likelihood_has_moments():
     assert model_data(cells, Priors())["moments"] is None
     with pytest.raises(ValueError, match="not quadratic"):
         model_data(cells, Priors(), "moments")
+
+
+def hsb_sim():
+    from conftest import FIXTURES
+
+    from misterp import Frame
+
+    survey = pd.read_csv(FIXTURES / "hsb_sim_survey.csv")
+    frame = Frame(pd.read_csv(FIXTURES / "hsb_sim_frame.csv"), "N")
+    return prepare(Survey(survey, "y"), frame, "y ~ ses + sx + (1 + ses | school)", family=GAUSSIAN)[0], frame
+
+
+def test_a_continuous_score_reads_moments_at_a_twentieth_of_the_cost():
+    """The issue's model (bench/bayes_continuous.py): 7,185 respondents are 7,149 cells, and a gradient
+    visits about 1,500 moments instead of 7,149 x 5 cell entries."""
+    cells, _ = hsb_sim()
+    data = model_data(cells, Priors())
+    rows_cost, moments_cost = dense_costs(cells, data)
+    assert cells.n_cells > 7000 and data["moments"].cost == moments_cost < rows_cost / 20
+
+
+@pytest.mark.slow
+def test_continuous_slope_model_matches_rstanarm():
+    """stan_glmer on the same model and data (bench/r_stan_hsb.R): school means within 0.1 of rstanarm's
+    posterior sd at the median school and 0.35 at the worst; the scalars' medians within 0.2 of their
+    posterior sds and their sds within 10%."""
+    import warnings
+
+    from conftest import FIXTURES
+
+    from misterp import BayesEngine, MisterpWarning, cell_draws, poststratify
+
+    cells, frame = hsb_sim()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MisterpWarning)
+        fit = BayesEngine(seed=1, progress=False).fit(cells)
+    assert fit.divergences == 0 and fit.problems() == []
+    ours = poststratify(cell_draws(fit, frame), frame, by="school").table.set_index("school")
+    theirs = pd.read_csv(FIXTURES / "hsb_sim_stan_groups.csv").set_index("school")
+    gap = ((ours["estimate"] - theirs["mean"]).abs() / theirs["sd"]).to_numpy()
+    assert np.median(gap) < 0.1 and gap.max() < 0.35
+    r = pd.read_csv(FIXTURES / "hsb_sim_stan_scalars.csv").set_index("name")
+    F = fit.term_factors()[0]
+    cov = F @ np.swapaxes(F, 1, 2)
+    sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+    coef = fit.coef_draws()
+    draws = {"intercept": coef[:, 0], "ses": coef[:, 1], "sxMale": coef[:, 2], "sigma": fit._flat("aux"),
+             "sd0": sd[:, 0], "sd1": sd[:, 1], "cor": cov[:, 1, 0] / (sd[:, 0] * sd[:, 1])}
+    for name, value in draws.items():
+        assert abs(np.median(value) - r.loc[name, "median"]) < 0.2 * r.loc[name, "sd"], name
+        assert value.std(ddof=1) == pytest.approx(r.loc[name, "sd"], rel=0.1), name
