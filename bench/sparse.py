@@ -19,6 +19,7 @@ Two simulated surveys, seeded, written to tests/fixtures/ for lme4 (tests/fixtur
     .venv/bin/python bench/sparse.py --whole rating [--src DIR] [--with-r]
         # whole `misterp fit` processes (of the checkout whose src/ is DIR), and lme4's in one R process
     .venv/bin/python bench/sparse.py --whole slopes [--with-r]   # the county slope model's fits
+    .venv/bin/python bench/sparse.py --whole county-boot [--src DIR] [--with-r]   # 200 bootstrap refits
 """
 
 from __future__ import annotations
@@ -150,12 +151,7 @@ def whole_rating(repeats: int, src: str | None, with_r: bool) -> None:
         command = [str(Path(sys.executable).parent / "misterp"), "fit", "--survey", str(survey), "--frame",
                    str(Path(tmp) / "frame.csv"), "--count", "n", "--formula", RATING_FORMULA, "--family", "gaussian",
                    "--engine", "laplace", "--by", "unit", "--out", str(Path(tmp) / "est.csv"), "--quiet"]
-        env = {**os.environ, **({"PYTHONPATH": src} if src else {})}
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
-            times.append(time.perf_counter() - start)
+        times = _timed_runs(command, src, repeats)
         print(f"misterp fit, whole process ({src or 'this checkout'}): median {statistics.median(times):.2f} s "
               f"of {', '.join(f'{t:.2f}' for t in times)}")
     if with_r:
@@ -163,6 +159,35 @@ def whole_rating(repeats: int, src: str | None, with_r: bool) -> None:
         out = subprocess.run(["Rscript", str(ROOT / "bench" / "r_sparse_rating.R")], cwd=ROOT, check=True,
                              capture_output=True, text=True).stdout
         print(f"lme4, whole R process: {time.perf_counter() - start:.2f} s; {out.strip()}")
+
+
+def _timed_runs(command: list, src: str | None, repeats: int) -> list:
+    env = {**os.environ, **({"PYTHONPATH": src} if src else {})}
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def whole_county_bootstrap(repeats: int, src: str | None, with_r: bool, nsim: int = 200) -> None:
+    """Wall seconds of whole `misterp fit --bootstrap 200` processes on the county model (use.u =
+    TRUE, as bootMer's), the survey's cells as the frame; then lme4's glmer and a few bootMer refits."""
+    with tempfile.TemporaryDirectory() as tmp:
+        survey = FIXTURES / "sparse_county.csv"
+        pd.read_csv(survey).drop(columns="y").to_csv(Path(tmp) / "frame.csv", index=False)
+        command = [str(Path(sys.executable).parent / "misterp"), "fit", "--survey", str(survey), "--trials", "n",
+                   "--frame", str(Path(tmp) / "frame.csv"), "--count", "n", "--formula",
+                   COUNTY_FORMULA.replace("cbind(y, n - y)", "y"), "--engine", "laplace", "--bootstrap", str(nsim),
+                   "--by", "state", "--out", str(Path(tmp) / "est.csv"), "--quiet"]
+        times = _timed_runs(command, src, repeats)
+    print(f"misterp fit --bootstrap {nsim}, whole process ({src or 'this checkout'}): median "
+          f"{statistics.median(times):.2f} s of {', '.join(f'{t:.2f}' for t in times)}")
+    if with_r:
+        out = subprocess.run(["Rscript", str(ROOT / "bench" / "r_sparse_boot.R"), "5"], cwd=ROOT, check=True,
+                             capture_output=True, text=True).stdout
+        print(f"lme4: {out.strip()}")
 
 
 def whole_slopes(repeats: int, with_r: bool) -> None:
@@ -193,8 +218,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--write-fixtures", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--whole", choices=["rating", "slopes"], help="time whole processes (rating) or "
-                        "whole fits (slopes) instead")
+    parser.add_argument("--whole", choices=["rating", "slopes", "county-boot"],
+                        help="time whole processes (rating, county-boot) or whole fits (slopes) instead")
     parser.add_argument("--src", help="the src/ folder of the checkout to time (PYTHONPATH)")
     parser.add_argument("--with-r", action="store_true", help="and lme4's, in one R process")
     args = parser.parse_args()
@@ -206,6 +231,9 @@ def main():
         return
     if args.whole == "slopes":
         whole_slopes(args.repeats, args.with_r)
+        return
+    if args.whole == "county-boot":
+        whole_county_bootstrap(args.repeats, args.src, args.with_r)
         return
     from misterp import Survey, prepare
     from misterp.engines import deviance, lmm

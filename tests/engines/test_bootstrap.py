@@ -1,6 +1,8 @@
 import numpy as np
+import pandas as pd
 import pytest
 
+from conftest import FIXTURES
 from misterp import LaplaceEngine, Survey, cell_draws, poststratify, prepare
 from misterp.engines.bootstrap import bootstrap
 
@@ -71,3 +73,58 @@ def test_cces_bootstrap_draws_are_the_refits_poststratified(nsim, cces_all, cces
     est = poststratify(cell_draws(boot, cces_frame), cces_frame)
     np.testing.assert_allclose(est.draws[:, 0], boot.t[:, 0], rtol=1e-12)
     assert 0.002 < est.table["sd"].iloc[0] < 0.02
+
+
+def test_batched_bfgs_refits_match_single_refits(monkeypatch):
+    """Sparse-path refits (q = 1,049: the county model's first 1,000 counties): the batched BFGS
+    from the original curvature reaches each response's own L-BFGS-B optimum, in fewer batched
+    steps than L-BFGS-B's evaluations of one response."""
+    from misterp.engines import bootstrap as boot
+    from misterp.engines import optimize as opt
+    from misterp.engines.deviance import Problem
+
+    data = pd.read_csv(FIXTURES / "sparse_county.csv")
+    data = data[data.county.isin(sorted(data.county.unique())[:1000])]
+    cells, _ = prepare(Survey(data, "y", trials="n"), None, "y ~ male + (1|county) + (1|state) + (1|age) + (1|eth)")
+    fit = LaplaceEngine().fit(cells)
+    sims = boot._simulate(fit, 6, True, np.random.default_rng(2))[cells.family.response]
+    prob = Problem(cells, sims)
+    assert prob.sparse
+    start = np.tile(np.concatenate([fit.theta, fit.beta]), (6, 1))
+    hessian = opt.hessian_at(Problem(cells), start[0], fit.u)
+    calls = []
+    pirls = opt.pirls
+    monkeypatch.setattr(opt, "pirls", lambda *args, **kwargs: calls.append(1) or pirls(*args, **kwargs))
+    params, u, ok = opt.quasi_newton_batch(prob, start, np.tile(fit.u, (6, 1)), hessian)
+    monkeypatch.undo()
+    assert ok.all() and len(calls) <= 8
+    for i in range(6):
+        single, _, info = opt.optimize(prob.subset([i]), start[i], fit.u, hessian=hessian)
+        np.testing.assert_allclose(params[i], single, atol=2e-5)
+        assert info["evaluations"] > len(calls)
+
+
+def test_lmer_refits_share_the_deviance_and_start_from_the_curvature():
+    """lmer refits (the crossed model's first 400 schools, sparse): the same optimum as a fresh
+    lmer fit of each simulated response, from about four evaluations each."""
+    from misterp.engines import bootstrap as boot
+    from misterp.engines.lmm import ProfiledDeviance
+    from misterp.engines.lmm_optimize import deviance_hessian, fit_deviance, fit_lmm
+    from misterp.model.family import GAUSSIAN
+
+    data = pd.read_csv(FIXTURES / "sparse_crossed.csv")
+    data = data[data.school.isin(sorted(data.school.unique())[:400])]
+    cells, _ = prepare(Survey(data, "score"), None, "score ~ x + male + (1|school) + (1|hood)", family=GAUSSIAN)
+    fit = LaplaceEngine().fit(cells)
+    shared = ProfiledDeviance(cells)
+    assert shared.sparse
+    hessian = deviance_hessian(shared, fit.theta)
+    sims = boot._simulate(fit, 4, False, np.random.default_rng(3))
+    for i in range(4):
+        sim = {k: v[i] for k, v in sims.items()}
+        refit = fit_deviance(shared.with_stats(sim), fit.theta, hessian, covariance=False)
+        fresh = fit_lmm(cells.with_stats(sim))
+        assert refit["info"]["evaluations"] <= 6 < fresh["info"]["evaluations"]
+        np.testing.assert_allclose(refit["theta"], fresh["theta"], atol=1e-5)
+        np.testing.assert_allclose(refit["beta"], fresh["beta"], atol=1e-7)
+        assert refit["objective"] == pytest.approx(fresh["objective"], abs=1e-6)

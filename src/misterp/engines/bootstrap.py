@@ -10,8 +10,9 @@ for any order and any number of workers.
     y* ~ the family's distribution at mean g^-1(eta*), per cell
 
 (sigma is a gaussian outcome's residual sd, 1 otherwise). A gaussian fit is
-refitted by lmer's profiled deviance from its theta; the others by the
-Laplace engine's batched Newton or preconditioned L-BFGS-B.
+refitted by lmer's profiled deviance from its theta, sharing everything y does
+not change across a block of refits; the others by the Laplace engine's
+batched Newton or BFGS (preconditioned L-BFGS-B for a refit these leave).
 
 The result is a :class:`BootstrapFit`: a Fit whose draws are the refits, so
 ``poststratify(cell_draws(boot, frame), frame)`` gives the article's
@@ -46,7 +47,7 @@ from ..model.cells import Cells
 from .deviance import SMALL_Q, Problem, joint_covariance, pirls
 from .fit import Fit, ParameterDraws, one_blas_thread
 from .laplace import MixedFit
-from .optimize import hessian_at, newton_batch, optimize
+from .optimize import hessian_at, newton_batch, optimize, quasi_newton_batch
 
 
 @dataclass(frozen=True, repr=False)
@@ -136,9 +137,39 @@ def _refit_block(fit: MixedFit, block: dict, statistic, hessian: np.ndarray | No
     """Refit a block of simulated cell statistics, each (B, n_cells): as in :func:`_refit_laplace`
     for random intercepts, else one fit at a time (lmer's for a gaussian outcome)."""
     with one_blas_thread():
-        if fit.family.profiled or not fit.structure.simple:
+        if fit.family.profiled:
+            return _refit_lmm(fit, block, statistic, hessian)
+        if not fit.structure.simple:
             return _refit_each(fit, block, statistic)
         return _refit_laplace(fit, block[fit.family.response], statistic, hessian)
+
+
+def _refit_lmm(fit: MixedFit, block: dict, statistic, hessian: np.ndarray):
+    """lmer refits of a block: one profiled deviance for the block (Z, Z'WZ, the elimination and
+    the rest that y does not change, made once), each response's sums swapped in, and L-BFGS-B from
+    the original theta in coordinates where the original optimum's curvature ``hessian`` is the
+    identity; returns as :func:`_refit_laplace` does."""
+    from .lmm import ProfiledDeviance
+    from .lmm_optimize import fit_deviance
+
+    shared = ProfiledDeviance(fit.cells, fit.reml)
+    B = len(block[fit.family.response])
+    coef = np.full((B, len(fit.beta) + len(fit.u)), np.nan)
+    theta = np.full((B, len(fit.theta)), np.nan)
+    stats = [None] * B
+    for i in range(B):
+        sim = {k: v[i] for k, v in block.items()}
+        try:
+            found = fit_deviance(shared.with_stats(sim), fit.theta, hessian, covariance=statistic is not None)
+        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
+            continue
+        refit = MixedFit(fit.cells.with_stats(sim), found["theta"], found["beta"], found["u"], found["objective"],
+                         found["info"], found["cov"], singular_tol=fit.singular_tol, sigma=found["sigma"],
+                         reml=fit.reml)
+        coef[i], theta[i] = refit.point_coef(), refit.theta
+        if statistic is not None:
+            stats[i] = np.atleast_1d(np.asarray(statistic(refit), dtype=float))
+    return coef, theta, stats
 
 
 def _refit_each(fit: MixedFit, block: dict, statistic):
@@ -162,9 +193,10 @@ def _refit_laplace(fit: MixedFit, response: np.ndarray, statistic, hessian: np.n
     """Refit a block of simulated responses (B, n_cells).
 
     With few random-effect levels, one batched Newton solve for the block
-    (the work is per-call overhead); otherwise, and for any response Newton
-    does not settle, L-BFGS-B per response, preconditioned by ``hessian``
-    (the curvature at the original optimum). Both start from the original
+    (the work is per-call overhead); otherwise one batched BFGS from
+    ``hessian`` (the curvature at the original optimum); for any response
+    either does not settle (or that ends near theta = 0), L-BFGS-B per
+    response, preconditioned by ``hessian``. All start from the original
     optimum. Returns coef (B, n_fixed + q) as (beta*, b*), theta (B, n_terms)
     and the statistics (list, None where not asked for); rows of failed
     refits are NaN.
@@ -174,12 +206,13 @@ def _refit_laplace(fit: MixedFit, response: np.ndarray, statistic, hessian: np.n
     B = prob.batch
     start = np.tile(np.concatenate([fit.theta, fit.beta]), (B, 1))
     u0 = np.tile(fit.u, (B, 1))
-    params, u, ok = start.copy(), u0.copy(), np.zeros(B, dtype=bool)
-    if prob.q <= SMALL_Q:
-        try:
+    try:
+        if prob.q <= SMALL_Q:
             params, u, ok = newton_batch(prob, start, u0)
-        except (FloatingPointError, np.linalg.LinAlgError):
-            pass
+        else:
+            params, u, ok = quasi_newton_batch(prob, start, u0, hessian)
+    except (FloatingPointError, np.linalg.LinAlgError):
+        params, u, ok = start.copy(), u0.copy(), np.zeros(B, dtype=bool)
     stats = [None] * B
     for i in range(B):
         one = prob.subset([i])
@@ -232,8 +265,8 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
     """
     rng = np.random.default_rng(seed)
     simulated = _simulate(fit, nsim, use_u, rng)
-    simple = not fit.family.profiled and fit.structure.simple
-    hessian = hessian_at(Problem(fit.cells), np.concatenate([fit.theta, fit.beta]), fit.u) if simple else None
+    with one_blas_thread():
+        hessian = _curvature(fit)
     # fixed blocks, whatever the worker count, so every refit sees the same arithmetic
     blocks = [{k: v[i:i + block] for k, v in simulated.items()} for i in range(0, nsim, block)]
     parts = []
@@ -261,6 +294,20 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
     if failed:  # the original fit's problems were told when it was made
         warnings.warn(_failed_refits(failed, nsim), MisterpWarning, stacklevel=2)
     return BootstrapFit(fit, params, theta, stats, failed, use_u)
+
+
+def _curvature(fit: MixedFit) -> np.ndarray | None:
+    """The Hessian at the original optimum that refits start from: the Laplace deviance's in
+    (theta, beta) for random intercepts, the profiled deviance's in theta for lmer; None with
+    slopes (those refit one by one from scratch)."""
+    if fit.family.profiled:
+        from .lmm import ProfiledDeviance
+        from .lmm_optimize import deviance_hessian
+
+        return deviance_hessian(ProfiledDeviance(fit.cells, fit.reml), fit.theta)
+    if fit.structure.simple:
+        return hessian_at(Problem(fit.cells), np.concatenate([fit.theta, fit.beta]), fit.u)
+    return None
 
 
 def _failed_refits(failed: int, nsim: int) -> str:

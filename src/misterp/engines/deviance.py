@@ -102,7 +102,8 @@ class Problem:
         """The same cells with only the responses ``rows`` of the batch."""
         out = object.__new__(Problem)
         out.__dict__.update(self.__dict__)
-        out.response = self._response[rows]
+        out._response = self._response[rows]
+        out.loglik_constant = self.loglik_constant[rows]  # not recomputed: it is per response
         return out
 
     def stats(self) -> dict:
@@ -256,19 +257,22 @@ def gradient(prob: Problem, state: State) -> np.ndarray:
 
     f's explicit derivative at fixed u (envelope theorem), plus the derivative
     of log det H through W(eta(u~(phi), phi)), with du~/dphi from the
-    stationarity condition u = Lambda Z' (s - n mu).
+    stationarity condition u = Lambda Z' (s - n mu). d eta / d theta_k at
+    fixed u is u at the cell's level of term k, so every sum over cells of
+    it is a sum over term k's levels of u times Z' of the cell weights: no
+    (B, n_cells, T + p) array is formed.
     """
     u, lam, A, L = state.u, state.lam, state.A, state.chol_lower
     _, w, r, dw = prob.family.working(prob.stats(), state.eta)
-    T, B, n = prob.n_terms, u.shape[0], prob.X.shape[0]
-    # partial d eta / d phi at fixed u: u at the cell's level for theta_k, X for beta
-    d_eta = np.concatenate([u[:, prob.cols.T], np.broadcast_to(prob.X, (B,) + prob.X.shape)], axis=2)
-    explicit = -2.0 * np.einsum("bn,bnd->bd", r, d_eta)
-    # H du = dLambda Z'r - Lambda Z' W d_eta
+    T, B, X = prob.n_terms, u.shape[0], prob.X
+    explicit = -2.0 * np.hstack([_by_term(prob, u * prob.ztmul(r)), r @ X])
+    # H du = dLambda Z'r - Lambda Z' W d_eta, one column per parameter
+    rhs = np.empty((B, prob.q, T + X.shape[1]))
+    rhs[:, :, T:] = -lam[:, :, None] * prob.ztmul(w[:, :, None] * X)
     ztr = prob.ztmul(r)
-    rhs = -lam[:, :, None] * prob.ztmul(w[:, :, None] * d_eta)
     for k in range(T):
         sl = slice(prob.starts[k], prob.starts[k + 1])
+        rhs[:, :, k] = -lam * prob.ztmul(w * u[:, prob.cols[k]])
         rhs[:, sl, k] += ztr[:, sl]
     if prob.sparse:
         # H^-1 only on H's pattern (selected inversion): all that the traces below touch
@@ -281,15 +285,21 @@ def gradient(prob: Problem, state: State) -> np.ndarray:
         du = Hinv @ rhs
         scaled = (lam[:, :, None] * Hinv * lam[:, None, :]).reshape(B, -1)
         diag = ((A * lam[:, None, :]) * Hinv).sum(axis=2)
-    d_eta_total = d_eta + prob.zmul(lam[:, :, None] * du)
-    # leverage of each cell: diag(Z Lambda H^-1 Lambda Z'), gathered over term pairs
-    lev = _apply(prob.pairs_t, scaled)
-    through_w = np.einsum("bn,bnd->bd", lev * dw, d_eta_total)
+    # leverage of each cell: diag(Z Lambda H^-1 Lambda Z'), gathered over term pairs; d log det H
+    # through W: sum over cells of v = leverage * dw times d eta (at fixed u, then through du)
+    v = _apply(prob.pairs_t, scaled) * dw
+    ztv = prob.ztmul(v)
+    through_w = np.hstack([_by_term(prob, u * ztv), v @ X]) + np.einsum("bl,bld->bd", lam * ztv, du)
     # d log det H / d theta_k through Lambda itself: 2 tr(H^-1 E_k A Lambda); diag holds
     # each row's sum of (A Lambda) * H^-1
     through_lambda = np.zeros_like(explicit)
-    through_lambda[:, :T] = 2.0 * np.add.reduceat(diag, prob.starts[:-1], axis=1)
+    through_lambda[:, :T] = 2.0 * _by_term(prob, diag)
     return explicit + through_w + through_lambda
+
+
+def _by_term(prob: Problem, values: np.ndarray) -> np.ndarray:
+    """Sums of (B, q) values over each term's levels, (B, T)."""
+    return np.add.reduceat(values, prob.starts[:-1], axis=1)
 
 
 def joint_covariance(prob: Problem, state: State) -> np.ndarray | PrecisionCovariance:

@@ -87,7 +87,7 @@ class LaplaceEngine:
 def lmm_fit(cells: Cells, reml: bool, singular_tol: float = SINGULAR_TOL,
             start: np.ndarray | None = None) -> "MixedFit":
     """lmer's fit on gaussian cells, as a MixedFit (no warnings: the caller tells the problems)."""
-    from .lmm import fit_lmm
+    from .lmm_optimize import fit_lmm
 
     found = fit_lmm(cells, reml, start)
     return MixedFit(cells=cells, theta=found["theta"], beta=found["beta"], u=found["u"],

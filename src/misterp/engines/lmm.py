@@ -14,9 +14,10 @@ the Cholesky factor of the fixed effects' Schur complement, lme4 minimises
     REML:  log|L|^2 + log|R_X|^2 + (N - p) (1 + log(2 pi r^2 / (N - p)))
 
 over theta >= 0; beta, u and sigma^2 = r^2 / N (or N - p) follow in closed
-form. With up to SPARSE_Q random effects (MRP's usual models) every matrix is dense; above,
-for random intercepts, H = Lambda Z'WZ Lambda + I stays on Z'Z's sparsity pattern and
-:mod:`.sparse` factors it, with H^-1 only on that pattern for the traces below.
+form (:mod:`.lmm_optimize` searches theta). With up to SPARSE_Q random effects (MRP's usual
+models) every matrix is dense; above, H = Lambda Z'WZ Lambda + I stays on Z'Z's sparsity pattern
+(made block-closed for terms with slopes, :mod:`.sparse_terms`) and :mod:`.linalg` factors it,
+with H^-1 only on that pattern for the traces below (for random intercepts only its diagonal).
 
 The gradient is exact. With E_m = dLambda / dtheta_m, A = Z'WZ, F = Lambda'Z'WX,
 S = R_X'R_X = X'WX - F'H^-1 F and the residuals e of the cell means:
@@ -27,10 +28,11 @@ d log|R_X|^2 = -2 tr(S^-1 dF' H^-1 F) + 2 tr(H^-1 F S^-1 F'H^-1 Lambda'A E_m).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
-from scipy.optimize import minimize
 
 from ..model.cells import Cells
 from .linalg import Elimination, PrecisionCovariance
@@ -81,13 +83,27 @@ class ProfiledDeviance:
             self.diag = (self.rows == self.cols).astype(float)
             self.A_matrix = sp.csr_matrix((self.A, (self.rows, self.cols)), shape=(self.structure.q,) * 2)
         self.groups = cells.groups  # (n_terms, n_cells) level of each cell in each term
-        X, y = cells.X, stats["total"] / n - cells.offset  # cell means, less the offset
-        self.X, self.Z, self.n, self.y = X, Z, n, y
-        self.within = float(stats["within"].sum())
+        X, self.offset = cells.X, cells.offset
+        self.X, self.Z, self.n = X, Z, n
         self.ZtWX, self.XtWX = np.asarray(Z.T @ (n[:, None] * X)), X.T @ (n[:, None] * X)
-        self.ZtWy, self.XtWy = np.asarray(Z.T @ (n * y)), X.T @ (n * y)
+        self._response(stats)  # y: the cell means less the offset, and its sums
         if not self.sparse:
             self.ZtWZ = Z.T @ (n[:, None] * Z)
+
+    def with_stats(self, stats: dict) -> "ProfiledDeviance":
+        """The same deviance for other responses on the same cells (a bootstrap refit): Z, Z'WZ,
+        the elimination and every other response-free part shared, the sums of y recomputed."""
+        out = copy.copy(self)
+        out._last = None
+        out._response(stats)
+        return out
+
+    def _response(self, stats: dict) -> None:
+        """The parts that depend on y: cell means, within sum of squares, Z'Wy and X'Wy."""
+        n = self.n
+        self.y = stats["total"] / n - self.offset
+        self.within = float(stats["within"].sum())
+        self.ZtWy, self.XtWy = np.asarray(self.Z.T @ (n * self.y)), self.X.T @ (n * self.y)
 
     def solve(self, theta: np.ndarray) -> dict:
         """beta, u (b = Lambda u), r^2, the log determinants and the deviance at ``theta``; the
@@ -237,106 +253,3 @@ class ProfiledDeviance:
         zx = Lam.T @ self.ZtWX
         system = np.block([[self.XtWX, zx.T], [zx, Lam.T @ self.ZtWZ @ Lam + np.eye(len(Lam))]])
         return sigma ** 2 * cho_solve(cho_factor(system, lower=True), np.eye(len(system)))
-
-
-def optimize_theta(dev: ProfiledDeviance, start: np.ndarray, boundary_tol: float = 1e-5) -> tuple[np.ndarray, dict]:
-    """Minimise the profiled deviance over theta; returns (theta >= 0, optimizer report).
-
-    The deviance is even in each theta_k of an intercept-only term, so the
-    search runs over all reals and reports |theta|; a theta ending within
-    ``boundary_tol`` of 0 is tried at exactly 0 and kept there when the
-    deviance does not rise (lme4's bounded optimum). L-BFGS-B works in
-    coordinates scaled by :func:`theta_scale`.
-    """
-    start = np.asarray(start, float)
-    scale = theta_scale(dev, start)
-    res = _scaled_lbfgs(dev.value_and_gradient, start, scale)
-    theta = dev.structure.positive(res.x)
-    best = dev(theta)
-    evaluations = res.nfev
-    near = (theta < boundary_tol) & dev.structure.diagonal
-    if near.any() and not np.all(theta[near] == 0):
-        free = ~near
-        trial = theta.copy()
-        trial[near] = 0.0
-
-        def on_face(x):
-            t = trial.copy()
-            t[free] = x
-            f, g = dev.value_and_gradient(t)
-            return f, g[free]
-
-        if free.any():
-            sub = _scaled_lbfgs(on_face, theta[free], scale[free])
-            trial[free] = sub.x
-            trial = dev.structure.positive(trial)
-            evaluations += sub.nfev
-        if dev(trial) <= best + 1e-10:
-            theta, best = trial, dev(trial)
-    grad = dev.value_and_gradient(theta)[1]
-    interior = ~(dev.structure.diagonal & (theta == 0))
-    max_grad = float(np.max(np.abs(grad[interior]), initial=0.0))
-    return theta, {"converged": bool(res.success or max_grad < 1e-3), "message": str(res.message),
-                   "evaluations": int(evaluations), "max_abs_gradient": max_grad}
-
-
-def _scaled_lbfgs(fun, x0: np.ndarray, scale: np.ndarray):
-    """L-BFGS-B over x = x0 + scale * z from z = 0; the result's x in the original coordinates."""
-
-    def scaled(z):
-        f, g = fun(x0 + scale * z)
-        return f, g * scale
-
-    res = minimize(scaled, np.zeros(len(x0)), method="L-BFGS-B", jac=True,
-                   options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
-    res.x = x0 + scale * res.x
-    return res
-
-
-def theta_scale(dev: ProfiledDeviance, theta: np.ndarray) -> np.ndarray:
-    """A step of 1 in each theta_k's scaled coordinate: 1 / sqrt of the deviance's curvature in
-    theta_k as if term k were alone (one-way: 4 theta^2 sum_j 1 / (theta^2 + 1 / n_j)^2 over its
-    levels' row counts n_j, theta at least 0.05), so that L-BFGS-B's first step is about one
-    standard error, not a unit step (which left the rating design's sds far off for a few
-    evaluations); 1 for terms with slopes."""
-    if not dev.structure.simple:
-        return np.ones(len(theta))
-    out = []
-    for g, J, t in zip(dev.groups, dev.structure.n_levels, np.maximum(np.abs(theta), 0.05)):
-        size = np.bincount(g, dev.n, J)
-        size = size[size > 0]
-        out.append(1.0 / np.sqrt(4.0 * t ** 2 * np.sum(1.0 / (t ** 2 + 1.0 / size) ** 2)))
-    return np.array(out)
-
-
-def moment_start(dev: ProfiledDeviance, floor: float = 0.05) -> np.ndarray:
-    """Starting theta for random intercepts from one-way analyses of variance of the fixed
-    effects' least-squares residuals, term by term (each term's between-level mean square less
-    the within, over the effective level size n0), relative to the residual variance left;
-    at least ``floor`` (theta = 0 is stationary and would hold the search). lme4 starts at 1:
-    in a crossed rating design (q = 4,128) this start cut the evaluations from 33 to 11."""
-    n, N = dev.n, dev.N
-    r = dev.y - dev.X @ np.linalg.lstsq(dev.XtWX, dev.XtWy, rcond=None)[0]
-    total = dev.within + float(n @ r ** 2)
-    variances = []
-    for g, J in zip(dev.groups, dev.structure.n_levels):
-        size, sums = np.bincount(g, n, J), np.bincount(g, n * r, J)
-        between = float(np.sum(sums[size > 0] ** 2 / size[size > 0]))
-        n0 = (N - float(size @ size) / N) / max(J - 1, 1)
-        mean_within = (total - between) / max(N - J, 1.0)
-        variances.append(max((between / max(J - 1, 1) - mean_within) / max(n0, 1e-12), 0.0))
-    residual = max(total / N - sum(variances), 1e-3 * total / N)
-    return np.maximum(np.sqrt(np.array(variances) / residual), floor)
-
-
-def fit_lmm(cells: Cells, reml: bool = True, start: np.ndarray | None = None) -> dict:
-    """theta, beta, u, sigma, the deviance (REML criterion or ML deviance), the joint covariance
-    of (beta, u) and the optimizer report of lmer's fit on ``cells``."""
-    dev = ProfiledDeviance(cells, reml)
-    if start is None:
-        start = moment_start(dev) if dev.structure.simple else dev.structure.start()
-    theta, info = optimize_theta(dev, start)
-    sol = dev.solve(theta)
-    return {"theta": theta, "beta": sol["beta"], "u": sol["u"], "sigma": float(sol["sigma"]),
-            "objective": sol["deviance"], "cov": dev.covariance(theta, sol["sigma"]), "info": info}
-
