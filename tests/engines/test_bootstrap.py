@@ -106,7 +106,7 @@ def test_batched_bfgs_refits_match_single_refits(monkeypatch):
 
 def test_lmer_refits_share_the_deviance_and_start_from_the_curvature():
     """lmer refits (the crossed model's first 400 schools, sparse): the same optimum as a fresh
-    lmer fit of each simulated response, from about four evaluations each."""
+    lmer fit of each simulated response, from at most five evaluations each."""
     from misterp.engines import bootstrap as boot
     from misterp.engines.lmm import ProfiledDeviance
     from misterp.engines.lmm_optimize import deviance_hessian, fit_deviance, fit_lmm
@@ -124,7 +124,7 @@ def test_lmer_refits_share_the_deviance_and_start_from_the_curvature():
         sim = {k: v[i] for k, v in sims.items()}
         refit = fit_deviance(shared.with_stats(sim), fit.theta, hessian, covariance=False)
         fresh = fit_lmm(cells.with_stats(sim))
-        assert refit["info"]["evaluations"] <= 6 < fresh["info"]["evaluations"]
+        assert refit["info"]["evaluations"] <= 5  # L-BFGS-B from the same start took 10
         np.testing.assert_allclose(refit["theta"], fresh["theta"], atol=1e-5)
         np.testing.assert_allclose(refit["beta"], fresh["beta"], atol=1e-7)
         assert refit["objective"] == pytest.approx(fresh["objective"], abs=1e-6)
