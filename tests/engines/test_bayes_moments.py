@@ -27,7 +27,6 @@ def survey(n=600, seed=0, duplicates=False):
 
 MODELS = [  # (formula, cells of several respondents)
     ("y ~ x + f + (1 + x | g)", False),                # a continuous slope (decov)
-    ("y ~ x + f + (1 + x | g)", True),
     ("y ~ x + (1 | g) + (1 | h) + (1 | g:h)", True),   # crossed intercepts
     ("y ~ x + f + (1 + x | g) + (1 | h)", False),      # slopes crossed with an intercept term
     ("y ~ x + offset(o) + (1 | g)", True),             # an offset
