@@ -243,7 +243,7 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
     cells, notes = prepared[0], list(prepared[1])
     if streamed:  # the frame's checks, coverage and margins in one pass, before the fit
         margins = frame_margins(cells.design)
-        cover = scan_frame(cells, frame, margins)
+        cover = scan_frame(cells, frame, margins, notes)
     model = _fit_model(args, cells, notes)
     if args.save_fit:
         save_fit(model, args.save_fit)
@@ -508,12 +508,12 @@ def _run_poststratify(args, path: str):
     model = load_fit(path)
     frame = FrameChunks(args.frame, args.count, join=tuple(args.join or ()))
     margins = frame_margins(model.design)
-    scan_frame(model.cells, frame, margins)
+    notes = []
+    scan_frame(model.cells, frame, margins, notes)
     weight = _exposure_weight(model, args.frame_exposure)
     seed = args.seed if args.seed is not None else None if model.draw_seed is not None else 1
     estimate = poststratify_stream(model, frame, by=[args.by], seed=seed, weight=weight)[0]
     inputs = {"saved fit": path, "frame": args.frame, "formula": model.design.formula.text, "engine": model.kind}
-    notes = []
     # nesting is judged on the fit's own cells, which hold the model's columns (a --by column outside
     # the model is not among them, and gets the plain note)
     notes += extra("the interval notes", notes, interval_notes, model, args.by, model.cells.table, default=[])

@@ -36,6 +36,7 @@ from .calibrate import CalibratedPredictor
 from .compare import FrameMargins
 from .draws import Predictor
 from .estimate import Estimate
+from .extras import extra
 from .poststratify import GroupSums, row_codes
 
 # draws x cells predicted at a time: 16 MB of float64, under glibc's largest mmap threshold (32 MB),
@@ -44,29 +45,37 @@ from .poststratify import GroupSums, row_codes
 CELL_BUDGET = 2**21
 
 
-def scan_frame(cells: Cells, chunks: FrameChunks, margins: FrameMargins | None = None) -> dict:
+def scan_frame(cells: Cells, chunks: FrameChunks, margins: FrameMargins | None = None,
+               notes: list | None = None) -> dict:
     """Check the frame against the survey's cells chunk by chunk; add each chunk to ``margins``.
 
     Raises as :func:`misterp.model.cells.check_frame` does (missing labels,
     repeated cells, survey levels the frame lacks, frame levels a fixed
     effect cannot predict). Returns :func:`misterp.data.checks.coverage`'s
-    counts summed over the chunks.
+    counts summed over the chunks; they are an extra
+    (:mod:`misterp.results.extras`): where they cannot be counted, a note
+    goes to ``notes``, the counts read "?" and the checks go on.
     """
+    notes = [] if notes is None else notes
     design = cells.design
     predictors = design.formula.predictors
     grouping = [c for g in design.group_terms for c in g.columns]
     covered = list(dict.fromkeys(list(design.categorical) + grouping))
     levels = {col: set() for col in covered}
     cover = {"frame_cells": 0, "with_respondents": 0, "without_respondents": 0, "population_without_respondents": 0.0}
-    hashes = []
+    hashes, rows, counting = [], 0, True
     for frame in chunks:
         checks.check_frame_cells(frame, predictors)
         checks.check_fixed_levels(cells.table, frame, list(design.categorical))
         checks.check_fixed_levels(cells.table, frame, list(design.slope_levels), slope=True)
         for col in covered:
             levels[col].update(frame.data[col].unique())
-        for key, value in checks.coverage(cells.table, frame, predictors).items():
-            cover[key] += value
+        if counting:
+            counted = extra("the frame's coverage count", notes, checks.coverage, cells.table, frame, predictors)
+            counting = counted is not None
+            for key, value in (counted or {}).items():
+                cover[key] += value
+        rows += len(frame.data)
         hashes.append(_row_hashes(frame))
         if margins is not None:
             margins.add(frame)
@@ -78,7 +87,7 @@ def scan_frame(cells: Cells, chunks: FrameChunks, margins: FrameMargins | None =
     repeated = ordered[1:][ordered[1:] == ordered[:-1]]
     if len(repeated):
         _raise_repeated(chunks, np.unique(repeated))
-    return cover
+    return cover if counting else {**{key: "?" for key in cover}, "frame_cells": rows}
 
 
 def _row_hashes(frame: Frame) -> np.ndarray:
