@@ -13,7 +13,7 @@ Everything works on a batch of responses at once (bootstrap refits).
 
 Cells, not respondents, are the rows. With up to SPARSE_Q random-effect levels (MRP's
 usual tens to a few hundred) H is a dense q x q matrix and LAPACK factors it; above, H lives on
-Z'Z's sparsity pattern and :mod:`.sparse` factors it with a fill-reducing order and gives the
+Z'Z's sparsity pattern and :mod:`.linalg` factors it with a fill-reducing order and gives the
 gradient's entries of H^-1 by selected inversion (3,142 counties, 84,000 tracts).
 """
 
@@ -152,7 +152,7 @@ class State:
 
     Shapes: u, lam (B, q); eta (B, n); A, chol_lower (B, q, q); objective (B,). When the
     problem is sparse, A is (B, nnz) values on H's pattern and chol_lower a list of B
-    :class:`.sparse.Factor`.
+    :class:`.linalg.Factor`.
     """
 
     u: np.ndarray
@@ -308,7 +308,7 @@ def joint_covariance(prob: Problem, state: State) -> np.ndarray | PrecisionCovar
     The inverse of [[X'WX, X'WZL], [LZ'WX, H]], shape (p + q, p + q); its
     beta block is lme4's ``vcov(use.hessian = FALSE)``. First response of
     the batch. For a sparse problem, the precision itself, factorised
-    (:class:`.sparse.PrecisionCovariance`): never a dense (p + q)^2 matrix.
+    (:class:`.linalg.PrecisionCovariance`): never a dense (p + q)^2 matrix.
     """
     _, w, _, _ = prob.family.working(prob.stats(), state.eta)
     w, X, lam = w[0], prob.X, state.lam[0]
@@ -316,7 +316,7 @@ def joint_covariance(prob: Problem, state: State) -> np.ndarray | PrecisionCovar
     p = X.shape[1]
     if prob.sparse:
         h = lam[prob.h_rows] * state.A[0] * lam[prob.h_cols] + prob.h_diag
-        return PrecisionCovariance(X.T @ (w[:, None] * X), zl_w_x, prob.elim, h)
+        return PrecisionCovariance(X.T @ (w[:, None] * X), zl_w_x, prob.elim, h, factor=state.chol_lower[0])
     top = np.hstack([X.T @ (w[:, None] * X), zl_w_x.T])
     bottom = np.hstack([zl_w_x, lam[:, None] * state.A[0] * lam[None, :] + np.eye(prob.q)])
     precision = np.vstack([top, bottom])
