@@ -152,6 +152,7 @@ def test_fixed_effects_only_model_agrees_with_glm(article_survey, article_frame)
     assert ours["sd"] == pytest.approx(glm["sd"], rel=0.15)
 
 
+@pytest.mark.slow  # two compilations (the sampler and the timed gradient): 16 s
 def test_a_run_beyond_an_hour_warns_and_names_the_laplace_engine(article_survey, article_frame, monkeypatch):
     """The engine times the model's gradient before sampling and extrapolates; a run it expects
     to pass LONG_RUN_SECONDS warns first. Here the thresholds are lowered so the article's model

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import warnings, jax, pandas as pd
 from misterp import MisterpInputError, MisterpWarning, Survey, prepare
@@ -44,6 +46,7 @@ def test_settings_are_made_once_and_never_changed_silently():
     assert last == "x64 True"
 
 
+@pytest.mark.slow  # a fresh process compiling a sampler without the cache: 15 s
 def test_opting_out_leaves_jax_as_the_user_set_it():
     out = run(env={"MISTERP_CONFIGURE_JAX": "0"},
               before="jax.config.update('jax_enable_x64', True); jax.config.update('jax_num_cpu_devices', 1)")

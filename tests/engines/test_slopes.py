@@ -124,6 +124,8 @@ def test_bootstrap_refits_slopes(data):
     assert boot.failed == 0 and np.all(boot.theta[:, 0] > 0)
 
 
+@pytest.mark.slow  # 4 x 2,000 draws of a 320-effect model: 20 s (the slopes' log density is checked in the
+# default suite by test_bayes_moments.py)
 def test_bayes_correlated_slope_matches_rstanarm():
     """stan_glmer(y ~ x + female + (1 + x | g), gaussian) with rstanarm's decov prior
     (tests/fixtures/r/make_stan_slope.R: 7,000 respondents in 155 of 160 groups): group means
