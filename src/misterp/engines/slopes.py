@@ -85,15 +85,7 @@ class SlopeProblem:
             if -(grad @ step) < tol * max(abs(pdev), 1.0):
                 return {"u": u, "eta": eta, "Lam": Lam, "ZL": ZL, "A": A, "L": L,
                         "objective": 2.0 * np.log(np.diag(L)).sum() + pdev}
-            t = 1.0
-            for _ in range(30):
-                u_new = u + t * step
-                eta_new = eta_fixed + ZL @ u_new
-                pdev_new = u_new @ u_new + self.deviance(eta_new)
-                if pdev_new <= pdev + 1e-12 * abs(pdev):
-                    break
-                t *= 0.5
-            u, eta, pdev = u_new, eta_new, pdev_new
+            u, eta, pdev = halving_step(u, step, eta_fixed, ZL, pdev, self.deviance)
         raise FloatingPointError("PIRLS did not converge")
 
     def covariance(self, state: dict) -> np.ndarray:
@@ -146,6 +138,20 @@ class _Objective:
     def __call__(self, params: np.ndarray):
         st = self.state(params)
         return float(st["objective"]), self.prob.gradient(st)
+
+
+def halving_step(u: np.ndarray, step: np.ndarray, eta_fixed: np.ndarray, ZL, pdev: float, deviance):
+    """PIRLS's step in the spherical effects u (q,), halved until the penalized deviance
+    u'u + deviance(eta) does not rise (at most 30 times, as lme4); returns (u, eta, pdev) there."""
+    t = 1.0
+    for _ in range(30):
+        u_new = u + t * step
+        eta_new = eta_fixed + ZL @ u_new
+        pdev_new = u_new @ u_new + deviance(eta_new)
+        if pdev_new <= pdev + 1e-12 * abs(pdev):
+            break
+        t *= 0.5
+    return u_new, eta_new, pdev_new
 
 
 def positive_diagonal(structure: Structure, theta: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..model.cells import Cells
 from .linalg import PrecisionCovariance
+from .slopes import halving_step
 from .sparse_terms import SparseTerms
 
 
@@ -50,15 +51,7 @@ class SparseSlopeProblem:
             if -(grad @ step) < tol * max(abs(pdev), 1.0):
                 return {"u": u, "eta": eta, "lam": lam, "ZL": ZL, "A": A, "factor": factor,
                         "objective": factor.logdet + pdev}
-            t = 1.0
-            for _ in range(30):
-                u_new = u + t * step
-                eta_new = eta_fixed + ZL @ u_new
-                pdev_new = u_new @ u_new + self.deviance(eta_new)
-                if pdev_new <= pdev + 1e-12 * abs(pdev):
-                    break
-                t *= 0.5
-            u, eta, pdev = u_new, eta_new, pdev_new
+            u, eta, pdev = halving_step(u, step, eta_fixed, ZL, pdev, self.deviance)
         raise FloatingPointError("PIRLS did not converge")
 
     def gradient(self, state: dict) -> np.ndarray:
