@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from run import median_time  # bench/run.py's median of repeated timings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -97,16 +97,7 @@ def gradient_microseconds(cells, likelihood: str) -> float:
 
     run = jax.jit(loop)
     jax.block_until_ready(run(info.param_info.z))
-    return median_seconds(lambda: jax.block_until_ready(run(info.param_info.z)), 3) * 1e3
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(lambda: jax.block_until_ready(run(info.param_info.z)), 3) * 1e3
 
 
 def profile(prefix: Path, cells_too: bool):
@@ -157,7 +148,7 @@ def whole_process(prefix: Path, repeats: int) -> tuple[float, float]:
         subprocess.run(command, check=True, capture_output=True, env={**os.environ, "MISTERP_JAX_CACHE": empty})
         cold = time.perf_counter() - start
     subprocess.run(command, check=True, capture_output=True)  # fills the cache
-    return median_seconds(lambda: subprocess.run(command, check=True, capture_output=True), repeats), cold
+    return median_time(lambda: subprocess.run(command, check=True, capture_output=True), repeats), cold
 
 
 def agreement(fit, frame, name: str) -> None:
