@@ -196,7 +196,7 @@ def _fit(args) -> int:
         problems = []
         check = extra("the model check", problems, predictive_check, context["fit"], by=args.check, seed=args.seed)
         if check is None:
-            print(f"misterp: {problems[0]}", file=sys.stderr)
+            _note(args, problems[0])
             return 0
         print(f"\nModel check by {', '.join(args.check)} (p < 0.05: {int((check['p_value'] < 0.05).sum())} of "
               f"{len(check)} groups):")
