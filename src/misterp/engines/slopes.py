@@ -70,23 +70,14 @@ class SlopeProblem:
     def pirls(self, theta: np.ndarray, beta: np.ndarray, u0: np.ndarray, tol: float = 1e-15, max_iter: int = 60):
         """Conditional modes at (theta, beta): Newton steps with halving; returns a dict of the state."""
         Lam = self.structure.matrix(theta)
-        ZL = (self.Z @ Lam)
-        eta_fixed = self.offset + self.X @ beta
-        u = u0.copy()
-        eta = eta_fixed + ZL @ u
-        pdev = u @ u + self.deviance(eta)
-        for _ in range(max_iter):
-            _, w, r, _ = self.family.working(self.stats, eta)
+
+        def factorise(w):
             A = self.ztwz(w)
-            H = Lam.T @ A @ Lam + np.eye(self.q)
-            L = np.linalg.cholesky(H)
-            grad = u - ZL.T @ r
-            step = -cho_solve((L, True), grad)
-            if -(grad @ step) < tol * max(abs(pdev), 1.0):
-                return {"u": u, "eta": eta, "Lam": Lam, "ZL": ZL, "A": A, "L": L,
-                        "objective": 2.0 * np.log(np.diag(L)).sum() + pdev}
-            u, eta, pdev = halving_step(u, step, eta_fixed, ZL, pdev, self.deviance)
-        raise FloatingPointError("PIRLS did not converge")
+            L = np.linalg.cholesky(Lam.T @ A @ Lam + np.eye(self.q))
+            return (lambda b: cho_solve((L, True), b)), (lambda: 2.0 * np.log(np.diag(L)).sum()), \
+                {"Lam": Lam, "A": A, "L": L}
+
+        return conditional_modes(self, self.offset + self.X @ beta, self.Z @ Lam, u0, factorise, tol, max_iter)
 
     def covariance(self, state: dict) -> np.ndarray:
         """Covariance of (beta, u) from the curvature of the penalized deviance at the mode, (p + q, p + q)."""
@@ -140,18 +131,36 @@ class _Objective:
         return float(st["objective"]), self.prob.gradient(st)
 
 
-def halving_step(u: np.ndarray, step: np.ndarray, eta_fixed: np.ndarray, ZL, pdev: float, deviance):
-    """PIRLS's step in the spherical effects u (q,), halved until the penalized deviance
-    u'u + deviance(eta) does not rise (at most 30 times, as lme4); returns (u, eta, pdev) there."""
-    t = 1.0
-    for _ in range(30):
-        u_new = u + t * step
-        eta_new = eta_fixed + ZL @ u_new
-        pdev_new = u_new @ u_new + deviance(eta_new)
-        if pdev_new <= pdev + 1e-12 * abs(pdev):
-            break
-        t *= 0.5
-    return u_new, eta_new, pdev_new
+def conditional_modes(problem, eta_fixed: np.ndarray, ZL, u0: np.ndarray, factorise, tol: float,
+                      max_iter: int) -> dict:
+    """PIRLS, shared by the dense and the sparse slope problems: Newton steps in the spherical
+    effects u (q,) from ``u0``, halved until the penalized deviance u'u + deviance(eta) does not rise
+    (at most 30 times, as lme4), until the Newton decrement falls below ``tol`` |pdev|.
+
+    ``factorise(w)`` factors H = Lambda' Z'WZ Lambda + I at the working weights w (n_cells,) and
+    returns (solve, logdet, parts): H^-1 b, a callable giving log det H, and the arrays the state
+    keeps. Returns the state: u, eta, ZL, the parts and ``objective`` = log det H + pdev.
+    """
+    u = u0.copy()
+    eta = eta_fixed + ZL @ u
+    pdev = u @ u + problem.deviance(eta)
+    for _ in range(max_iter):
+        _, w, r, _ = problem.family.working(problem.stats, eta)
+        solve, logdet, parts = factorise(w)
+        grad = u - ZL.T @ r
+        step = -solve(grad)
+        if -(grad @ step) < tol * max(abs(pdev), 1.0):
+            return {"u": u, "eta": eta, "ZL": ZL, **parts, "objective": logdet() + pdev}
+        t = 1.0
+        for _ in range(30):
+            u_new = u + t * step
+            eta_new = eta_fixed + ZL @ u_new
+            pdev_new = u_new @ u_new + problem.deviance(eta_new)
+            if pdev_new <= pdev + 1e-12 * abs(pdev):
+                break
+            t *= 0.5
+        u, eta, pdev = u_new, eta_new, pdev_new
+    raise FloatingPointError("PIRLS did not converge")
 
 
 def positive_diagonal(structure: Structure, theta: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..model.cells import Cells
 from .linalg import PrecisionCovariance
-from .slopes import halving_step
+from .slopes import conditional_modes
 from .sparse_terms import SparseTerms
 
 
@@ -37,22 +37,14 @@ class SparseSlopeProblem:
         """Conditional modes at (theta, beta): Newton steps with halving; returns a dict of the state."""
         terms = self.terms
         lam = terms.lambda_values(theta)
-        ZL = (self.Z @ terms.lambda_matrix(theta)).tocsr()
-        eta_fixed = self.offset + self.X @ beta
-        u = u0.copy()
-        eta = eta_fixed + ZL @ u
-        pdev = u @ u + self.deviance(eta)
-        for _ in range(max_iter):
-            _, w, r, _ = self.family.working(self.stats, eta)
+
+        def factorise(w):
             A = terms.ztwz(w)
             factor = terms.elim.factor(terms.h_values(lam, A))
-            grad = u - ZL.T @ r
-            step = -factor.solve(grad)
-            if -(grad @ step) < tol * max(abs(pdev), 1.0):
-                return {"u": u, "eta": eta, "lam": lam, "ZL": ZL, "A": A, "factor": factor,
-                        "objective": factor.logdet + pdev}
-            u, eta, pdev = halving_step(u, step, eta_fixed, ZL, pdev, self.deviance)
-        raise FloatingPointError("PIRLS did not converge")
+            return factor.solve, (lambda: factor.logdet), {"lam": lam, "A": A, "factor": factor}
+
+        ZL = (self.Z @ terms.lambda_matrix(theta)).tocsr()
+        return conditional_modes(self, self.offset + self.X @ beta, ZL, u0, factorise, tol, max_iter)
 
     def gradient(self, state: dict) -> np.ndarray:
         """Exact d f / d (theta, beta) at a PIRLS solution, (n_theta + p,): as the dense one, with
