@@ -121,7 +121,9 @@ def test_bayes_repeats_bit_for_bit_for_a_seed_and_chain_method(bayes_cells, para
     assert not np.array_equal(first["z"], other["z"])
 
 
-@pytest.mark.parametrize("method", ["sequential", pytest.param("vectorized", marks=pytest.mark.slow)])
+# both slow: numpyro initialises a chain op by op outside "parallel" (9 s of small compilations each)
+@pytest.mark.parametrize("method", [pytest.param("sequential", marks=pytest.mark.slow),
+                                    pytest.param("vectorized", marks=pytest.mark.slow)])
 def test_bayes_chain_methods_agree_to_rounding(bayes_cells, parallel_run, method):
     # pmap ("parallel"), jit one chain at a time ("sequential") and vmap ("vectorized") are three XLA
     # programs whose floating-point operations are ordered differently, so the last bits differ, and
