@@ -65,3 +65,30 @@ def article_fit(article_survey, article_frame):
 
     cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
     return BayesEngine(seed=2026, progress=False).fit(cells)
+
+
+def stan_defaults_fit(family, response, formula):
+    """The Bayesian engine with rstanarm's defaults, seed 3, on tests/fixtures/{family}_survey.csv and its
+    frame (tests/fixtures/r/make_{family}.R), warnings silenced: the fit and the frame."""
+    import warnings
+
+    from misterp import Frame, MisterpWarning, Survey, prepare
+    from misterp.engines.bayes import BayesEngine
+
+    frame = Frame(pd.read_csv(FIXTURES / f"{family}_frame.csv"), "N")
+    cells = prepare(Survey(pd.read_csv(FIXTURES / f"{family}_survey.csv"), response), frame, formula,
+                    family=family)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MisterpWarning)
+        return BayesEngine(seed=3, progress=False).fit(cells), frame
+
+
+# shared by each family's tests against rstanarm and the fit contract (a sampler compiles for seconds)
+@pytest.fixture(scope="session")
+def poisson_bayes_fit():
+    return stan_defaults_fit("poisson", "visits", "visits ~ male + (1|state) + (1|age) + offset(log(years))")
+
+
+@pytest.fixture(scope="session")
+def gaussian_bayes_fit():
+    return stan_defaults_fit("gaussian", "score", "score ~ male + (1|state) + (1|age)")

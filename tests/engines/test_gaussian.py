@@ -92,17 +92,12 @@ def test_bootstrap_sd_within_monte_carlo_error_of_bootmer(survey, frame):
     assert abs(row["sd"] - r["boot_sd"]) < 4 * r["boot_sd"] / np.sqrt(2 * 499)
 
 
-def test_bayes_matches_rstanarm(survey, frame):
+def test_bayes_matches_rstanarm(gaussian_bayes_fit):
     """stan_glmer(family = gaussian): priors scaled by sd(y), sigma ~ exponential(1 / sd(y)), group sds
     tied to sigma. State means within 0.1 posterior sd at the median and 0.35 at the worst; sigma's and the
     state sd's posterior means and sds within 10%. The age term has 5 levels and a long right tail: its
     sd's mean within 10%, its posterior sd within 20% (each side's Monte Carlo error is about 5%)."""
-    from misterp.engines.bayes import BayesEngine
-
-    cells = prepare(Survey(survey, "score"), frame, FORMULA, family=GAUSSIAN)[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MisterpWarning)
-        fit = BayesEngine(seed=3, progress=False).fit(cells)
+    fit, frame = gaussian_bayes_fit  # FORMULA, rstanarm's defaults, seed 3 (conftest.py)
     assert fit.divergences == 0
     ours = poststratify(cell_draws(fit, frame), frame, by="state").table
     theirs = pd.read_csv(FIXTURES / "gaussian_stan_state.csv")

@@ -2,15 +2,13 @@
 (tests/fixtures/r/make_poisson.R: 2,000 simulated respondents, crossed state and age intercepts,
 three frame states the survey never reaches)."""
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import FIXTURES
-from misterp import (Frame, GlmEngine, LaplaceEngine, MisterpInputError, MisterpWarning, Survey, bootstrap,
-                     cell_draws, poststratify, prepare)
+from misterp import (Frame, GlmEngine, LaplaceEngine, MisterpInputError, Survey, bootstrap, cell_draws, poststratify,
+                     prepare)
 from misterp.model.family import POISSON
 
 GLMER = "visits ~ male + (1|state) + (1|age) + offset(log(years))"
@@ -80,14 +78,10 @@ def test_bootstrap_sd_within_monte_carlo_error_of_bootmer(glmer_fit, frame):
     assert abs(row["sd"] - r["boot_sd"]) < 4 * r["boot_sd"] / np.sqrt(2 * 499)
 
 
-def test_bayes_matches_rstanarm(glmer_fit, frame):
+def test_bayes_matches_rstanarm(poisson_bayes_fit):
     """stan_glmer(family = poisson) with rstanarm's defaults: state means within 0.1 posterior sd at the
     median state and 0.35 at the worst; the group sds' posterior means and sds within 10%."""
-    from misterp.engines.bayes import BayesEngine
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MisterpWarning)
-        fit = BayesEngine(seed=3, progress=False).fit(glmer_fit.cells)
+    fit, frame = poisson_bayes_fit  # GLMER, rstanarm's defaults, seed 3 (conftest.py)
     assert fit.divergences == 0
     ours = poststratify(cell_draws(fit, frame), frame, by="state").table
     theirs = pd.read_csv(FIXTURES / "poisson_stan_state.csv")

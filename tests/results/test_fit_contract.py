@@ -1,16 +1,13 @@
 """The Fit contract: every engine and every family through cell_draws, poststratify, save, load and
 poststratify again."""
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from conftest import FIXTURES
-from misterp import (Frame, GlmEngine, LaplaceEngine, MisterpWarning, Survey, bootstrap, cell_draws, load_fit,
-                     poststratify, prepare, save_fit)
-from misterp.engines.bayes import BayesEngine
+from misterp import (Frame, GlmEngine, LaplaceEngine, Survey, bootstrap, cell_draws, load_fit, poststratify, prepare,
+                     save_fit)
 from misterp.model.family import BINOMIAL, GAUSSIAN, POISSON
 
 LABELS = {"glm": "delta-method ±2sd", "laplace": "normal-approx ±2sd", "bootstrap": "bootstrap ±2sd",
@@ -24,7 +21,7 @@ def article_frame_with_unseen():
 
 
 @pytest.fixture(scope="module")
-def models(article_survey, article_fit):
+def models(article_survey, article_fit, poisson_bayes_fit, gaussian_bayes_fit):
     """Per family: the fits of every engine, the frame (with unseen levels), the unseen term and a grouping."""
     counts = pd.read_csv(FIXTURES / "poisson_survey.csv")
     count_frame = Frame(pd.read_csv(FIXTURES / "poisson_frame.csv"), "N")
@@ -34,19 +31,15 @@ def models(article_survey, article_fit):
         "binomial": (Survey(article_survey, "response"), article_frame_with_unseen(), BINOMIAL,
                      "response ~ factor(class)", "response ~ (1|class)", "half", article_fit),
         "poisson": (Survey(counts, "visits"), count_frame, POISSON, "visits ~ male + factor(age) + offset(log(years))",
-                    "visits ~ male + (1|state) + (1|age) + offset(log(years))", "age", None),
+                    "visits ~ male + (1|state) + (1|age) + offset(log(years))", "age", poisson_bayes_fit[0]),
         "gaussian": (Survey(scores, "score"), score_frame, GAUSSIAN, "score ~ male + factor(age)",
-                     "score ~ male + (1|state) + (1|age)", "age", None),
+                     "score ~ male + (1|state) + (1|age)", "age", gaussian_bayes_fit[0]),
     }
     out = {}
     for family, (survey, frame, fam, glm_formula, mixed_formula, by, bayes) in specs.items():
         glm_frame = Frame(frame.data.iloc[:5], "N") if family == "binomial" else frame
         mixed = prepare(survey, frame, mixed_formula, family=fam)[0]
         laplace = LaplaceEngine().fit(mixed)
-        if bayes is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", MisterpWarning)
-                bayes = BayesEngine(chains=2, warmup=300, draws=300, seed=4, progress=False).fit(mixed)
         fits = {"glm": GlmEngine().fit(prepare(survey, glm_frame, glm_formula, family=fam)[0]), "laplace": laplace,
                 "bootstrap": bootstrap(laplace, nsim=60, seed=3, progress=False), "bayes": bayes}
         out[family] = {"fits": fits, "frame": frame, "glm_frame": glm_frame, "by": by}
@@ -78,7 +71,7 @@ def test_shapes_labels_and_unseen_levels(models, engine, family):
     fit, frame, by = case(models, engine, family)
     draws = cell_draws(fit, frame, seed=7)
     n_cells = len(frame.data)
-    n_draws = {"laplace": 1000, "bootstrap": 60, "bayes": 4000 if family == "binomial" else 600}.get(engine)
+    n_draws = {"laplace": 1000, "bootstrap": 60, "bayes": 4000}.get(engine)
     assert draws.point.shape == (n_cells,)
     if engine == "glm":
         assert draws.draws is None and draws.delta[0].shape == (n_cells, len(fit.beta))
