@@ -298,7 +298,8 @@ def test_every_option_of_every_subcommand_has_a_line_and_its_default():
         for action in parser._actions:
             if not action.option_strings:
                 continue
-            assert action.help, f"misterp {name} {action.option_strings[0]} has no description"
+            flag = action.option_strings[0]
+            assert action.help and flag in text, f"misterp {name} {flag} has no description"
             if action.default not in (None, False, [], argparse.SUPPRESS):
                 assert "default" in parser._get_formatter()._get_help_string(action), (name, action.dest)
     assert "(default: laplace)" in commands["fit"].format_help().replace("\n", " ").replace("  ", " ")

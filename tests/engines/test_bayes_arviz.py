@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from misterp import MisterpWarning, Survey, load_fit, prepare, save_fit
+from misterp import Survey, load_fit, prepare, save_fit
 from misterp.engines.bayes import BayesEngine
 from misterp.model.family import GAUSSIAN
 

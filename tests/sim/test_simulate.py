@@ -1,6 +1,5 @@
 """The article's simulation and the vignette's 6,300-cell example."""
 
-import numpy as np
 import pytest
 
 from misterp.apps.cli import main
