@@ -95,7 +95,7 @@ def test_divergences_trigger_the_documented_remedy():
     rng = np.random.default_rng(0)
     data = pd.DataFrame({"y": rng.integers(0, 2, 80), "g": np.repeat(np.arange(40), 2), "h": np.tile(np.arange(8), 10)})
     cells, _ = prepare(Survey(data, "y"), None, "y ~ (1|g) + (1|h)")
-    settings = dict(seed=3, progress=False, adapt_delta=0.3, chains=2, warmup=200, draws=200,
+    settings = dict(seed=3, progress=False, adapt_delta=0.3, chains=2, warmup=100, draws=100,
                     parameterization="noncentred")  # the remedy does not depend on it; it compiles faster
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MisterpWarning)
