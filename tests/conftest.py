@@ -57,17 +57,34 @@ def r_scalars(tag):
     return pd.read_csv(FIXTURES / f"cces_{tag}_scalars.csv").set_index("name")["value"]
 
 
+def fitted_once(tmp_path_factory, worker_id, name, make):
+    """``make()``'s fit, made once per test run however many xdist workers ask for it: the first to ask fits
+    and saves it, the others wait and load it, and every worker gets the loaded fit (bit for bit the same)."""
+    import fcntl
+
+    from misterp import load_fit, save_fit
+
+    root = tmp_path_factory.getbasetemp()
+    root = root if worker_id == "master" else root.parent  # the workers' temp folders share a parent
+    path = root / f"{name}.fit"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            save_fit(make(), path)
+    return load_fit(path)
+
+
 @pytest.fixture(scope="session")
-def article_fit(article_survey, article_frame):
+def article_fit(article_survey, article_frame, tmp_path_factory, worker_id):
     """The Bayesian engine on the article, rstanarm's defaults, seed 2026 (shared: it takes seconds)."""
     from misterp import Survey, prepare
     from misterp.engines.bayes import BayesEngine
 
     cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
-    return BayesEngine(seed=2026, progress=False).fit(cells)
+    return fitted_once(tmp_path_factory, worker_id, "article", lambda: BayesEngine(seed=2026, progress=False).fit(cells))
 
 
-def stan_defaults_fit(family, response, formula):
+def stan_defaults_fit(tmp_path_factory, worker_id, family, response, formula):
     """The Bayesian engine with rstanarm's defaults, seed 3, on tests/fixtures/{family}_survey.csv and its
     frame (tests/fixtures/r/make_{family}.R), warnings silenced: the fit and the frame."""
     import warnings
@@ -78,17 +95,22 @@ def stan_defaults_fit(family, response, formula):
     frame = Frame(pd.read_csv(FIXTURES / f"{family}_frame.csv"), "N")
     cells = prepare(Survey(pd.read_csv(FIXTURES / f"{family}_survey.csv"), response), frame, formula,
                     family=family)[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MisterpWarning)
-        return BayesEngine(seed=3, progress=False).fit(cells), frame
+
+    def fit():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MisterpWarning)
+            return BayesEngine(seed=3, progress=False).fit(cells)
+
+    return fitted_once(tmp_path_factory, worker_id, family, fit), frame
 
 
 # shared by each family's tests against rstanarm and the fit contract (a sampler compiles for seconds)
 @pytest.fixture(scope="session")
-def poisson_bayes_fit():
-    return stan_defaults_fit("poisson", "visits", "visits ~ male + (1|state) + (1|age) + offset(log(years))")
+def poisson_bayes_fit(tmp_path_factory, worker_id):
+    return stan_defaults_fit(tmp_path_factory, worker_id, "poisson", "visits",
+                             "visits ~ male + (1|state) + (1|age) + offset(log(years))")
 
 
 @pytest.fixture(scope="session")
-def gaussian_bayes_fit():
-    return stan_defaults_fit("gaussian", "score", "score ~ male + (1|state) + (1|age)")
+def gaussian_bayes_fit(tmp_path_factory, worker_id):
+    return stan_defaults_fit(tmp_path_factory, worker_id, "gaussian", "score", "score ~ male + (1|state) + (1|age)")
