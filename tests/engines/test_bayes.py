@@ -53,8 +53,8 @@ def test_unseen_levels_share_one_draw_per_term(article_fit):
 
 def test_bad_run_warns_with_a_remedy(article_survey, article_frame):
     cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
-    with pytest.warns(MisterpWarning, match="run more draws"):
-        BayesEngine(chains=2, warmup=20, draws=30, seed=1, progress=False).fit(cells)
+    with pytest.warns(MisterpWarning, match="run more draws"):  # test_reproducibility's program: compiled once
+        BayesEngine(chains=2, warmup=100, draws=100, seed=1, progress=False).fit(cells)
 
 
 def test_diagnostics_flag_disagreeing_chains():
