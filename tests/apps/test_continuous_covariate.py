@@ -57,6 +57,9 @@ def test_slope_on_a_continuous_score_through_the_engines(school_files, capsys, f
     out, err = fit(capsys, *school_files, formula, *options)
     assert "left out the ses margin" in err and "survey value(s) of ses are not among the frame's" in err
     assert "Traceback" not in err
+    # frame cells are matched to respondents on the columns with levels, not on ses's grid values
+    matched = "sx, school" if "|" in formula else "sx, sector"
+    assert f"frame of {len(school_survey()[1])} cells, 0 of them without respondents of the same {matched} " in err
     # sx is still raked to: the raked column is there, and not the raw one
     assert "raked_mean" in out.splitlines()[0]
 

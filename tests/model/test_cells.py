@@ -51,3 +51,20 @@ def test_constant_outcome_is_an_error():
     data = pd.DataFrame({"y": [0] * 6, "g": list("aabbcc")})
     with pytest.raises(MisterpInputError, match="'y' is 0 for every one of the 6 respondents"):
         collapse(Survey(data, "y"), "y ~ (1|g)")
+
+
+def test_frame_cells_are_matched_on_levels_not_on_a_continuous_covariate():
+    """A frame on a grid of a continuous score repeats none of the survey's values: matching on it would
+    count every frame cell as without respondents. A 0/1 numeric column is matched as the levels are."""
+    from misterp import Frame
+    from misterp.model.cells import coverage_columns, frame_coverage
+
+    rng = np.random.default_rng(0)
+    survey = pd.DataFrame({"y": rng.integers(0, 2, 300), "g": rng.choice(list("abc"), 300),
+                           "male": rng.integers(0, 2, 300), "score": rng.normal(size=300), "f": "x"})
+    frame = Frame(pd.DataFrame([(g, m, s, "x", 10) for g in "abcd" for m in (0, 1) for s in (-1.0, 0.0, 1.0)],
+                               columns=["g", "male", "score", "f", "N"]), "N")
+    cells, _ = prepare(Survey(survey, "y"), frame, "y ~ male + score + factor(f) + (1|g)")
+    assert coverage_columns(cells) == ["male", "f", "g"]
+    cover = frame_coverage(cells, frame)
+    assert cover["frame_cells"] == 24 and cover["without_respondents"] == 6  # the unseen level d

@@ -132,7 +132,7 @@ def coverage(survey_cells: pd.DataFrame, frame: Frame, columns) -> dict:
     if not columns:
         return {"frame_cells": len(frame.data), "with_respondents": len(frame.data), "without_respondents": 0,
                 "population_without_respondents": 0.0}
-    has = _positions(survey_cells, frame, columns) >= 0
+    has = _positions(survey_cells[columns].drop_duplicates(), frame, columns) >= 0  # cells share these columns
     return {"frame_cells": len(frame.data), "with_respondents": int(has.sum()),
             "without_respondents": int((~has).sum()),
             "population_without_respondents": float(frame.counts[~has].sum())}

@@ -155,9 +155,22 @@ def prepare(survey: Survey, frame: Frame | None, formula, drop_missing: bool = F
     return cells, notes
 
 
+COVERAGE_MAX_VALUES = 20  # as raking's margins: a numeric column with more values is a continuous covariate
+
+
+def coverage_columns(cells: Cells) -> list[str]:
+    """The predictors a frame cell is matched on to count it as having respondents: those that take
+    levels (:attr:`misterp.model.design.Design.level_columns`) and numeric ones with at most 20 values
+    among the respondents (a 0/1 ``male``). A continuous covariate (``ses``, ``repvote``) is left out:
+    the model predicts any value of it, and a frame on a grid rarely repeats the survey's values."""
+    leveled = set(cells.design.level_columns)
+    return [c for c in cells.design.formula.predictors
+            if c in leveled or cells.table[c].nunique() <= COVERAGE_MAX_VALUES]
+
+
 def frame_coverage(cells: Cells, frame: Frame) -> dict:
-    """Frame cells with and without respondents, in the model's columns."""
-    return checks.coverage(cells.table, frame, cells.design.formula.predictors)
+    """Frame cells with and without respondents, matched on :func:`coverage_columns`."""
+    return checks.coverage(cells.table, frame, coverage_columns(cells))
 
 
 def cell_proportions(cells: Cells, frame: Frame) -> np.ndarray:

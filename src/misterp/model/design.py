@@ -176,6 +176,14 @@ class Design:
                    [n for n, k in zip(names, keep) if k], slope_levels, tuple(n for n, k in zip(names, keep) if not k))
 
     @property
+    def level_columns(self) -> list[str]:
+        """The predictors that take levels: factors, grouping columns and factor slopes, in the formula's
+        order. A frame cell has respondents when one shares its values of these; a numeric covariate is
+        left out (the model predicts any value of it, and a frame on a grid rarely repeats the survey's)."""
+        leveled = set(self.categorical) | {c for g in self.group_terms for c in g.columns} | set(self.slope_levels)
+        return [c for c in self.formula.predictors if c in leveled]
+
+    @property
     def group_names(self) -> list[str]:
         """Term names, made unique as lme4 does ("state", "state.1" for ``(x || state)``)."""
         seen: dict = {}

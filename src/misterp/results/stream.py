@@ -31,7 +31,7 @@ from ..data.frame import Frame, FrameChunks
 from ..data.tables import describe_rows
 from ..engines.fit import Fit
 from ..errors import MisterpInputError
-from ..model.cells import Cells
+from ..model.cells import Cells, frame_coverage
 from .calibrate import CalibratedPredictor
 from .compare import FrameMargins
 from .draws import Predictor
@@ -51,7 +51,7 @@ def scan_frame(cells: Cells, chunks: FrameChunks, margins: FrameMargins | None =
 
     Raises as :func:`misterp.model.cells.check_frame` does (missing labels,
     repeated cells, survey levels the frame lacks, frame levels a fixed
-    effect cannot predict). Returns :func:`misterp.data.checks.coverage`'s
+    effect cannot predict). Returns :func:`misterp.model.cells.frame_coverage`'s
     counts summed over the chunks; they are an extra
     (:mod:`misterp.results.extras`): where they cannot be counted, a note
     goes to ``notes``, the counts read "?" and the checks go on.
@@ -71,7 +71,7 @@ def scan_frame(cells: Cells, chunks: FrameChunks, margins: FrameMargins | None =
         for col in covered:
             levels[col].update(frame.data[col].unique())
         if counting:
-            counted = extra("the frame's coverage count", notes, checks.coverage, cells.table, frame, predictors)
+            counted = extra("the frame's coverage count", notes, frame_coverage, cells, frame)
             counting = counted is not None
             for key, value in (counted or {}).items():
                 cover[key] += value
