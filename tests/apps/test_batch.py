@@ -113,8 +113,10 @@ def test_a_worker_reads_each_file_once(folder, monkeypatch):
     assert sorted(reads) == ["frame.csv", "survey.csv"]  # and read (checked against its hash) once per worker
 
 
-def test_local_cluster_of_three_matches_the_serial_run(folder, capsys):
+def test_local_cluster_of_three_matches_the_serial_run(folder, capsys, monkeypatch):
     pytest.importorskip("distributed")
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # conftest.py's: the workers'
+        monkeypatch.delenv(name, raising=False)                                   # one thread must be batch's
     path = write_spec(folder)
     serial = run(path, out=folder / "serial", backend="serial")
     assert serial.scheduled == 20 and not serial.failed
