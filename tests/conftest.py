@@ -4,11 +4,14 @@ import json
 import os
 from pathlib import Path
 
-# One BLAS thread per test process: the suite runs a process per core, and the small solves it does
+# One BLAS thread per xdist worker: `make test` runs a worker per core, and the small solves the tests do
 # spend more time waking a second OpenBLAS thread than they gain (linear-algebra tests: 31 s -> 24 s of
-# CPU here). Set before NumPy loads, and inherited by the processes the tests start.
-for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
+# CPU here). Set before NumPy loads, and inherited by the processes the tests start. A single process
+# (`make test-slow`, `pytest FILE`) keeps the default, as a user's run does: the thread count changes
+# the last bits of a solve, and with them a seeded sampler's path.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
