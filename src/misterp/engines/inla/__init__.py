@@ -1,5 +1,5 @@
 """The inla engine's parts (Rue, Martino and Chopin 2009). So far: where to evaluate the hyperparameters'
-posterior and with what weight (``design``); the engine itself is issue 18's next step."""
+posterior and with what weight (``design``); the posterior itself, the draws and the engine come next."""
 
 from .design import Design, IntegrationPoints, design, fractional_factorial, integration_points
 
