@@ -226,8 +226,9 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
 
     ``prepared`` is ``prepare``'s (cells, notes) when the caller already has them (the notes are copied).
     """
+    from ..data.checks import coverage
     from ..data.frame import FrameChunks
-    from ..model.cells import coverage_columns, frame_coverage, prepare
+    from ..model.cells import coverage_columns, prepare
     from ..model.family import family_named
     from ..results.compare import add_comparisons, frame_margins
     from ..results.extras import extra
@@ -258,10 +259,10 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
                                     survey, margins if streamed else frame, cells.design, args.drop_missing,
                                     family=cells.family, default=(estimate, []))
     notes += compare_notes
-    if not streamed:
-        cover = extra("the frame's coverage count", notes, frame_coverage, cells, frame,
-                      default={"frame_cells": len(frame.data), "without_respondents": "?"})
     matched = coverage_columns(cells)
+    if not streamed:
+        cover = extra("the frame's coverage count", notes, coverage, cells.table, frame, matched,
+                      default={"frame_cells": len(frame.data), "without_respondents": "?"})
     matched = f" of the same {', '.join(matched)}" if matched != formula.predictors else ""
     notes.append(f"{cells.n_respondents} respondents in {cells.n_cells} cells; frame of "
                  f"{cover['frame_cells']} cells, {cover['without_respondents']} of them without respondents{matched} "

@@ -31,7 +31,7 @@ from ..data.frame import Frame, FrameChunks
 from ..data.tables import describe_rows
 from ..engines.fit import Fit
 from ..errors import MisterpInputError
-from ..model.cells import Cells, frame_coverage
+from ..model.cells import Cells, coverage_columns
 from .calibrate import CalibratedPredictor
 from .compare import FrameMargins
 from .draws import Predictor
@@ -62,6 +62,7 @@ def scan_frame(cells: Cells, chunks: FrameChunks, margins: FrameMargins | None =
     grouping = [c for g in design.group_terms for c in g.columns]
     covered = list(dict.fromkeys(list(design.categorical) + grouping))
     levels = {col: set() for col in covered}
+    matched = coverage_columns(cells)  # as frame_coverage matches them, found once for every chunk
     cover = {"frame_cells": 0, "with_respondents": 0, "without_respondents": 0, "population_without_respondents": 0.0}
     hashes, rows, counting = [], 0, True
     for frame in chunks:
@@ -71,7 +72,7 @@ def scan_frame(cells: Cells, chunks: FrameChunks, margins: FrameMargins | None =
         for col in covered:
             levels[col].update(frame.data[col].unique())
         if counting:
-            counted = extra("the frame's coverage count", notes, frame_coverage, cells, frame)
+            counted = extra("the frame's coverage count", notes, checks.coverage, cells.table, frame, matched)
             counting = counted is not None
             for key, value in (counted or {}).items():
                 cover[key] += value
