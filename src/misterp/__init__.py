@@ -2,7 +2,7 @@
 
 The stages, each callable alone: data (``read_survey``, ``read_frame``) ->
 cells (``prepare``, with a family: ``BINOMIAL``, ``POISSON``, ``GAUSSIAN`` or its name) -> fit (``GlmEngine``, ``LaplaceEngine``, ``bootstrap``,
-``BayesEngine``) -> ``cell_draws`` -> ``poststratify`` -> ``Estimate``.
+``BayesEngine``, ``InlaEngine``) -> ``cell_draws`` -> ``poststratify`` -> ``Estimate``.
 """
 
 from .data.frame import Frame, read_frame
@@ -11,6 +11,7 @@ from .engines.bayes import BayesEngine, BayesFit, Priors
 from .engines.bootstrap import BootstrapFit, bootstrap
 from .engines.fit import Fit
 from .engines.glm import GlmEngine, GlmFit
+from .engines.inla import InlaEngine, InlaFit
 from .engines.laplace import LaplaceEngine, MixedFit
 from .errors import MisterpInputError, MisterpWarning
 from .model.cells import Cells, collapse, prepare
@@ -23,7 +24,7 @@ from .results.saved import load_fit, save_fit
 
 __all__ = [
     "BINOMIAL", "GAUSSIAN", "POISSON", "BayesEngine", "BayesFit", "Binomial", "BootstrapFit", "Cells", "CellDraws",
-    "Estimate", "Family", "Fit", "Frame", "Gaussian", "GlmEngine", "GlmFit", "LaplaceEngine", "MisterpInputError", "MisterpWarning", "MixedFit", "Priors", "Survey", "bootstrap",
+    "Estimate", "Family", "Fit", "Frame", "Gaussian", "GlmEngine", "GlmFit", "InlaEngine", "InlaFit", "LaplaceEngine", "MisterpInputError", "MisterpWarning", "MixedFit", "Priors", "Survey", "bootstrap",
     "cell_draws", "collapse", "load_fit", "parse_formula", "poststratify", "prepare", "read_frame", "read_survey",
     "save_fit",
 ]

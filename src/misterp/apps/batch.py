@@ -55,7 +55,7 @@ INSTALL_HINT = ("Dask is not installed, so the jobs run in local processes on th
                 "cluster with --scheduler ADDRESS).")
 SPEC_KEYS = ["survey", "waves", "frame", "count", "join", "outcomes", "subsets", "formulas", "engine", "options",
              "seed", "retries", "out"]
-ENGINES = ("glm", "laplace", "bayes")
+ENGINES = ("glm", "laplace", "bayes", "inla")
 # The options of `misterp fit` that are not a spec's options: its own keys, or what a batch does itself.
 NOT_OPTIONS = {"survey", "frame", "formula", "count", "join", "engine", "seed", "out", "workers", "quiet",
                "no_progress", "check", "calibrate", "save_fit"}

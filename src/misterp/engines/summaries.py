@@ -163,3 +163,24 @@ def bayes_summary(fit) -> str:
     lines.append("Num. levels: " + ", ".join(f"{n} {k}" for n, k in zip(design.group_names, design.n_levels)))
     lines += [f"warning: {m}" for m in fit.problems()]
     return "\n".join(lines)
+
+
+def inla_summary(fit) -> str:
+    """R-INLA's summary of a fit: the fixed effects and the hyperparameters (as sds, where R-INLA
+    prints precisions), each with mean, sd and 2.5/50/97.5% quantiles, then the design's size."""
+    design, family = fit.design, fit.family
+    lines = ["inla [misterp]", f" family:       {family.name} [{family.link}]",
+             f" formula:      {design.formula.text}", f" observations: {fit.cells.n_respondents}", "",
+             "Fixed effects:"]
+
+    def block(table) -> list[str]:
+        rows = [r_format(row, 3) for row in table.to_numpy()]
+        return _table(list(table.columns), rows, list(table.index))
+
+    lines += block(fit.fixed_table())
+    lines += ["", "Model hyperparameters:"] + block(fit.hyper_table())
+    lines += ["", f"Integration: {len(fit.weights)} points over {len(fit.mode)} hyperparameter(s) "
+              f"({fit.engine.design} design{', skewness-corrected' if fit.engine.skew else ''})",
+              "Num. levels: " + ", ".join(f"{n} {k}" for n, k in zip(design.group_names, design.n_levels))]
+    lines += [f"warning: {m}" for m in fit.problems()]
+    return "\n".join(lines)

@@ -5,7 +5,7 @@ A saved fit is a NumPy ``.npz`` archive (a zip of ``.npy`` arrays) that
 It holds:
 
 - ``meta``: one JSON text with the format name and version, the fit's kind
-  (glm, laplace, bootstrap, bayes), the formula, the family, the cell
+  (glm, laplace, bootstrap, bayes, inla), the formula, the family, the cell
   table's column names and types, and the fit's own metadata;
 - ``cells.table.<i>``: each column of the cells' predictor table;
 - ``cells.stats.<name>``: the family's cell statistics;
@@ -40,6 +40,7 @@ from ..engines.bayes import BayesFit
 from ..engines.bootstrap import BootstrapFit
 from ..engines.fit import Fit
 from ..engines.glm import GlmFit
+from ..engines.inla import InlaFit
 from ..engines.laplace import MixedFit
 from ..errors import MisterpInputError
 from ..model.cells import Cells
@@ -48,7 +49,7 @@ from ..model.formula import parse_formula
 
 FORMAT = "misterp-fit"
 VERSION = 2
-KINDS = {cls.kind: cls for cls in (GlmFit, MixedFit, BootstrapFit, BayesFit)}
+KINDS = {cls.kind: cls for cls in (GlmFit, MixedFit, BootstrapFit, BayesFit, InlaFit)}
 OLD_MAGIC = b"misterp-fit\n"  # version 1: a pickle behind this header
 
 

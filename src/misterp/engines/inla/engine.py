@@ -1,0 +1,127 @@
+"""The inla engine's settings and its three steps: the mode of π(φ | y), the design around it, and
+the latent field at every point.
+
+See the package's docstring (:mod:`misterp.engines.inla`) for the method and its defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+from ...errors import MisterpInputError
+from ...model.cells import Cells
+from ..bayes import Priors
+from ..fit import one_blas_thread
+from .design import integration_points
+from .fit import InlaFit
+from .posterior import HyperPosterior, Inner
+
+HESSIAN_STEP = 1e-3  # central differences of the exact gradient, in log sd: error ~1e-6 of the curvature
+
+
+@dataclass(frozen=True)
+class InlaEngine:
+    """Integrated nested Laplace approximation of the bayes engine's posterior.
+
+    Attributes
+    ----------
+    priors : Priors
+        The bayes engine's (rstanarm's) priors.
+    design : {"auto", "grid", "ccd"}
+        The integration design over the hyperparameters: "auto" takes the grid for up to two and
+        the central composite design above (:mod:`.design`).
+    skew : bool
+        INLA's skewness correction: different scalings on each side of the mode.
+    draws : int
+        Draws of the effects from the mixture over the design's points (the default of
+        ``cell_draws``).
+    seed : int
+        Seeds those draws, so a fit's predictions repeat.
+    """
+
+    priors: Priors = field(default_factory=Priors)
+    design: str = "auto"
+    skew: bool = True
+    draws: int = 4000
+    seed: int = 0
+
+    def fit(self, cells: Cells) -> InlaFit:
+        """The mode of the hyperparameters' posterior, the design's points and weights around it, and
+        the latent field's mode and precision at each point; a warning for each of ``problems()``."""
+        with one_blas_thread():
+            fit = self._fit(cells)
+        fit.warn_problems()
+        return fit
+
+    def _fit(self, cells: Cells) -> InlaFit:
+        post = HyperPosterior(cells, self.priors)
+        search = ModeSearch(post)
+        mode, info = search.run(post.start())
+        hessian = search.hessian(mode)
+        try:
+            points = integration_points(mode, hessian, search.log_density, kind=self.design, skew=self.skew)
+        except ValueError as error:
+            raise MisterpInputError(
+                f"The inla engine found no interior mode of the hyperparameters' posterior ({error}): the "
+                "model's variances are not identified by these data. Try --engine bayes.") from error
+        inner = [search.state(phi) for phi in points.phi]
+        return InlaFit(cells, post.names, points.phi, points.weights, np.stack([s.x for s in inner]),
+                       np.stack([s.chol for s in inner]), post.sds(points.phi), mode, hessian,
+                       points.s_pos, points.s_neg, info, self)
+
+
+class ModeSearch:
+    """log π(φ | y) with a memory: each φ's latent mode is kept, and each solve starts from the
+    nearest one found so far."""
+
+    def __init__(self, post: HyperPosterior):
+        self.post = post
+        self.states: dict[bytes, Inner] = {}
+        self.last: Inner | None = None
+        self.evaluations = 0
+
+    def state(self, phi: np.ndarray) -> Inner:
+        phi = np.asarray(phi, float)
+        key = phi.tobytes()
+        if key not in self.states:
+            start = None if self.last is None else self.last.x
+            try:
+                found = self.post.inner(phi, start)
+            except (np.linalg.LinAlgError, FloatingPointError):
+                found = self.post.inner(phi)
+            self.states[key] = found
+            self.evaluations += 1
+        self.last = self.states[key]
+        return self.last
+
+    def log_density(self, phi: np.ndarray) -> float:
+        return self.state(phi).log_density
+
+    def run(self, start: np.ndarray) -> tuple[np.ndarray, dict]:
+        """The mode of log π(φ | y) by L-BFGS with the exact gradient, and a report."""
+        def objective(phi):
+            st = self.state(phi)
+            return -st.log_density, -self.post.gradient(st)
+
+        res = minimize(objective, start, jac=True, method="L-BFGS-B",
+                       options={"ftol": 1e-14, "gtol": 1e-6, "maxiter": 500, "maxcor": 20})
+        mode = res.x
+        max_grad = float(np.max(np.abs(self.post.gradient(self.state(mode)))))
+        return mode, {"converged": max_grad < 1e-3, "message": str(res.message), "evaluations": self.evaluations,
+                      "max_abs_gradient": max_grad}
+
+    def hessian(self, mode: np.ndarray, h: float = HESSIAN_STEP) -> np.ndarray:
+        """The Hessian of -log π(φ | y) at ``mode``, by central differences of the exact gradient, (m, m)."""
+        m = len(mode)
+        out = np.empty((m, m))
+        for j in range(m):
+            step = np.zeros(m)
+            step[j] = h
+            up = self.post.gradient(self.state(mode + step))
+            down = self.post.gradient(self.state(mode - step))
+            out[:, j] = -(up - down) / (2 * h)
+        self.state(mode)
+        return 0.5 * (out + out.T)

@@ -1,0 +1,231 @@
+"""An inla fit: the hyperparameters' design points with their weights, and at each point the latent
+effects' Gaussian (mode and precision); the posterior of the effects is the mixture of those Gaussians.
+
+Draws are allotted to the points in proportion to their weights (largest remainders: the same n gives
+the same allotment, so a gaussian's dispersion draws line up with the coefficients'), and at each point
+drawn from N(x̂_j, H_j^-1). The fixed effects' marginals are mixtures of normals, so their quantiles are
+exact roots of the mixture's distribution function; the hyperparameters' quantiles come from the
+skewness-corrected Gaussian the design was built on (:mod:`.design`), their means and sds from the
+points' weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import cho_solve, solve_triangular
+from scipy.optimize import brentq
+from scipy.special import ndtr
+
+from ...model.cells import Cells
+from ..fit import Fit, ParameterDraws, rank_problems, varcorr_frame
+from .posterior import reporting_matrix, sds_at
+
+if TYPE_CHECKING:  # engine.py imports this module
+    from .engine import InlaEngine
+
+QUANTILES = (0.025, 0.5, 0.975)
+
+
+def allot(weights: np.ndarray, n: int) -> np.ndarray:
+    """Draws per point, (n_points,) summing to n: floor(n w) and the remainder to the largest fractions."""
+    exact = np.asarray(weights, float) * n
+    counts = np.floor(exact).astype(int)
+    extra = n - counts.sum()
+    counts[np.argsort(counts - exact, kind="stable")[:extra]] += 1
+    return counts
+
+
+@dataclass(frozen=True, repr=False)
+class InlaFit(Fit):
+    """The integrated nested Laplace approximation of a model's posterior.
+
+    Attributes
+    ----------
+    cells : Cells
+    names : list of str
+        What each hyperparameter's sd is: the terms, then "sigma" for a gaussian's residual sd.
+    phi : (n_points, m) array
+        The design's points (log scale).
+    weights : (n_points,) array
+        Their normalised weights.
+    x : (n_points, d) array
+        The latent effects' conditional mode at each point: the intercept of the centred predictors,
+        the coefficients, then b.
+    chol : (n_points, d, d) array
+        Lower Cholesky factor of the latent effects' precision H at each point.
+    sds : (n_points, m) array
+        The sds at each point (sd scale times tau times the residual sd; the residual sd last).
+    mode, hessian : (m,), (m, m) arrays
+        The mode of log π(φ | y) and the Hessian of -log π there.
+    s_pos, s_neg : (m,) arrays
+        The skewness correction's scalings along the Hessian's axes.
+    info : dict
+        The mode search's report: converged, message, evaluations, max_abs_gradient.
+    engine : InlaEngine
+    """
+
+    cells: Cells
+    names: list
+    phi: np.ndarray
+    weights: np.ndarray
+    x: np.ndarray
+    chol: np.ndarray
+    sds: np.ndarray
+    mode: np.ndarray
+    hessian: np.ndarray
+    s_pos: np.ndarray
+    s_neg: np.ndarray
+    info: dict
+    engine: "InlaEngine"
+
+    kind = "inla"
+    method = "inla"
+    interval = "quantile"
+    unseen = "level"
+    point = "mean"
+
+    @property
+    def n_draws(self) -> int:
+        return self.engine.draws
+
+    @property
+    def draw_seed(self) -> int:
+        return self.engine.seed
+
+    @cached_property
+    def _data(self) -> dict:
+        """The bayes engine's model data: the predictors' means and the priors' scales."""
+        from ..bayes import model_data
+
+        return model_data(self.cells, self.engine.priors, likelihood="cells")
+
+    @cached_property
+    def _R(self) -> np.ndarray:
+        return reporting_matrix(self.design.fixed_names, self._data["xbar"],
+                                self.x.shape[1] - len(self.design.fixed_names))
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.design.group_terms)
+
+    # -- the Fit protocol --------------------------------------------------------
+    def point_coef(self) -> np.ndarray:
+        """The mixture's mean of the coefficients, (n_fixed + q,)."""
+        return (self.weights @ self.x) @ self._R
+
+    def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws:
+        """Draws from the mixture, point by point (see :func:`allot`); each term's sd is its point's."""
+        n_draws = self.n_draws if n_draws is None else n_draws
+        counts = allot(self.weights, n_draws)
+        pieces = []
+        for j in np.flatnonzero(counts):
+            z = rng.standard_normal((self.x.shape[1], counts[j]))
+            pieces.append(self.x[j] + solve_triangular(self.chol[j], z, lower=True, trans="T").T)
+        coef = np.vstack(pieces) @ self._R
+        sd = np.repeat(self.sds[:, :self.n_terms], counts, axis=0)
+        return ParameterDraws.from_sds(coef, sd)
+
+    def dispersion_draws(self, n_draws: int) -> np.ndarray:
+        """sigma^2 of each draw (a gaussian's, at its point), else 1; (n_draws, 1), as ``parameter_draws``."""
+        if len(self.names) == self.n_terms:
+            return np.ones((n_draws, 1))
+        return np.repeat(self.sds[:, -1], allot(self.weights, n_draws))[:, None] ** 2
+
+    # -- marginals -----------------------------------------------------------------
+    def _fixed_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each point's means (n_points, p) and sds (n_points, p) of the reported fixed effects."""
+        p = len(self.design.fixed_names)
+        R = self._R[:, :p]
+        means = self.x @ R
+        sds = np.empty_like(means)
+        for j, L in enumerate(self.chol):
+            sds[j] = np.sqrt(np.einsum("ij,ij->j", R, cho_solve((L, True), R)))
+        return means, sds
+
+    def fixed_table(self) -> pd.DataFrame:
+        """R-INLA's ``summary.fixed``: mean, sd and the 2.5/50/97.5% quantiles of each fixed effect,
+        exact for the mixture of normals."""
+        means, sds = self._fixed_moments()
+        w = self.weights
+        mean = w @ means
+        sd = np.sqrt(w @ (sds ** 2 + means ** 2) - mean ** 2)
+        rows = [[mean[k], sd[k]] + [_mixture_quantile(means[:, k], sds[:, k], w, q) for q in QUANTILES]
+                for k in range(len(mean))]
+        return pd.DataFrame(rows, index=self.design.fixed_names, columns=_columns())
+
+    def hyper_samples(self, n: int = 20_000) -> np.ndarray:
+        """Draws of the sds (n, m) from the skewness-corrected Gaussian of the design (seed 0)."""
+        values, vectors = np.linalg.eigh(self.hessian)
+        z = np.random.default_rng(0).standard_normal((n, len(self.mode)))
+        phi = self.mode + (z * np.where(z > 0, self.s_pos, self.s_neg)) @ (vectors / np.sqrt(values)).T
+        return sds_at(phi, self.n_terms, self.engine.priors.sd_scale, self._data["aux_scale"])
+
+    def hyper_table(self) -> pd.DataFrame:
+        """The sds' mean and sd over the design's weights, and their 2.5/50/97.5% quantiles from
+        :meth:`hyper_samples`: R-INLA's ``summary.hyperpar`` for sds instead of precisions."""
+        w = self.weights
+        mean = w @ self.sds
+        sd = np.sqrt(np.maximum(w @ self.sds ** 2 - mean ** 2, 0.0))
+        quant = np.quantile(self.hyper_samples(), QUANTILES, axis=0).T
+        labels = [f"sd for {n}" if n != "sigma" else "sd of the residuals (sigma)" for n in self.names]
+        return pd.DataFrame(np.column_stack([mean, sd, quant]), index=labels, columns=_columns())
+
+    def fixef(self) -> pd.Series:
+        """Posterior means of the fixed effects."""
+        return self.fixed_table()["mean"]
+
+    def varcorr(self) -> pd.DataFrame:
+        """Posterior means of the group sds (and of a gaussian's residual sd), laid out as lme4's VarCorr."""
+        mean = self.weights @ self.sds
+        T = self.n_terms
+        return varcorr_frame(self.design.group_names, [self.design.effect_names(k) for k in range(T)],
+                             [mean[k:k + 1] for k in range(T)], [np.ones((1, 1))] * T,
+                             float(mean[-1]) if len(self.names) > T else None)
+
+    def summary(self) -> str:
+        """R-INLA's summary: fixed effects and hyperparameters with mean, sd and quantiles."""
+        from ..summaries import inla_summary
+
+        return inla_summary(self)
+
+    def problems(self) -> list[str]:
+        messages = rank_problems(self.cells)
+        if not self.info.get("converged", True):
+            messages.append(f"the search for the hyperparameters' mode did not converge ({self.info.get('message')};"
+                            f" largest gradient {self.info.get('max_abs_gradient', float('nan')):.2g}): compare with "
+                            "--engine bayes.")
+        return messages
+
+    # -- saving ----------------------------------------------------------------------
+    def saved_state(self) -> tuple[dict, dict]:
+        meta = {"engine": dataclasses.asdict(self.engine), "names": list(self.names), "info": self.info}
+        arrays = {k: getattr(self, k) for k in ("phi", "weights", "x", "chol", "sds", "mode", "hessian",
+                                                "s_pos", "s_neg")}
+        return meta, arrays
+
+    @classmethod
+    def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "InlaFit":
+        from ..bayes import Priors
+        from .engine import InlaEngine
+
+        settings = dict(meta["engine"])
+        settings["priors"] = Priors(**settings["priors"])
+        return cls(cells, list(meta["names"]), arrays["phi"], arrays["weights"], arrays["x"], arrays["chol"],
+                   arrays["sds"], arrays["mode"], arrays["hessian"], arrays["s_pos"], arrays["s_neg"], meta["info"],
+                   InlaEngine(**settings))
+
+
+def _columns() -> list[str]:
+    return ["mean", "sd"] + [f"{q}quant" for q in QUANTILES]
+
+
+def _mixture_quantile(means: np.ndarray, sds: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The q quantile of sum_j w_j N(means_j, sds_j^2), by root finding on its distribution function."""
+    lo, hi = float(np.min(means - 10 * sds)), float(np.max(means + 10 * sds))
+    return float(brentq(lambda t: weights @ ndtr((t - means) / sds) - q, lo, hi, xtol=1e-12))

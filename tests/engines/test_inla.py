@@ -1,0 +1,163 @@
+"""The inla engine: its hyperparameter posterior against exact values, its fits against rstanarm's
+posteriors (R's reference values), its draws, summary, saved fits and errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import multivariate_normal
+
+from misterp import (GAUSSIAN, POISSON, Frame, InlaEngine, InlaFit, MisterpInputError, Survey, cell_draws, load_fit,
+                     poststratify, prepare, save_fit)
+from misterp.engines.inla import HyperPosterior
+from misterp.engines.inla.fit import allot
+
+FIXTURES = __import__("pathlib").Path(__file__).parents[1] / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def small():
+    """300 respondents, a continuous covariate, two crossed terms; a 0/1, a count and a continuous outcome."""
+    rng = np.random.default_rng(1)
+    n = 300
+    d = pd.DataFrame({"g": rng.integers(0, 8, n), "h": rng.integers(0, 5, n), "x": rng.normal(size=n)})
+    eta = -0.3 + 0.5 * d["x"] + rng.normal(0, 0.5, 8)[d["g"]] + rng.normal(0, 0.3, 5)[d["h"]]
+    return d.assign(y=(rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int), c=rng.poisson(np.exp(eta)),
+                    z=eta + rng.normal(0, 1, n))
+
+
+FAMILIES = [("y", None), ("c", POISSON), ("z", GAUSSIAN)]
+
+
+@pytest.mark.parametrize("response, family", FAMILIES)
+def test_gradient_is_exact(small, response, family):
+    """The analytic gradient of log π(φ | y) against central differences of it, every family."""
+    cells, _ = prepare(Survey(small, response), None, f"{response} ~ x + (1|g) + (1|h)",
+                       **({} if family is None else {"family": family}))
+    post = HyperPosterior(cells)
+    phi = post.start() + np.linspace(0.2, -0.4, post.m)
+    state = post.inner(phi)
+    numeric = []
+    for j in range(post.m):
+        step = np.zeros(post.m)
+        step[j] = 1e-5
+        numeric.append((post.inner(phi + step, state.x).log_density - post.inner(phi - step, state.x).log_density) / 2e-5)
+    assert post.gradient(state) == pytest.approx(np.array(numeric), rel=1e-5, abs=1e-6)
+
+
+def test_gaussian_marginal_is_exact(small):
+    """For a gaussian outcome the Laplace step is exact: log π(φ | y) differs from the multivariate normal
+    density of all the rows (fixed and group effects integrated out) plus the log prior by a constant."""
+    cells, _ = prepare(Survey(small, "z"), None, "z ~ x + (1|g) + (1|h)", family=GAUSSIAN)
+    post = HyperPosterior(cells)
+    y = small["z"].to_numpy()
+    xc = small["x"].to_numpy() - small["x"].mean()
+    F = np.column_stack([np.ones(len(y)), xc])
+    Zg = (small["g"].to_numpy()[:, None] == np.arange(8)).astype(float)
+    Zh = (small["h"].to_numpy()[:, None] == np.arange(5)).astype(float)
+    gaps = []
+    for phi in ([-0.5, -1.0, 0.1], [0.3, -0.2, -0.1], [-1.5, 0.4, 0.0]):
+        sd_g, sd_h, aux = post.sds(np.array(phi))
+        cov = (F * post.s_f ** 2) @ F.T + sd_g ** 2 * Zg @ Zg.T + sd_h ** 2 * Zh @ Zh.T + aux ** 2 * np.eye(len(y))
+        exact = multivariate_normal(F @ post.m_f, cov).logpdf(y) + post.log_prior(np.array(phi))
+        gaps.append(post.inner(np.array(phi)).log_density - exact)
+    assert np.ptp(gaps) < 1e-8
+
+
+def test_article_matches_rstanarm(article_survey, article_frame):
+    """stan_glmer on the article (NOTES.md): class means within 0.1 posterior sd of rstanarm's, its
+    estimate 0.4365 within 0.1 sd, and the class variance's posterior mean 1.036 within 0.25 of its sd."""
+    cells, _ = prepare(Survey(article_survey, "response"), article_frame, "response ~ (1|class)")
+    fit = InlaEngine().fit(cells)
+    by = poststratify(cell_draws(fit, article_frame), article_frame, by="class").table
+    gap = np.abs(by["estimate"].to_numpy() - [0.6507, 0.6680, 0.3635, 0.3739, 0.2593]) / by["sd"].to_numpy()
+    assert gap.max() < 0.1
+    overall = poststratify(cell_draws(fit, article_frame), article_frame).table.iloc[0]
+    assert abs(overall["estimate"] - 0.4365) < 0.1 * overall["sd"] and overall["interval"] == "inla central 95%"
+    variance = fit.sds[:, 0] ** 2
+    mean = fit.weights @ variance
+    assert abs(mean - 1.036) < 0.25 * np.sqrt(fit.weights @ variance ** 2 - mean ** 2)
+
+
+@pytest.mark.parametrize("family, response, formula", [
+    ("poisson", "visits", "visits ~ male + (1|state) + (1|age) + offset(log(years))"),
+    ("gaussian", "score", "score ~ male + (1|state) + (1|age)"),
+])
+def test_families_match_rstanarm(family, response, formula):
+    """stan_glmer's posterior on tests/fixtures/r/make_{family}.R's data: state means within 0.1
+    posterior sd at the median and 0.35 at the worst, their sds within 10% at the median and 30% at the
+    worst, the group sds' posterior means within 0.25 of their posterior sd (and sigma's, gaussian)."""
+    frame = Frame(pd.read_csv(FIXTURES / f"{family}_frame.csv"), "N")
+    cells = prepare(Survey(pd.read_csv(FIXTURES / f"{family}_survey.csv"), response), frame, formula,
+                    family=family)[0]
+    fit = InlaEngine().fit(cells)
+    ours = poststratify(cell_draws(fit, frame), frame, by="state").table
+    theirs = pd.read_csv(FIXTURES / f"{family}_stan_state.csv")
+    gap = np.abs(ours["estimate"].to_numpy() - theirs["mean"].to_numpy()) / theirs["sd"].to_numpy()
+    ratio = np.abs(ours["sd"].to_numpy() / theirs["sd"].to_numpy() - 1)
+    assert np.median(gap) < 0.1 and gap.max() < 0.35
+    assert np.median(ratio) < 0.1 and ratio.max() < 0.3
+    r = pd.read_csv(FIXTURES / f"{family}_stan_scalars.csv").set_index("name")["value"]
+    mean = fit.weights @ fit.sds
+    for k, term in enumerate(fit.design.group_names):
+        key = f"Sigma[{term}:(Intercept),(Intercept)]"
+        assert abs(mean[k] - r[f"sd_mean:{key}"]) < 0.25 * r[f"sd_sd:{key}"], term
+    if family == "gaussian":
+        assert abs(mean[-1] - r["sigma_mean"]) < 0.25 * r["sigma_sd"]
+        assert fit.varcorr()["term"].tolist()[-1] == "Residual"
+
+
+def test_draws_follow_the_mixture(small):
+    """Draws are allotted to the points by weight; their fixed effects' moments and quantiles agree with
+    the exact mixture's (fixed_table) within Monte Carlo error."""
+    cells, _ = prepare(Survey(small, "y"), None, "y ~ x + (1|g) + (1|h)")
+    fit = InlaEngine(draws=40_000).fit(cells)
+    assert allot(fit.weights, 40_000).sum() == 40_000
+    assert np.abs(allot(fit.weights, 40_000) / 40_000 - fit.weights).max() <= 1 / 40_000
+    draws = fit.parameter_draws(None, np.random.default_rng(0))
+    coef = draws.coef[:, :2]
+    table = fit.fixed_table()
+    assert coef.mean(axis=0) == pytest.approx(table["mean"].to_numpy(), abs=0.02 * table["sd"].max())
+    assert coef.std(axis=0) == pytest.approx(table["sd"].to_numpy(), rel=0.02)
+    for q in ("0.025", "0.5", "0.975"):
+        assert np.quantile(coef, float(q), axis=0) == pytest.approx(table[f"{q}quant"].to_numpy(),
+                                                                    abs=0.03 * table["sd"].max())
+    # each draw's sd is its own point's: unseen levels draw at it
+    assert np.unique(draws.scale[0][:, 0, 0]).size == np.count_nonzero(allot(fit.weights, 40_000))
+    assert fit.point_coef() == pytest.approx(draws.coef.mean(axis=0), abs=0.02)
+
+
+def test_summary_saved_fit_and_cli(small, tmp_path):
+    cells, _ = prepare(Survey(small, "z"), None, "z ~ x + (1|g) + (1|h)", family=GAUSSIAN)
+    fit = InlaEngine(seed=4).fit(cells)
+    text = fit.summary()
+    for fragment in ("Fixed effects:", "0.025quant", "sd for g", "sd of the residuals (sigma)", "Integration: 15 points"):
+        assert fragment in text
+    table = fit.hyper_table()
+    assert (table["0.025quant"] < table["0.5quant"]).all() and (table["0.5quant"] < table["0.975quant"]).all()
+    frame = Frame(small.groupby(["g", "h"], as_index=False).size().assign(x=0.0), "size")
+    save_fit(fit, tmp_path / "fit.misterp")
+    loaded = load_fit(tmp_path / "fit.misterp")
+    assert isinstance(loaded, InlaFit) and loaded.engine == fit.engine
+    a = poststratify(cell_draws(fit, frame), frame, by="g").table
+    b = poststratify(cell_draws(loaded, frame), frame, by="g").table
+    pd.testing.assert_frame_equal(a, b)
+    assert np.allclose(loaded.dispersion_draws(10), fit.dispersion_draws(10))
+
+
+def test_cli_fits_inla(small, tmp_path):
+    from misterp.apps.cli import main
+
+    small.to_csv(tmp_path / "s.csv", index=False)
+    small.groupby(["g", "h"], as_index=False).size().assign(x=0.0).to_csv(tmp_path / "f.csv", index=False)
+    out = tmp_path / "out.csv"
+    code = main(["fit", "--survey", str(tmp_path / "s.csv"), "--frame", str(tmp_path / "f.csv"), "--count", "size",
+                 "--formula", "y ~ x + (1|g) + (1|h)", "--engine", "inla", "--by", "g", "--out", str(out), "--quiet"])
+    table = pd.read_csv(out)
+    assert code == 0 and len(table) == 8 and (table["interval"] == "inla central 95%").all()
+
+
+def test_what_inla_does_not_take_yet_is_named(small):
+    with pytest.raises(MisterpInputError, match="random intercepts such as"):
+        InlaEngine().fit(prepare(Survey(small, "y"), None, "y ~ x + (1 + x|g)")[0])
+    with pytest.raises(MisterpInputError, match="at least one grouping term"):
+        InlaEngine().fit(prepare(Survey(small, "y"), None, "y ~ x")[0])
