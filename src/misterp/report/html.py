@@ -24,6 +24,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from ..engines.bayes import BayesFit
+from ..engines.inla import InlaFit
 from ..engines.bootstrap import BootstrapFit
 from ..engines.laplace import MixedFit
 from ..results.compare import margin_columns
@@ -128,6 +129,9 @@ def report_figures(estimate, fit=None, survey=None, frame=None, notes: list | No
     mixed = fit.original if isinstance(fit, BootstrapFit) else fit
     if isinstance(mixed, MixedFit) and mixed.design.group_terms and mixed.design.group_terms[0].intercept:
         add("pooling", "Complete, no and partial pooling", plots.pooling_plot, mixed)
+    if isinstance(fit, InlaFit):
+        add("hyperparameters", "The hyperparameters' posteriors (orange: the integration points, by weight)",
+            plots.hyper_plot, fit)
     if isinstance(fit, BayesFit):
         add("sampler", "Sampler diagnostics per parameter", plots.sampler_plot, fit)
         add("ranks", "Rank plots per chain", plots.rank_plot, fit)

@@ -11,6 +11,7 @@
 - :func:`sampler_plot`: a Bayesian fit's R-hat and bulk ESS per parameter.
 - :func:`rank_plot`: rank histograms per chain (Vehtari et al. 2021), flat when chains agree.
 - :func:`check_plot`: observed group means against replicated ones (a model check's table).
+- :func:`hyper_plot`: an inla fit's hyperparameters' marginals, with the design's points and weights.
 
 The figures use matplotlib's object interface (no pyplot state, no display needed).
 
@@ -375,4 +376,32 @@ def sampler_plot(fit, ax=None):
     axes[1].legend(fontsize=8, frameon=False)
     for a in axes:
         a.set_xlabel("parameter")
+    return fig
+
+
+def hyper_plot(fit, bins: int = 50):
+    """An inla fit's hyperparameters: each sd's marginal posterior (the skewness-corrected Gaussian
+    the design was built on, as a density), with the 2.5/50/97.5% quantiles marked and the design's
+    points below it, their heights their weights; one panel per sd (the first eight)."""
+    from matplotlib.figure import Figure
+
+    samples, table = fit.hyper_samples(), fit.hyper_table()
+    m = min(samples.shape[1], 8)
+    cols = min(m, 4)
+    fig = Figure(figsize=(3 * cols, 2.4 * ((m + cols - 1) // cols)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots((m + cols - 1) // cols, cols, squeeze=False).ravel())
+    for k, ax in enumerate(axes):
+        if k >= m:
+            ax.set_visible(False)
+            continue
+        values = samples[:, k]
+        hi = np.quantile(values, 0.995)
+        ax.hist(values[values <= hi], bins=bins, density=True, color="C0", alpha=0.6, gid=f"hyper{k}")
+        for q in ("0.025quant", "0.5quant", "0.975quant"):
+            ax.axvline(table[q].iloc[k], color="C3", linewidth=0.8, linestyle="-" if q == "0.5quant" else ":")
+        points = fit.sds[:, k]
+        shown = points <= hi
+        ax.vlines(points[shown], 0, -fit.weights[shown] * ax.get_ylim()[1], color="C1", linewidth=1.2)
+        ax.set_title(table.index[k], fontsize=8)
+        ax.tick_params(labelsize=7)
     return fig
