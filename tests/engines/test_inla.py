@@ -40,7 +40,7 @@ def test_gradient_is_exact(small, response, family):
     for j in range(post.m):
         step = np.zeros(post.m)
         step[j] = 1e-5
-        numeric.append((post.inner(phi + step, state.x).log_density - post.inner(phi - step, state.x).log_density) / 2e-5)
+        numeric.append((post.inner(phi + step, state.x).laplace - post.inner(phi - step, state.x).laplace) / 2e-5)
     assert post.gradient(state) == pytest.approx(np.array(numeric), rel=1e-5, abs=1e-6)
 
 
@@ -59,7 +59,7 @@ def test_gaussian_marginal_is_exact(small):
         sd_g, sd_h, aux = post.sds(np.array(phi))
         cov = (F * post.s_f ** 2) @ F.T + sd_g ** 2 * Zg @ Zg.T + sd_h ** 2 * Zh @ Zh.T + aux ** 2 * np.eye(len(y))
         exact = multivariate_normal(F @ post.m_f, cov).logpdf(y) + post.log_prior(np.array(phi))
-        gaps.append(post.inner(np.array(phi)).log_density - exact)
+        gaps.append(post.inner(np.array(phi)).laplace - exact)
     assert np.ptp(gaps) < 1e-8
 
 
@@ -161,3 +161,31 @@ def test_what_inla_does_not_take_yet_is_named(small):
         InlaEngine().fit(prepare(Survey(small, "y"), None, "y ~ x + (1 + x|g)")[0])
     with pytest.raises(MisterpInputError, match="at least one grouping term"):
         InlaEngine().fit(prepare(Survey(small, "y"), None, "y ~ x")[0])
+
+
+def test_correction_brings_the_marginal_likelihood_closer():
+    """Ten groups of two binary answers, where the Laplace step is poorest: log p(y | φ) by importance
+    sampling (200,000 draws, a widened Gaussian proposal) at three sds. Its gap to the Laplace value
+    changes by 0.36 across them; with the next-order term, by a third of that or less."""
+    from scipy.linalg import solve_triangular
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(5)
+    g = np.repeat(np.arange(10), 2)
+    y = (rng.random(20) < 1 / (1 + np.exp(-(0.3 + rng.normal(0, 1, 10)[g])))).astype(int)
+    post = HyperPosterior(prepare(Survey(pd.DataFrame({"y": y, "g": g}), "y"), None, "y ~ (1|g)")[0])
+    laplace, corrected = [], []
+    for phi in (np.array([-1.0]), np.array([0.0]), np.array([0.8])):
+        state = post.inner(phi)
+        z = rng.standard_normal((post.d, 200_000))
+        x = state.x[:, None] + 1.3 * solve_triangular(state.chol, z, lower=True, trans="T")
+        eta = post.F @ x[:post.p] + post.prob.Z @ x[post.p:]
+        loglik = post.family.loglik({k: v[:, None] for k, v in post.stats.items()}, eta).sum(axis=0)
+        q = post._precision_diag(phi)
+        dev = x - np.concatenate([post.m_f, np.zeros(post.q)])[:, None]
+        log_prior = -0.5 * (q[:, None] * dev ** 2).sum(axis=0) + 0.5 * np.log(q).sum()
+        log_proposal = -0.5 * (z ** 2).sum(axis=0) - post.d * np.log(1.3) + np.log(np.diag(state.chol)).sum()
+        exact = logsumexp(loglik + log_prior - log_proposal) - np.log(z.shape[1]) + post.log_prior(phi)
+        laplace.append(state.laplace - exact)
+        corrected.append(state.laplace + post.correction(state) - exact)
+    assert np.ptp(laplace) > 0.3 and np.ptp(corrected) < np.ptp(laplace) / 3

@@ -142,3 +142,22 @@ def test_a_family_is_taken_by_its_name_wherever_a_family_is_taken():
     with pytest.raises(misterp.MisterpInputError, match="Unknown family 'gamma'"):
         misterp.prepare(survey, frame, "y ~ (1|g)", family="gamma")
 
+
+
+@pytest.mark.parametrize("name, stats", [
+    ("binomial", {"successes": np.array([0.0, 2.0, 5.0]), "trials": np.array([1.0, 4.0, 5.0])}),
+    ("poisson", {"count": np.array([0.0, 3.0, 9.0]), "exposure": np.array([0.5, 1.0, 2.0])}),
+    ("gaussian", {"n": np.array([1.0, 3.0, 2.0]), "total": np.array([0.3, 2.0, -1.0]),
+                  "within": np.array([0.0, 1.5, 0.2])}),
+])
+def test_higher_derivatives_continue_the_working_weights(name, stats):
+    """The log-likelihood's third and fourth derivatives in eta: minus the weights' derivative, and the
+    derivative of that, by central differences."""
+    family = family_named(name)
+    eta, h = np.array([-1.2, 0.1, 0.9]), 1e-5
+    third, fourth = family.higher_derivatives(stats, eta)
+    assert third == pytest.approx(-family.working(stats, eta)[3], rel=1e-12, abs=1e-12)
+    numeric = (family.higher_derivatives(stats, eta + h)[0] - family.higher_derivatives(stats, eta - h)[0]) / (2 * h)
+    assert fourth == pytest.approx(numeric, rel=1e-6, abs=1e-9)
+    weights = (family.working(stats, eta + h)[1] - family.working(stats, eta - h)[1]) / (2 * h)
+    assert third == pytest.approx(-weights, rel=1e-6, abs=1e-9)

@@ -129,6 +129,7 @@ class Family(Protocol):
     def mean_deriv(self, eta: np.ndarray) -> np.ndarray: ...
     def initial_eta(self, stats: dict) -> np.ndarray: ...
     def working(self, stats: dict, eta: np.ndarray) -> tuple: ...
+    def higher_derivatives(self, stats: dict, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
     def loglik(self, stats: dict, eta: np.ndarray, constant: bool = True, dispersion: float = 1.0) -> np.ndarray: ...
     def log_constant(self, stats: dict) -> np.ndarray: ...
     def dispersion(self, stats: dict, eta: np.ndarray, n_params: int) -> float: ...
@@ -292,6 +293,14 @@ class Binomial:
         return mu, n * var, s - n * mu, n * var * (1.0 - 2.0 * mu)
 
     @staticmethod
+    def higher_derivatives(stats: dict, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cell log-likelihood's third and fourth derivatives in eta: -n v (1 - 2 mu) and
+        -n v (1 - 6 v), v = mu (1 - mu) (for the Laplace approximation's next-order correction)."""
+        mu = expit(eta)
+        var = stats["trials"] * mu * (1.0 - mu)
+        return -var * (1.0 - 2.0 * mu), -var * (1.0 - 6.0 * mu * (1.0 - mu))
+
+    @staticmethod
     def dispersion(stats: dict, eta: np.ndarray, n_params: int) -> float:
         """1: the binomial variance is fixed by its mean."""
         return 1.0
@@ -446,6 +455,12 @@ class Poisson:
         mu = np.exp(eta)
         m = stats["exposure"] * mu
         return mu, m, stats["count"] - m, m
+
+    @staticmethod
+    def higher_derivatives(stats: dict, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cell log-likelihood's third and fourth derivatives in eta: both -exposure * exp(eta)."""
+        m = stats["exposure"] * np.exp(eta)
+        return -m, -m
 
     @staticmethod
     def dispersion(stats: dict, eta: np.ndarray, n_params: int) -> float:
@@ -603,6 +618,11 @@ class Gaussian:
         """IRLS pieces: (mu, weights n, residual total - n eta, dW/deta = 0); one step is least squares."""
         n = stats["n"]
         return eta, n, stats["total"] - n * eta, np.zeros(np.shape(eta))
+
+    @staticmethod
+    def higher_derivatives(stats: dict, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """0 and 0: the log-likelihood is quadratic in eta."""
+        return np.zeros(np.shape(eta)), np.zeros(np.shape(eta))
 
     @staticmethod
     def simulate(stats: dict, mu: np.ndarray, rng: np.random.Generator, dispersion: float = 1.0) -> dict:

@@ -40,6 +40,10 @@ class InlaEngine:
         ``cell_draws``).
     seed : int
         Seeds those draws, so a fit's predictions repeat.
+    correction : bool
+        Add the Laplace approximation's next-order term to log π(φ | y)
+        (:meth:`.posterior.HyperPosterior.correction`): without it, groups of a few binary answers
+        get too small an sd, as lme4's Laplace fit gives them.
     """
 
     priors: Priors = field(default_factory=Priors)
@@ -47,6 +51,7 @@ class InlaEngine:
     skew: bool = True
     draws: int = 4000
     seed: int = 0
+    correction: bool = True
 
     def fit(self, cells: Cells) -> InlaFit:
         """The mode of the hyperparameters' posterior, the design's points and weights around it, and
@@ -58,9 +63,11 @@ class InlaEngine:
 
     def _fit(self, cells: Cells) -> InlaFit:
         post = HyperPosterior(cells, self.priors)
-        search = ModeSearch(post)
+        search = ModeSearch(post, corrected=self.correction)
         mode, info = search.run(post.start())
         hessian = search.hessian(mode)
+        if self.correction:
+            mode = search.refine(mode, hessian)
         try:
             points = integration_points(mode, hessian, search.log_density, kind=self.design, skew=self.skew)
         except ValueError as error:
@@ -75,11 +82,13 @@ class InlaEngine:
 
 class ModeSearch:
     """log π(φ | y) with a memory: each φ's latent mode is kept, and each solve starts from the
-    nearest one found so far."""
+    last one found. ``log_density`` is the Laplace approximation, plus its next-order term when
+    ``corrected``."""
 
-    def __init__(self, post: HyperPosterior):
-        self.post = post
+    def __init__(self, post: HyperPosterior, corrected: bool = True):
+        self.post, self.corrected = post, corrected
         self.states: dict[bytes, Inner] = {}
+        self.corrections: dict[bytes, float] = {}
         self.last: Inner | None = None
         self.evaluations = 0
 
@@ -97,14 +106,21 @@ class ModeSearch:
         self.last = self.states[key]
         return self.last
 
+    def correction(self, phi: np.ndarray) -> float:
+        key = np.asarray(phi, float).tobytes()
+        if key not in self.corrections:
+            self.corrections[key] = self.post.correction(self.state(phi)) if self.corrected else 0.0
+        return self.corrections[key]
+
     def log_density(self, phi: np.ndarray) -> float:
-        return self.state(phi).log_density
+        return self.state(phi).laplace + self.correction(phi)
 
     def run(self, start: np.ndarray) -> tuple[np.ndarray, dict]:
-        """The mode of log π(φ | y) by L-BFGS with the exact gradient, and a report."""
+        """The mode of the Laplace approximation of log π(φ | y) by L-BFGS with its exact gradient,
+        and a report."""
         def objective(phi):
             st = self.state(phi)
-            return -st.log_density, -self.post.gradient(st)
+            return -st.laplace, -self.post.gradient(st)
 
         res = minimize(objective, start, jac=True, method="L-BFGS-B",
                        options={"ftol": 1e-14, "gtol": 1e-6, "maxiter": 500, "maxcor": 20})
@@ -125,3 +141,21 @@ class ModeSearch:
             out[:, j] = -(up - down) / (2 * h)
         self.state(mode)
         return 0.5 * (out + out.T)
+
+    def refine(self, mode: np.ndarray, hessian: np.ndarray, h: float = HESSIAN_STEP, steps: int = 4) -> np.ndarray:
+        """The mode of the corrected log π(φ | y), by Newton steps from the Laplace mode with its
+        Hessian, the correction's gradient by central differences (its value is cheap; the latent modes
+        at mode ± h along each axis are :meth:`hessian`'s, kept). Stops when a step is below 1e-3 of
+        a posterior sd along every axis."""
+        m = len(mode)
+        for _ in range(steps):
+            grad = self.post.gradient(self.state(mode))
+            for j in range(m):
+                step = np.zeros(m)
+                step[j] = h
+                grad[j] += (self.correction(mode + step) - self.correction(mode - step)) / (2 * h)
+            move = np.linalg.solve(hessian, grad)
+            mode = mode + move
+            if np.all(np.abs(move) * np.sqrt(np.diag(hessian)) < 1e-3):
+                break
+        return mode

@@ -46,13 +46,14 @@ MAX_DENSE = 2500
 @dataclass
 class Inner:
     """The latent field's conditional mode at one φ: x (d,), eta (n_cells,), the lower Cholesky
-    factor of H (d, d), and ``log_density`` = log π(φ | y) up to the model's constant."""
+    factor of H (d, d), and ``laplace`` = the Laplace approximation of log π(φ | y) up to the model's
+    constant."""
 
     phi: np.ndarray
     x: np.ndarray
     eta: np.ndarray
     chol: np.ndarray
-    log_density: float
+    laplace: float
 
 
 class HyperPosterior:
@@ -208,6 +209,29 @@ class HyperPosterior:
         a_dx = self.F @ dx[:p] + dx[p:][self.prob.cols].sum(axis=0)     # (n_cells, m)
         grad -= 0.5 * (self._leverage(Hinv) * dw / disp) @ a_dx
         return grad + 1.0 - np.exp(phi)
+
+    def correction(self, state: Inner) -> float:
+        """The Laplace approximation's next-order term (Shun and McCullagh 1995), ε in
+        log p(y | φ) ≈ Laplace + ε, with S = H^-1 and each cell's log-likelihood derivatives l3, l4:
+
+            ε = 1/8 Σ_c l4_c lev_c² + 1/8 v' S v + 1/12 Σ_c l3_c² lev_c³,   v = A'(l3 ∘ lev),
+
+        lev_c = a_c' S a_c. The general last term is 1/12 Σ over pairs of cells of l3 l3' (a_c' S a_c')³;
+        its diagonal, kept here, carried nearly all of it where it matters (binary data, one to five
+        answers per group: the group sd's posterior mean 0.744 with every pair, 0.743 with the
+        diagonal, 0.625 with none, the bayes engine 0.735), and costs n_cells, not n_cells², operations.
+        The Laplace step alone under-states the group sds when groups hold few binary answers, as
+        lme4's does; this term restores most of it."""
+        L, p = state.chol, self.p
+        l3, l4 = self.family.higher_derivatives(self.stats, state.eta)
+        if not np.any(l3) and not np.any(l4):
+            return 0.0
+        disp = float(self.aux(state.phi)) ** 2
+        l3, l4 = l3 / disp, l4 / disp
+        lev = self._leverage(cho_solve((L, True), np.eye(self.d)))
+        u = l3 * lev
+        v = np.concatenate([self.F.T @ u, self.prob.ZT @ u])
+        return float(np.sum(l4 * lev ** 2) / 8 + v @ cho_solve((L, True), v) / 8 + np.sum(l3 ** 2 * lev ** 3) / 12)
 
     def _dispersion_derivative(self, state: Inner, qdiag: np.ndarray, disp: float, hinv_diag: np.ndarray) -> float:
         """d log π / d log a at fixed W's dependence on eta: the likelihood's own derivative (by a
