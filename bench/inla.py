@@ -82,7 +82,7 @@ def agreement(label: str, survey: pd.DataFrame, formula: str, join: bool) -> Non
     gap = np.abs(ours["estimate"] - theirs["estimate"]) / theirs["sd"]
     ratio = np.abs(ours["sd"] / theirs["sd"] - 1)
     sigma = post._sigma()
-    hyper = np.abs(fit.weights @ fit.sds[:, :sigma.shape[1]] - sigma.mean(axis=0)) / sigma.std(axis=0)
+    hyper = np.abs(fit.weights @ fit.reported[:, :sigma.shape[1]] - sigma.mean(axis=0)) / sigma.std(axis=0)
     print(f"{label}: fit in process {inla_seconds:.2f} s (bayes {bayes_seconds:.1f} s, {post.divergences} divergences); "
           f"{len(fit.weights)} points")
     print(f"  state means, |inla - bayes| / bayes sd: median {np.median(gap):.3f}, worst {gap.max():.3f} "

@@ -72,7 +72,7 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
     fit.add_argument("--engine", choices=["glm", "laplace", "bayes", "inla"], default="laplace",
                      help="glm: fixed effects only (R's glm); laplace: lme4's glmer/lmer; bayes: rstanarm's "
                           "stan_glmer, sampled by NUTS; inla: the same posterior as bayes by integrated nested "
-                          "Laplace approximations, in about a second (random intercepts so far), with chains x "
+                          "Laplace approximations, in about a second, with chains x "
                           "draws draws")
     bayes = fit.add_argument_group("bayes and inla engines (rstanarm's stan_glmer defaults)")
     bayes.add_argument("--chains", type=int, default=4, help="Markov chains, run in parallel over the cores")

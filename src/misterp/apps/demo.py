@@ -102,7 +102,7 @@ def run_article(seeds=ARTICLE_SEEDS, nsim: int = 999, seed: int = 1, progress: b
         "normal_approx_sd": float(approx_row["sd"]),
         "inla_poststrat": [float(inla_row["estimate"])],
         "inla_interval": [float(inla_row["lower"]), float(inla_row["upper"])],
-        "inla_sd_class": [float(inla.weights @ inla.sds[:, 0])],
+        "inla_sd_class": [float(inla.weights @ inla.reported[:, 0])],
     }
     if bayes:
         result.update(_bayes_section(survey, frame, seed, progress))

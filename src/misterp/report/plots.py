@@ -399,7 +399,7 @@ def hyper_plot(fit, bins: int = 50):
         ax.hist(values[values <= hi], bins=bins, density=True, color="C0", alpha=0.6, gid=f"hyper{k}")
         for q in ("0.025quant", "0.5quant", "0.975quant"):
             ax.axvline(table[q].iloc[k], color="C3", linewidth=0.8, linestyle="-" if q == "0.5quant" else ":")
-        points = fit.sds[:, k]
+        points = fit.reported[:, k]
         shown = points <= hi
         ax.vlines(points[shown], 0, -fit.weights[shown] * ax.get_ylim()[1], color="C1", linewidth=1.2)
         ax.set_title(table.index[k], fontsize=8)

@@ -1,12 +1,15 @@
 """The inla engine: the integrated nested Laplace approximation (Rue, Martino and Chopin 2009) of the
 bayes engine's posterior, in seconds.
 
-The hyperparameters φ (each term's log tau, a gaussian's log residual sd; see :mod:`.posterior`)
-have the posterior π(φ | y) ∝ p(y | φ) p(φ), with p(y | φ) the Laplace approximation over all the
-latent effects, fixed and random, under the bayes engine's priors (rstanarm's defaults). The engine
+The hyperparameters φ (each term's decov coordinates: log tau and, with slopes, its simplex and
+correlations; a gaussian's log residual sd; see :mod:`.hyper`) have the posterior
+π(φ | y) ∝ p(y | φ) p(φ), with p(y | φ) the Laplace approximation over all the latent effects,
+fixed and random, under the bayes engine's priors (rstanarm's defaults), plus the approximation's
+next-order term (:mod:`.posterior`). The engine
 
-1. finds the mode of log π(φ | y) by L-BFGS with its exact gradient, and its Hessian by central
-   differences of that gradient (:mod:`.engine`);
+1. finds the mode of the Laplace log π(φ | y) by L-BFGS with its exact gradient, its Hessian by
+   central differences of that gradient, and Newton steps from there to the corrected mode
+   (:mod:`.engine`);
 2. places points around the mode, a grid for one or two hyperparameters and the central composite
    design above, with INLA's skewness correction, and weighs them by π(φ | y) (:mod:`.design`);
 3. keeps, at each point, the latent effects' conditional mode and precision; the posterior of the
@@ -14,8 +17,9 @@ latent effects, fixed and random, under the bayes engine's priors (rstanarm's de
    (:mod:`.fit`). Unseen levels draw from N(0, sd^2) at each draw's own sd.
 
 Every prediction is the mean over draws, as the bayes engine's, and the default interval is the
-draws' central 95%. Random intercepts, every family; varying slopes, structured terms and a sparse
-path for county-sized terms are still to come (use laplace or bayes for those).
+draws' central 95%. Every family, random intercepts and correlated slopes; structured terms and a
+sparse path for county-sized terms (the latent precision is dense, up to 2,500 effects) are still
+to come.
 
 Example
 -------
@@ -34,7 +38,8 @@ Example
 from .design import Design, IntegrationPoints, design, fractional_factorial, integration_points
 from .engine import InlaEngine
 from .fit import InlaFit
+from .hyper import DecovTerm, Hyperparameters
 from .posterior import HyperPosterior
 
-__all__ = ["Design", "HyperPosterior", "InlaEngine", "InlaFit", "IntegrationPoints", "design",
+__all__ = ["DecovTerm", "Design", "HyperPosterior", "Hyperparameters", "InlaEngine", "InlaFit", "IntegrationPoints", "design",
            "fractional_factorial", "integration_points"]

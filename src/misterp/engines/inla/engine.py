@@ -75,9 +75,8 @@ class InlaEngine:
                 f"The inla engine found no interior mode of the hyperparameters' posterior ({error}): the "
                 "model's variances are not identified by these data. Try --engine bayes.") from error
         inner = [search.state(phi) for phi in points.phi]
-        return InlaFit(cells, post.names, points.phi, points.weights, np.stack([s.x for s in inner]),
-                       np.stack([s.chol for s in inner]), post.sds(points.phi), mode, hessian,
-                       points.s_pos, points.s_neg, info, self)
+        return InlaFit(cells, points.phi, points.weights, np.stack([s.x for s in inner]),
+                       np.stack([s.chol for s in inner]), mode, hessian, points.s_pos, points.s_neg, info, self)
 
 
 class ModeSearch:

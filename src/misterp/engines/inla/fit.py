@@ -24,7 +24,8 @@ from scipy.special import ndtr
 
 from ...model.cells import Cells
 from ..fit import Fit, ParameterDraws, rank_problems, varcorr_frame
-from .posterior import reporting_matrix, sds_at
+from .hyper import Hyperparameters, hyperparameters
+from .posterior import reporting_matrix
 
 if TYPE_CHECKING:  # engine.py imports this module
     from .engine import InlaEngine
@@ -48,8 +49,6 @@ class InlaFit(Fit):
     Attributes
     ----------
     cells : Cells
-    names : list of str
-        What each hyperparameter's sd is: the terms, then "sigma" for a gaussian's residual sd.
     phi : (n_points, m) array
         The design's points (log scale).
     weights : (n_points,) array
@@ -59,8 +58,6 @@ class InlaFit(Fit):
         the coefficients, then b.
     chol : (n_points, d, d) array
         Lower Cholesky factor of the latent effects' precision H at each point.
-    sds : (n_points, m) array
-        The sds at each point (sd scale times tau times the residual sd; the residual sd last).
     mode, hessian : (m,), (m, m) arrays
         The mode of log π(φ | y) and the Hessian of -log π there.
     s_pos, s_neg : (m,) arrays
@@ -71,12 +68,10 @@ class InlaFit(Fit):
     """
 
     cells: Cells
-    names: list
     phi: np.ndarray
     weights: np.ndarray
     x: np.ndarray
     chol: np.ndarray
-    sds: np.ndarray
     mode: np.ndarray
     hessian: np.ndarray
     s_pos: np.ndarray
@@ -106,13 +101,24 @@ class InlaFit(Fit):
         return model_data(self.cells, self.engine.priors, likelihood="cells")
 
     @cached_property
+    def hyper(self) -> Hyperparameters:
+        """The hyperparameters' layout and maps."""
+        return hyperparameters(self.cells, self.engine.priors)
+
+    @cached_property
     def _R(self) -> np.ndarray:
         return reporting_matrix(self.design.fixed_names, self._data["xbar"],
                                 self.x.shape[1] - len(self.design.fixed_names))
 
-    @property
-    def n_terms(self) -> int:
-        return len(self.design.group_terms)
+    @cached_property
+    def factors(self) -> list[np.ndarray]:
+        """Each term's factor T of its effects' covariance at each point, (n_points, K, K)."""
+        return self.hyper.factors(self.phi)
+
+    @cached_property
+    def reported(self) -> np.ndarray:
+        """The hyperparameters as sds and correlations (``hyper.labels``) at each point, (n_points, r)."""
+        return self.hyper.reported(self.phi)
 
     # -- the Fit protocol --------------------------------------------------------
     def point_coef(self) -> np.ndarray:
@@ -128,14 +134,11 @@ class InlaFit(Fit):
             z = rng.standard_normal((self.x.shape[1], counts[j]))
             pieces.append(self.x[j] + solve_triangular(self.chol[j], z, lower=True, trans="T").T)
         coef = np.vstack(pieces) @ self._R
-        sd = np.repeat(self.sds[:, :self.n_terms], counts, axis=0)
-        return ParameterDraws.from_sds(coef, sd)
+        return ParameterDraws(coef, [np.repeat(T, counts, axis=0) for T in self.factors])
 
     def dispersion_draws(self, n_draws: int) -> np.ndarray:
         """sigma^2 of each draw (a gaussian's, at its point), else 1; (n_draws, 1), as ``parameter_draws``."""
-        if len(self.names) == self.n_terms:
-            return np.ones((n_draws, 1))
-        return np.repeat(self.sds[:, -1], allot(self.weights, n_draws))[:, None] ** 2
+        return np.repeat(self.hyper.aux(self.phi), allot(self.weights, n_draws))[:, None] ** 2
 
     # -- marginals -----------------------------------------------------------------
     def _fixed_moments(self) -> tuple[np.ndarray, np.ndarray]:
@@ -160,33 +163,43 @@ class InlaFit(Fit):
         return pd.DataFrame(rows, index=self.design.fixed_names, columns=_columns())
 
     def hyper_samples(self, n: int = 20_000) -> np.ndarray:
-        """Draws of the sds (n, m) from the skewness-corrected Gaussian of the design (seed 0)."""
+        """Draws of the reported hyperparameters (n, r) from the skewness-corrected Gaussian of the
+        design (seed 0)."""
         values, vectors = np.linalg.eigh(self.hessian)
         z = np.random.default_rng(0).standard_normal((n, len(self.mode)))
         phi = self.mode + (z * np.where(z > 0, self.s_pos, self.s_neg)) @ (vectors / np.sqrt(values)).T
-        return sds_at(phi, self.n_terms, self.engine.priors.sd_scale, self._data["aux_scale"])
+        return self.hyper.reported(phi)
 
     def hyper_table(self) -> pd.DataFrame:
-        """The sds' mean and sd over the design's weights, and their 2.5/50/97.5% quantiles from
-        :meth:`hyper_samples`: R-INLA's ``summary.hyperpar`` for sds instead of precisions."""
-        w = self.weights
-        mean = w @ self.sds
-        sd = np.sqrt(np.maximum(w @ self.sds ** 2 - mean ** 2, 0.0))
+        """The sds' (and correlations') mean and sd over the design's weights, and their 2.5/50/97.5%
+        quantiles from :meth:`hyper_samples`: R-INLA's ``summary.hyperpar``, for sds where it gives
+        precisions."""
+        w, values = self.weights, self.reported
+        mean = w @ values
+        sd = np.sqrt(np.maximum(w @ values ** 2 - mean ** 2, 0.0))
         quant = np.quantile(self.hyper_samples(), QUANTILES, axis=0).T
-        labels = [f"sd for {n}" if n != "sigma" else "sd of the residuals (sigma)" for n in self.names]
-        return pd.DataFrame(np.column_stack([mean, sd, quant]), index=labels, columns=_columns())
+        return pd.DataFrame(np.column_stack([mean, sd, quant]), index=self.hyper.labels, columns=_columns())
 
     def fixef(self) -> pd.Series:
         """Posterior means of the fixed effects."""
         return self.fixed_table()["mean"]
 
     def varcorr(self) -> pd.DataFrame:
-        """Posterior means of the group sds (and of a gaussian's residual sd), laid out as lme4's VarCorr."""
-        mean = self.weights @ self.sds
-        T = self.n_terms
-        return varcorr_frame(self.design.group_names, [self.design.effect_names(k) for k in range(T)],
-                             [mean[k:k + 1] for k in range(T)], [np.ones((1, 1))] * T,
-                             float(mean[-1]) if len(self.names) > T else None)
+        """Posterior means of the group sds and correlations (and of a gaussian's residual sd), laid out
+        as lme4's VarCorr."""
+        design, mean = self.design, self.weights @ self.reported
+        sds, cors, start = [], [], 0
+        for term in self.hyper.terms:
+            K = term.K
+            sds.append(mean[start:start + K])
+            cor = np.eye(K)
+            rows, cols = np.tril_indices(K, -1)
+            order = np.lexsort((rows, cols))
+            cor[rows[order], cols[order]] = cor[cols[order], rows[order]] = mean[start + K:start + K + term.n_corr]
+            cors.append(cor)
+            start += K + term.n_corr
+        return varcorr_frame(design.group_names, [design.effect_names(k) for k in range(len(sds))], sds, cors,
+                             float(mean[-1]) if self.hyper.aux_scale is not None else None)
 
     def summary(self) -> str:
         """R-INLA's summary: fixed effects and hyperparameters with mean, sd and quantiles."""
@@ -204,9 +217,8 @@ class InlaFit(Fit):
 
     # -- saving ----------------------------------------------------------------------
     def saved_state(self) -> tuple[dict, dict]:
-        meta = {"engine": dataclasses.asdict(self.engine), "names": list(self.names), "info": self.info}
-        arrays = {k: getattr(self, k) for k in ("phi", "weights", "x", "chol", "sds", "mode", "hessian",
-                                                "s_pos", "s_neg")}
+        meta = {"engine": dataclasses.asdict(self.engine), "info": self.info}
+        arrays = {k: getattr(self, k) for k in ("phi", "weights", "x", "chol", "mode", "hessian", "s_pos", "s_neg")}
         return meta, arrays
 
     @classmethod
@@ -216,9 +228,8 @@ class InlaFit(Fit):
 
         settings = dict(meta["engine"])
         settings["priors"] = Priors(**settings["priors"])
-        return cls(cells, list(meta["names"]), arrays["phi"], arrays["weights"], arrays["x"], arrays["chol"],
-                   arrays["sds"], arrays["mode"], arrays["hessian"], arrays["s_pos"], arrays["s_neg"], meta["info"],
-                   InlaEngine(**settings))
+        return cls(cells, arrays["phi"], arrays["weights"], arrays["x"], arrays["chol"], arrays["mode"],
+                   arrays["hessian"], arrays["s_pos"], arrays["s_neg"], meta["info"], InlaEngine(**settings))
 
 
 def _columns() -> list[str]:

@@ -1,30 +1,27 @@
 """The hyperparameters' posterior log π(φ | y), by the Laplace approximation over the latent effects.
 
-The model is the bayes engine's (rstanarm's ``stan_glmer``, :mod:`misterp.engines.bayes`), for
-random-intercept terms. Given φ, everything else is a latent Gaussian field
-x = (f, b) of dimension d = p + q:
+The model is the bayes engine's (rstanarm's ``stan_glmer``, :mod:`misterp.engines.bayes`). Given φ,
+everything else is a latent Gaussian field x = (f, b) of dimension d = p + q:
 
-    eta = offset + F f + Z b,     f ~ N(m_f, diag(s_f^2)),   b_j ~ N(0, sigma_t(j)^2),
+    eta = offset + F f + Z b,     f ~ N(m_f, diag(s_f^2)),   b_l ~ N(0, T_k T_k') for each level l of term k,
 
-with F = [1, centred X] and the priors' locations and scales exactly the bayes engine's
-(:func:`misterp.engines.bayes.model_data`). The hyperparameters are
-
-    φ = (log tau_1, ..., log tau_T[, log a]),    sigma_t = sd_scale * tau_t * aux,
-
-tau_t ~ gamma(1, 1) (decov for one effect); a gaussian's residual sd is aux = sd(y) * a with
-a ~ exponential(1) (binomial and poisson have aux = 1 and no a). Their log prior on this scale
-includes the Jacobian: sum over φ of (φ - e^φ).
+with F = [1, centred X], the priors' locations and scales exactly the bayes engine's
+(:func:`misterp.engines.bayes.model_data`), and T_k(φ) each term's decov factor (:mod:`.hyper`:
+log tau, and for a term with slopes its simplex and correlations, unconstrained). A gaussian's
+residual sd is aux = sd(y) * a, a ~ exponential(1), φ's last entry log a; every T_k scales with aux,
+as rstanarm's decov does (binomial and poisson have aux = 1 and no a).
 
 At each φ, Newton's method finds the mode x̂ of g(x) = log p(y | x) + log p(x | φ), with
 H = A'WA / disp + Q the negative Hessian (A = [F, Z], W the family's working weights, disp = aux^2,
-Q the prior precision), and
+Q the prior precision, block diagonal), and
 
     log π(φ | y) = g(x̂) + 1/2 log det Q - 1/2 log det H + log p(φ) + constant,
 
 exact for a gaussian outcome. Its gradient is exact too: the envelope theorem for g, and for
 log det H the derivative through Q and, as x̂ moves (dx̂ = H^-1 d(grad g)), through W: the
-cells' leverages a_i' H^-1 a_i times dW/deta. A family with a dispersion is taken to be an
-exponential-dispersion family: its weights and residuals are those at dispersion 1 over disp.
+cells' leverages a_i' H^-1 a_i times dW/deta. Each term's dQ/dφ comes from its K x K precision
+by the complex step. A family with a dispersion is taken to be an exponential-dispersion family:
+its weights and residuals are those at dispersion 1 over disp.
 """
 
 from __future__ import annotations
@@ -32,15 +29,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.linalg import cho_solve
 
 from ...errors import MisterpInputError
 from ...model.cells import Cells
 from ..bayes import Priors, model_data
-from ..deviance import Problem
+from .hyper import Hyperparameters
 
 # Dense H up to this many latent effects; the sparse path for county-sized terms is still to come
 MAX_DENSE = 2500
+STEP = 1e-20  # the complex step
 
 
 @dataclass
@@ -57,12 +56,12 @@ class Inner:
 
 
 class HyperPosterior:
-    """log π(φ | y) and its gradient for a random-intercept model on cells.
+    """log π(φ | y) and its gradient for a model on cells.
 
     Parameters
     ----------
     cells : Cells
-        Training cells with at least one grouping term, each a random intercept.
+        Training cells with at least one grouping term.
     priors : Priors
         The bayes engine's priors.
     """
@@ -72,114 +71,139 @@ class HyperPosterior:
         if not design.group_terms:
             raise MisterpInputError("The inla engine needs at least one grouping term such as '(1|g)' in the "
                                     "formula; for fixed effects only, use the glm or bayes engine.")
-        if np.any(design.n_effects > 1) or not all(g.intercept for g in design.group_terms):
-            raise MisterpInputError("The inla engine takes random intercepts such as '(1|g)' so far; for varying "
-                                    "slopes, use --engine laplace or --engine bayes.")
         data = model_data(cells, priors, likelihood="cells")
         self.cells, self.family, self.stats = cells, cells.family, cells.stats
-        self.prob = Problem(cells)  # Z, its columns and Z'WZ's sparse map, shared with the laplace engine
-        if self.prob.sparse and self.prob.q + cells.X.shape[1] > MAX_DENSE:
+        self.q = int(design.n_random)
+        if self.q + cells.X.shape[1] > MAX_DENSE:
             raise MisterpInputError(f"The inla engine holds the latent effects' precision dense, which caps them "
-                                    f"at {MAX_DENSE}; this model has {self.prob.q} group levels. Use --engine "
+                                    f"at {MAX_DENSE}; this model has {self.q} group effects. Use --engine "
                                     "laplace (its sparse path) or fewer levels.")
         self.xbar, self.has_intercept = data["xbar"], bool(data["has_intercept"])
         self.F = np.hstack([np.ones((cells.n_cells, int(self.has_intercept))), data["Xc"]])
         self.m_f = np.concatenate([[data["intercept_loc"]] * int(self.has_intercept), np.zeros(data["Xc"].shape[1])])
         self.s_f = np.concatenate([[data["intercept_scale"]] * int(self.has_intercept),
                                    np.atleast_1d(data["coef_scale"])[:data["Xc"].shape[1]]])
-        self.sd_scale, self.aux_scale = float(data["sd_scale"]), data["aux_scale"]
-        self.p, self.q, self.n_terms = self.F.shape[1], self.prob.q, self.prob.n_terms
+        self.aux_scale = data["aux_scale"]
+        self.p = self.F.shape[1]
         self.d = self.p + self.q
-        self.term_of_level = self.prob.term_of_level
+        self.offset = cells.offset
+        self._effects(design, float(data["sd_scale"]))
         self.constant = float(self.family.log_constant(self.stats).sum())
 
-    # -- the hyperparameters -------------------------------------------------------
+    def _effects(self, design, sd_scale: float) -> None:
+        """Z (sparse), each cell's entries (cols, vals: (E, n_cells)), Z'WZ's sparse map and each term's
+        hyperparameters, levels, effects and positions in Q."""
+        table = self.cells.table
+        self.Z = design.random_matrix(table).tocsr()
+        self.ZT = self.Z.T.tocsr()
+        cols, vals = design.random_entries(table)
+        self.cols, self.vals = cols.T, vals.T
+        n, width, q = self.cells.n_cells, cols.shape[1], self.q
+        flat = (cols[:, :, None] * q + cols[:, None, :]).ravel()
+        value = (vals[:, :, None] * vals[:, None, :]).ravel()
+        self.pairs = sp.csr_matrix((value, (flat, np.repeat(np.arange(n), width * width))), shape=(q * q, n))
+        # the same pairs as a gather: sum over a cell's pairs of H^-1's entry times the values' product
+        self.pair_index, self.pair_value = flat, sp.csr_matrix(
+            (value, (np.arange(len(flat)), np.repeat(np.arange(n), width * width))), shape=(len(flat), n))
+        self.hyper = Hyperparameters(design.n_effects, list(design.group_names),
+                                     [design.effect_names(k) for k in range(len(design.group_terms))], sd_scale,
+                                     self.aux_scale)
+        self.phi_slices = self.hyper.slices
+        self.blocks, start = [], 0
+        for K, J in zip(design.n_effects, design.n_levels):
+            self.blocks.append((start, int(J), int(K)))
+            start += int(J * K)
+        # Q's b block as one fancy-indexed assignment: every level's K x K entries
+        rows, cols_q = [], []
+        for off, J, K in self.blocks:
+            base = off + (np.arange(J) * K)[:, None, None]
+            r, c = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
+            rows.append((base + r).ravel())
+            cols_q.append((base + c).ravel())
+        self.q_rows, self.q_cols = np.concatenate(rows), np.concatenate(cols_q)
+
+    # -- the hyperparameters (see :class:`.hyper.Hyperparameters`) ------------------
     @property
     def m(self) -> int:
-        """Number of hyperparameters: one per term, and a gaussian's residual sd."""
-        return self.n_terms + int(self.aux_scale is not None)
+        return self.hyper.m
 
-    @property
-    def names(self) -> list[str]:
-        """What each sd of :meth:`sds` is: the terms' names, then "sigma" for a gaussian's residual sd."""
-        return list(self.cells.design.group_names) + (["sigma"] if self.aux_scale is not None else [])
+    def aux(self, phi: np.ndarray):
+        return self.hyper.aux(phi)
 
-    def aux(self, phi: np.ndarray) -> np.ndarray:
-        """The residual sd (1 without a dispersion), (...,) for phi (..., m)."""
-        phi = np.asarray(phi, float)
-        return np.ones(phi.shape[:-1]) if self.aux_scale is None else self.aux_scale * np.exp(phi[..., -1])
-
-    def sds(self, phi: np.ndarray) -> np.ndarray:
-        """The terms' sds sigma_t (..., T) and, for a gaussian, the residual sd last: (..., m)."""
-        return sds_at(phi, self.n_terms, self.sd_scale, self.aux_scale)
+    def factors(self, phi: np.ndarray) -> list[np.ndarray]:
+        return self.hyper.factors(phi)
 
     def start(self) -> np.ndarray:
-        """A starting φ: every term's sd 0.5 (relative to the residual sd), a gaussian's aux at 0.8 sd(y)."""
-        phi = np.full(self.m, np.log(0.5 / self.sd_scale))
-        if self.aux_scale is not None:
-            phi[-1] = np.log(0.8)
-        return phi
+        return self.hyper.start()
 
-    @staticmethod
-    def log_prior(phi: np.ndarray) -> float:
-        """gamma(1, 1) on each tau and exponential(1) on a: both e^-v, with the Jacobian of v = e^φ."""
-        phi = np.asarray(phi, float)
-        return float(np.sum(phi - np.exp(phi)))
+    def log_prior(self, phi: np.ndarray):
+        return self.hyper.log_prior(phi)
+
+    def _precisions(self, phi: np.ndarray) -> list[np.ndarray]:
+        """Each term's precision (T T')^-1, (K, K) (complex when φ is)."""
+        return [np.linalg.inv(T @ T.T) for T in self.factors(phi)]
 
     # -- the latent field at one φ ---------------------------------------------------
-    def _precision_diag(self, phi: np.ndarray) -> np.ndarray:
-        """Q's diagonal, (d,): 1/s_f^2, then 1/sigma_t(j)^2."""
-        sigma = self.sds(phi)[:self.n_terms]
-        return np.concatenate([self.s_f ** -2.0, sigma[self.term_of_level] ** -2.0])
+    def _q_values(self, precisions: list[np.ndarray]) -> np.ndarray:
+        """Q's b-block entries at (q_rows, q_cols)."""
+        return np.concatenate([np.tile(P.ravel(), J) for P, (_, J, _) in zip(precisions, self.blocks)])
+
+    def _q_times(self, precisions: list[np.ndarray], b: np.ndarray) -> np.ndarray:
+        """Q_b b, (q,): each level's block of b times its term's precision."""
+        out = np.empty_like(b)
+        for P, (off, J, K) in zip(precisions, self.blocks):
+            out[off:off + J * K] = (b[off:off + J * K].reshape(J, K) @ P).ravel()
+        return out
 
     def eta(self, x: np.ndarray) -> np.ndarray:
         """offset + F f + Z b, (n_cells,) for x (d,)."""
-        return self.prob.offset + self.F @ x[:self.p] + self.prob.Z @ x[self.p:]
+        return self.offset + self.F @ x[:self.p] + self.Z @ x[self.p:]
 
-    def _hessian(self, w: np.ndarray, qdiag: np.ndarray, disp: float) -> np.ndarray:
+    def _hessian(self, w: np.ndarray, q_values: np.ndarray, disp: float) -> np.ndarray:
         """H = A'WA / disp + Q, (d, d), from Z'WZ's sparse map."""
         wf = w[:, None] * self.F
         H = np.empty((self.d, self.d))
         p = self.p
         H[:p, :p] = self.F.T @ wf
-        H[p:, :p] = self.prob.ZT @ wf
+        H[p:, :p] = self.ZT @ wf
         H[:p, p:] = H[p:, :p].T
-        H[p:, p:] = self.prob.ztwz(w[None, :])[0]
+        H[p:, p:] = np.asarray(self.pairs @ w).reshape(self.q, self.q)
         H /= disp
-        H[np.diag_indices(self.d)] += qdiag
+        H[np.diag_indices(p)] += self.s_f ** -2.0
+        H[p + self.q_rows, p + self.q_cols] += q_values
         return H
 
-    def _g(self, x: np.ndarray, eta: np.ndarray, qdiag: np.ndarray, disp: float) -> float:
+    def _g(self, x: np.ndarray, eta: np.ndarray, precisions: list, disp: float) -> float:
         """log p(y | x) + the prior's exponent, -1/2 (x - m)' Q (x - m)."""
-        dev = x.copy()
-        dev[:self.p] -= self.m_f
+        dev = x[:self.p] - self.m_f
+        b = x[self.p:]
         loglik = float(self.family.loglik(self.stats, eta, constant=False, dispersion=disp).sum())
-        return loglik + self.constant - 0.5 * float(dev @ (qdiag * dev))
+        return loglik + self.constant - 0.5 * float(dev @ (dev / self.s_f ** 2)) - 0.5 * float(b @ self._q_times(precisions, b))
 
     def inner(self, phi: np.ndarray, x0: np.ndarray | None = None, tol: float = 1e-14, max_iter: int = 60) -> Inner:
         """The conditional mode of x at φ: Newton steps from ``x0`` (the prior's mean by default),
         halved while g falls, until the Newton decrement is below ``tol`` |g|."""
         phi = np.asarray(phi, float)
-        qdiag, disp = self._precision_diag(phi), float(self.aux(phi)) ** 2
+        precisions, disp = self._precisions(phi), float(self.aux(phi)) ** 2
+        q_values = self._q_values(precisions)
         x = np.concatenate([self.m_f, np.zeros(self.q)]) if x0 is None else np.array(x0, float)
         eta = self.eta(x)
-        g = self._g(x, eta, qdiag, disp)
+        g = self._g(x, eta, precisions, disp)
         for _ in range(max_iter):
             _, w, r, _ = self.family.working(self.stats, eta)
-            dev = x.copy()
-            dev[:self.p] -= self.m_f
-            grad = np.concatenate([self.F.T @ r, self.prob.ZT @ r]) / disp - qdiag * dev
-            L = np.linalg.cholesky(self._hessian(w, qdiag, disp))
+            prior = np.concatenate([(x[:self.p] - self.m_f) / self.s_f ** 2, self._q_times(precisions, x[self.p:])])
+            grad = np.concatenate([self.F.T @ r, self.ZT @ r]) / disp - prior
+            L = np.linalg.cholesky(self._hessian(w, q_values, disp))
             step = cho_solve((L, True), grad)
             if grad @ step < tol * max(abs(g), 1.0):
-                log_det_q = float(np.log(qdiag).sum())
+                log_det_q = sum(J * np.linalg.slogdet(P)[1] for P, (_, J, _) in zip(precisions, self.blocks))
                 log_pi = g + 0.5 * log_det_q - np.log(np.diag(L)).sum() + self.log_prior(phi)
                 return Inner(phi, x, eta, L, float(log_pi))
             t = 1.0
             for _ in range(30):
                 x_new = x + t * step
                 eta_new = self.eta(x_new)
-                g_new = self._g(x_new, eta_new, qdiag, disp)
+                g_new = self._g(x_new, eta_new, precisions, disp)
                 if g_new >= g - 1e-12 * abs(g):
                     break
                 t *= 0.5
@@ -187,28 +211,50 @@ class HyperPosterior:
         raise FloatingPointError(f"the latent effects' mode did not converge at the hyperparameters {phi}")
 
     # -- the gradient ---------------------------------------------------------------
+    def _precision_derivatives(self, phi: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+        """(term, φ index, dP/dφ) for every term hyperparameter, by the complex step."""
+        out = []
+        for k, sl in enumerate(self.phi_slices):
+            for j in range(sl.start, sl.stop):
+                shifted = phi.astype(complex)
+                shifted[j] += 1j * STEP
+                out.append((k, j, self._precisions(shifted)[k].imag / STEP))
+        return out
+
     def gradient(self, state: Inner) -> np.ndarray:
         """Exact d log π(φ | y) / dφ at ``state`` (a converged :meth:`inner`), (m,)."""
-        phi, x, L, p, T = state.phi, state.x, state.chol, self.p, self.n_terms
-        qdiag, disp = self._precision_diag(phi), float(self.aux(phi)) ** 2
+        phi, x, L, p = state.phi, state.x, state.chol, self.p
+        precisions, disp = self._precisions(phi), float(self.aux(phi)) ** 2
         _, w, _, dw = self.family.working(self.stats, state.eta)
         Hinv = cho_solve((L, True), np.eye(self.d))
-        b, hinv_diag = x[p:], np.diag(Hinv)
-        # d(grad g)/dφ, one column per hyperparameter: a term's sd scales its levels' prior precision
-        c = np.zeros((self.d, self.m))
-        scaled_b = b * qdiag[p:]  # b_j / sigma^2
-        c[p + np.arange(self.q), self.term_of_level] = 2.0 * scaled_b
+        b = x[p:]
         grad = np.zeros(self.m)
-        # g's explicit derivative, d/dφ of 1/2 log det Q, and -1/2 tr(H^-1 dQ)
-        per_level = b * scaled_b - 1.0 + hinv_diag[p:] * qdiag[p:]
-        grad[:T] = np.bincount(self.term_of_level, per_level, minlength=T)
+        c = np.zeros((self.d, self.m))  # d(grad g)/dφ, one column per hyperparameter
+        for k, j, dP in self._precision_derivatives(phi):
+            off, J, K = self.blocks[k]
+            levels = b[off:off + J * K].reshape(J, K)
+            diag_blocks = Hinv[p + off:p + off + J * K, p + off:p + off + J * K].reshape(J, K, J, K)
+            diag_blocks = diag_blocks[np.arange(J), :, np.arange(J), :]                  # (J, K, K)
+            T = self.factors(phi)[k]
+            # g's explicit derivative, d/dφ of 1/2 log det Q, and -1/2 tr(H^-1 dQ)
+            grad[j] = (-0.5 * np.einsum("lk,km,lm->", levels, dP, levels) + 0.5 * J * np.trace(T @ T.T @ dP)
+                       - 0.5 * np.einsum("lkm,mk->", diag_blocks, dP))
+            c[p + off:p + off + J * K, j] = -(levels @ dP).ravel()
         if self.aux_scale is not None:
-            grad[-1] = self._dispersion_derivative(state, qdiag, disp, hinv_diag)
-            c[:p, -1] = -2.0 * qdiag[:p] * (x[:p] - self.m_f)
+            grad[-1] = self._dispersion_derivative(state, precisions, disp, np.diag(Hinv))
+            c[:p, -1] = -2.0 * (x[:p] - self.m_f) / self.s_f ** 2
         dx = Hinv @ c                                                   # (d, m)
-        a_dx = self.F @ dx[:p] + dx[p:][self.prob.cols].sum(axis=0)     # (n_cells, m)
+        a_dx = self.F @ dx[:p] + (self.vals[:, :, None] * dx[p:][self.cols]).sum(axis=0)   # (n_cells, m)
         grad -= 0.5 * (self._leverage(Hinv) * dw / disp) @ a_dx
-        return grad + 1.0 - np.exp(phi)
+        return grad + self._log_prior_gradient(phi)
+
+    def _log_prior_gradient(self, phi: np.ndarray) -> np.ndarray:
+        out = np.empty(self.m)
+        for j in range(self.m):
+            shifted = phi.astype(complex)
+            shifted[j] += 1j * STEP
+            out[j] = np.imag(self.log_prior(shifted)) / STEP
+        return out
 
     def correction(self, state: Inner) -> float:
         """The Laplace approximation's next-order term (Shun and McCullagh 1995), ε in
@@ -222,7 +268,7 @@ class HyperPosterior:
         diagonal, 0.625 with none, the bayes engine 0.735), and costs n_cells, not n_cells², operations.
         The Laplace step alone under-states the group sds when groups hold few binary answers, as
         lme4's does; this term restores most of it."""
-        L, p = state.chol, self.p
+        L = state.chol
         l3, l4 = self.family.higher_derivatives(self.stats, state.eta)
         if not np.any(l3) and not np.any(l4):
             return 0.0
@@ -230,13 +276,13 @@ class HyperPosterior:
         l3, l4 = l3 / disp, l4 / disp
         lev = self._leverage(cho_solve((L, True), np.eye(self.d)))
         u = l3 * lev
-        v = np.concatenate([self.F.T @ u, self.prob.ZT @ u])
+        v = np.concatenate([self.F.T @ u, self.ZT @ u])
         return float(np.sum(l4 * lev ** 2) / 8 + v @ cho_solve((L, True), v) / 8 + np.sum(l3 ** 2 * lev ** 3) / 12)
 
-    def _dispersion_derivative(self, state: Inner, qdiag: np.ndarray, disp: float, hinv_diag: np.ndarray) -> float:
+    def _dispersion_derivative(self, state: Inner, precisions: list, disp: float, hinv_diag: np.ndarray) -> float:
         """d log π / d log a at fixed W's dependence on eta: the likelihood's own derivative (by a
-        central difference in the dispersion at fixed eta, a function evaluation, not a solve), the
-        terms' sds all scaling with aux, and -1/2 tr(H^-1 dH) with dH = -2 H + 2 Q_f."""
+        central difference in the dispersion at fixed eta, a function evaluation, not a solve), every
+        term's covariance scaling with aux^2 (dQ_b = -2 Q_b), and -1/2 tr(H^-1 dH) with dH = -2 H + 2 Q_f."""
         p, h = self.p, 1e-5
 
         def loglik(log_aux):
@@ -245,18 +291,17 @@ class HyperPosterior:
         log_aux = 0.5 * np.log(disp)
         explicit = (loglik(log_aux + h) - loglik(log_aux - h)) / (2 * h)
         b = state.x[p:]
-        effects = float(np.sum(b * b * qdiag[p:])) - self.q
-        return explicit + effects + self.d - float(np.sum(hinv_diag[:p] * qdiag[:p]))
+        effects = float(b @ self._q_times(precisions, b)) - self.q
+        return explicit + effects + self.d - float(np.sum(hinv_diag[:p] / self.s_f ** 2))
 
     def _leverage(self, Hinv: np.ndarray) -> np.ndarray:
-        """Each cell's a_i' H^-1 a_i, (n_cells,), from H^-1's blocks without forming A."""
-        p, cols, F = self.p, self.prob.cols, self.F
+        """Each cell's a_i' H^-1 a_i, (n_cells,), from H^-1's blocks and the cells' entries of Z,
+        without forming A."""
+        p, F = self.p, self.F
         fh = F @ Hinv[:p]                                             # (n, d)
         lev = np.einsum("ij,ij->i", fh[:, :p], F)
-        lev += 2.0 * fh[:, p:][np.arange(F.shape[0])[None, :], cols].sum(axis=0)
-        hbb = Hinv[p:, p:]
-        for t in range(cols.shape[0]):
-            lev += hbb[cols[t][None, :], cols].sum(axis=0)
+        lev += 2.0 * (self.vals * np.take_along_axis(fh[:, p:], self.cols.T, axis=1).T).sum(axis=0)
+        lev += np.take(Hinv[p:, p:].ravel(), self.pair_index) @ self.pair_value
         return lev
 
     # -- mapping to reported coefficients ---------------------------------------------
@@ -283,12 +328,3 @@ def reporting_matrix(fixed_names: list[str], xbar: np.ndarray, q: int) -> np.nda
     R[p:, p:] = np.eye(q)
     return R
 
-
-def sds_at(phi: np.ndarray, n_terms: int, sd_scale: float, aux_scale: float | None) -> np.ndarray:
-    """The sds (..., m) at hyperparameters phi (..., m): each term's sd_scale e^phi_t aux, then, with a
-    dispersion (``aux_scale`` not None), the residual sd aux = aux_scale e^phi_m itself."""
-    phi = np.asarray(phi, float)
-    if aux_scale is None:
-        return sd_scale * np.exp(phi[..., :n_terms])
-    aux = aux_scale * np.exp(phi[..., -1:])
-    return np.concatenate([sd_scale * np.exp(phi[..., :n_terms]) * aux, aux], axis=-1)
