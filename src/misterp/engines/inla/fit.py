@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # engine.py imports this module
     from .engine import InlaEngine
 
 QUANTILES = (0.025, 0.5, 0.975)
+PILOT = 400             # Gaussian draws that test the Gaussian at the heaviest point
+GOOD_ESS = 0.9          # above this effective fraction the Gaussian's draws stand as they are
+MAX_OVERSAMPLING = 16   # candidates per draw at most, where the Gaussian is far off
+LOW_ESS = 0.05          # below this pilot fraction, problems() says so
 
 
 def allot(weights: np.ndarray, n: int) -> np.ndarray:
@@ -126,15 +130,52 @@ class InlaFit(Fit):
         return (self.weights @ self.x) @ self._R
 
     def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws:
-        """Draws from the mixture, point by point (see :func:`allot`); each term's sd is its point's."""
+        """Draws from the mixture, point by point (see :func:`allot`), importance-corrected where the
+        Gaussian at a point is off (:attr:`oversampling`); each term's factor is its point's."""
         n_draws = self.n_draws if n_draws is None else n_draws
         counts = allot(self.weights, n_draws)
-        pieces = []
-        for j in np.flatnonzero(counts):
-            z = rng.standard_normal((self.x.shape[1], counts[j]))
-            pieces.append(self.x[j] + solve_triangular(self.chol[j], z, lower=True, trans="T").T)
-        coef = np.vstack(pieces) @ self._R
+        pieces = [self._point_draws(j, counts[j], rng) for j in np.flatnonzero(counts)]
+        coef = (np.hstack(pieces).T if pieces else np.zeros((0, self.x.shape[1]))) @ self._R
         return ParameterDraws(coef, [np.repeat(T, counts, axis=0) for T in self.factors])
+
+    def _gaussian(self, j: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """n draws (d, n) of N(x̂_j, H_j^-1), and their standard normal z's log density (n,)."""
+        z = rng.standard_normal((self.x.shape[1], n))
+        return self.x[j][:, None] + solve_triangular(self.chol[j], z, lower=True, trans="T"), -0.5 * (z * z).sum(axis=0)
+
+    def _point_draws(self, j: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n draws (d, n) of the latent effects at point j: the Gaussian's, or, when it is off, n of
+        ``oversampling`` times as many resampled by their importance weights p(y, x | φ_j) / G(x)."""
+        factor = self.oversampling["factor"]
+        if factor == 1:
+            return self._gaussian(j, n, rng)[0]
+        X, log_g = self._gaussian(j, n * factor, rng)
+        log_w = self._posterior.log_joint(self.phi[j], X) - log_g
+        w = np.exp(log_w - log_w.max())
+        return X[:, rng.choice(X.shape[1], n, p=w / w.sum())]
+
+    @cached_property
+    def _posterior(self):
+        from .posterior import HyperPosterior
+
+        return HyperPosterior(self.cells, self.engine.priors)
+
+    @cached_property
+    def oversampling(self) -> dict:
+        """Whether the draws need importance weights: a pilot of PILOT Gaussian draws at the heaviest
+        point (seed: the engine's), weighted by p(y, x | φ) / G(x). Where their effective sample size
+        is at least GOOD_ESS of them (or the likelihood is gaussian, where G is exact), ``factor`` is 1
+        and the draws are the Gaussian's; below, each point's draws are resampled from ``factor`` times
+        as many (2 / ESS fraction, at most MAX_OVERSAMPLING). Also ``ess``, the pilot's fraction."""
+        if self.family.quadratic(self.cells.stats) is not None:
+            return {"factor": 1, "ess": 1.0}
+        j = int(np.argmax(self.weights))
+        X, log_g = self._gaussian(j, PILOT, np.random.default_rng(self.engine.seed))
+        log_w = self._posterior.log_joint(self.phi[j], X) - log_g
+        w = np.exp(log_w - log_w.max())
+        ess = float(w.sum() ** 2 / (w @ w) / PILOT)
+        factor = 1 if ess >= GOOD_ESS else int(min(np.ceil(2 / ess), MAX_OVERSAMPLING))
+        return {"factor": factor, "ess": ess}
 
     def dispersion_draws(self, n_draws: int) -> np.ndarray:
         """sigma^2 of each draw (a gaussian's, at its point), else 1; (n_draws, 1), as ``parameter_draws``."""
@@ -209,6 +250,11 @@ class InlaFit(Fit):
 
     def problems(self) -> list[str]:
         messages = rank_problems(self.cells)
+        if self.oversampling["ess"] < LOW_ESS:
+            messages.append(f"the latent effects' posterior is far from Gaussian at the hyperparameters' mode (the "
+                            f"importance weights' effective sample size is {self.oversampling['ess']:.0%} of the "
+                            "draws), as where a predictor separates the answers: the draws are importance-corrected, "
+                            "but compare with --engine bayes.")
         if not self.info.get("converged", True):
             messages.append(f"the search for the hyperparameters' mode did not converge ({self.info.get('message')};"
                             f" largest gradient {self.info.get('max_abs_gradient', float('nan')):.2g}): compare with "

@@ -210,6 +210,20 @@ class HyperPosterior:
             x, eta, g = x_new, eta_new, g_new
         raise FloatingPointError(f"the latent effects' mode did not converge at the hyperparameters {phi}")
 
+    def log_joint(self, phi: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """log p(y | x) + log p(x | φ) for a batch of latent vectors X (d, n), up to a constant, (n,):
+        what importance weights against the Gaussian approximation need."""
+        precisions, disp = self._precisions(np.asarray(phi, float)), float(self.aux(phi)) ** 2
+        p = self.p
+        eta = self.offset[:, None] + self.F @ X[:p] + np.asarray(self.Z @ X[p:])
+        stats = {k: v[:, None] for k, v in self.stats.items()}
+        out = self.family.loglik(stats, eta, constant=False, dispersion=disp).sum(axis=0)
+        out -= 0.5 * (((X[:p] - self.m_f[:, None]) / self.s_f[:, None]) ** 2).sum(axis=0)
+        for P, (off, J, K) in zip(precisions, self.blocks):
+            B = X[p + off:p + off + J * K].reshape(J, K, -1)
+            out -= 0.5 * np.einsum("jkn,km,jmn->n", B, P, B)
+        return out
+
     # -- the gradient ---------------------------------------------------------------
     def _precision_derivatives(self, phi: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
         """(term, φ index, dP/dφ) for every term hyperparameter, by the complex step."""
