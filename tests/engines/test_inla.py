@@ -240,3 +240,35 @@ def test_draws_are_importance_corrected_where_a_predictor_separates():
     w /= w.sum()
     mean, sd = w @ X[1], np.sqrt(w @ (X[1] - w @ X[1]) ** 2)
     assert abs(corrected.mean() - mean) < 0.05 * sd and abs(gaussian.mean() - mean) > 0.3 * sd
+
+
+CCES_FORMULAS = {
+    "seven": "abortion ~ male + (1|state) + (1|eth) + (1|educ) + (1|age) + (1|educ:age) + (1|educ:eth) + (1|male:eth)",
+    "case": "abortion ~ (1|state) + (1|eth) + (1|educ) + male + (1|male:eth) + (1|educ:age) + (1|educ:eth) "
+            "+ repvote + factor(region)",
+}
+
+
+@pytest.mark.parametrize("task", ["seven", "case"])
+def test_cces_matches_rstanarm(task, cces_all):
+    """stan_glmer with its default priors on a biased 4,000-row CCES sample (tests/fixtures/r/make_inla_cces.R),
+    the seven-term formula and the case study's with state predictors: state means within 0.1 posterior sd at
+    the median and 0.35 at the worst, their sds within 10% and 30%, the group sds' posterior means within
+    0.25 of their posterior sds."""
+    from misterp import read_frame, read_survey
+
+    cces = FIXTURES.parents[2] / "shared" / "data" / "cces"
+    sample = cces_all.iloc[pd.read_csv(FIXTURES / "cces_biased4000_rows.csv")["row"].to_numpy() - 1]
+    states = pd.read_csv(cces / "statelevel_predictors.csv") if task == "case" else None
+    frame = read_frame(cces / "poststrat_df.csv", "n", join=states)
+    cells, _ = prepare(read_survey(sample, "abortion", join=states), frame, CCES_FORMULAS[task])
+    fit = InlaEngine().fit(cells)
+    ours = poststratify(cell_draws(fit, frame), frame, by="state").table.set_index("state")
+    theirs = pd.read_csv(FIXTURES / f"inla_cces_{task}_state.csv").set_index("state").loc[ours.index]
+    gap = ((ours["estimate"] - theirs["mean"]).abs() / theirs["sd"]).to_numpy()
+    ratio = (ours["sd"] / theirs["sd"] - 1).abs().to_numpy()
+    assert np.median(gap) < 0.1 and gap.max() < 0.35 and np.median(ratio) < 0.1 and ratio.max() < 0.3
+    r = pd.read_csv(FIXTURES / f"inla_cces_{task}_scalars.csv").set_index("name")["value"]
+    table = fit.hyper_table()
+    for term in fit.design.group_names:
+        assert abs(table.loc[f"sd for {term}", "mean"] - r[f"sd_mean:{term}"]) < 0.25 * r[f"sd_sd:{term}"], term
