@@ -72,12 +72,12 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
     fit.add_argument("--engine", choices=["glm", "laplace", "bayes", "inla"], default="laplace",
                      help="glm: fixed effects only (R's glm); laplace: lme4's glmer/lmer; bayes: rstanarm's "
                           "stan_glmer, sampled by NUTS; inla: the same posterior as bayes by integrated nested "
-                          "Laplace approximations, in about a second, with chains x "
-                          "draws draws")
+                          "Laplace approximations, in about a second")
     bayes = fit.add_argument_group("bayes and inla engines (rstanarm's stan_glmer defaults)")
     bayes.add_argument("--chains", type=int, default=4, help="Markov chains, run in parallel over the cores")
     bayes.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain")
-    bayes.add_argument("--draws", type=int, default=1000, help="draws per chain after warmup")
+    bayes.add_argument("--draws", type=int, help="bayes: draws per chain after warmup (1,000); inla: draws from its "
+                       "mixture in all (2,000)")
     bayes.add_argument("--adapt-delta", type=float, default=0.95, help="NUTS target acceptance")
     bayes.add_argument("--prior-scale", type=float, default=2.5, help="normal(0, s/sd(x)) on coefficients")
     bayes.add_argument("--sd-prior-scale", type=float, default=1.0, help="decov scale of the group sds")
@@ -439,7 +439,7 @@ def _engine(args):
     if args.engine == "bayes":
         from ..engines.bayes import BayesEngine, Priors
 
-        return BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws, adapt_delta=args.adapt_delta,
+        return BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws or 1000, adapt_delta=args.adapt_delta,
                            priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
                            seed=args.seed or 0,
                            progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
@@ -449,7 +449,7 @@ def _engine(args):
         from ..engines.inla import InlaEngine
 
         return InlaEngine(priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
-                          draws=args.chains * args.draws, seed=args.seed or 0)
+                          draws=args.draws or InlaEngine.draws, seed=args.seed or 0)
     if args.engine == "glm":
         from ..engines.glm import GlmEngine
 

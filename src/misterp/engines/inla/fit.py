@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # engine.py imports this module
 QUANTILES = (0.025, 0.5, 0.975)
 PILOT = 400             # Gaussian draws that test the Gaussian at the heaviest point
 GOOD_ESS = 0.9          # above this effective fraction the Gaussian's draws stand as they are
-MAX_OVERSAMPLING = 16   # candidates per draw at most, where the Gaussian is far off
+MAX_OVERSAMPLING = 8    # candidates per draw at most, where the Gaussian is far off
 LOW_ESS = 0.05          # below this pilot fraction, problems() says so
 
 
@@ -166,7 +166,7 @@ class InlaFit(Fit):
         point (seed: the engine's), weighted by p(y, x | φ) / G(x). Where their effective sample size
         is at least GOOD_ESS of them (or the likelihood is gaussian, where G is exact), ``factor`` is 1
         and the draws are the Gaussian's; below, each point's draws are resampled from ``factor`` times
-        as many (2 / ESS fraction, at most MAX_OVERSAMPLING). Also ``ess``, the pilot's fraction."""
+        as many (1 / ESS fraction, at most MAX_OVERSAMPLING). Also ``ess``, the pilot's fraction."""
         if self.family.quadratic(self.cells.stats) is not None:
             return {"factor": 1, "ess": 1.0}
         j = int(np.argmax(self.weights))
@@ -174,7 +174,7 @@ class InlaFit(Fit):
         log_w = self._posterior.log_joint(self.phi[j], X) - log_g
         w = np.exp(log_w - log_w.max())
         ess = float(w.sum() ** 2 / (w @ w) / PILOT)
-        factor = 1 if ess >= GOOD_ESS else int(min(np.ceil(2 / ess), MAX_OVERSAMPLING))
+        factor = 1 if ess >= GOOD_ESS else int(min(np.ceil(1 / ess), MAX_OVERSAMPLING))
         return {"factor": factor, "ess": ess}
 
     def dispersion_draws(self, n_draws: int) -> np.ndarray:
