@@ -178,9 +178,13 @@ def inla_summary(fit) -> str:
         return _table(list(table.columns), rows, list(table.index))
 
     lines += block(fit.fixed_table())
-    lines += ["", "Model hyperparameters:"] + block(fit.hyper_table())
-    lines += ["", f"Integration: {len(fit.weights)} points over {len(fit.mode)} hyperparameter(s) "
-              f"({fit.engine.design} design{', skewness-corrected' if fit.engine.skew else ''})",
-              "Num. levels: " + ", ".join(f"{n} {k}" for n, k in zip(design.group_names, design.n_levels))]
+    if len(fit.mode):
+        lines += ["", "Model hyperparameters:"] + block(fit.hyper_table())
+        lines += ["", f"Integration: {len(fit.weights)} points over {len(fit.mode)} hyperparameter(s) "
+                  f"({fit.engine.design} design{', skewness-corrected' if fit.engine.skew else ''})"]
+    else:
+        lines += ["", "No hyperparameters: one Laplace approximation of the posterior"]
+    if design.group_terms:
+        lines.append("Num. levels: " + ", ".join(f"{n} {k}" for n, k in zip(design.group_names, design.n_levels)))
     lines += [f"warning: {m}" for m in fit.problems()]
     return "\n".join(lines)

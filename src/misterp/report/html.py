@@ -129,7 +129,7 @@ def report_figures(estimate, fit=None, survey=None, frame=None, notes: list | No
     mixed = fit.original if isinstance(fit, BootstrapFit) else fit
     if isinstance(mixed, MixedFit) and mixed.design.group_terms and mixed.design.group_terms[0].intercept:
         add("pooling", "Complete, no and partial pooling", plots.pooling_plot, mixed)
-    if isinstance(fit, InlaFit):
+    if isinstance(fit, InlaFit) and len(fit.mode):
         add("hyperparameters", "The hyperparameters' posteriors (orange: the integration points, by weight)",
             plots.hyper_plot, fit)
     if isinstance(fit, BayesFit):

@@ -64,6 +64,11 @@ class InlaEngine:
 
     def _fit(self, cells: Cells) -> InlaFit:
         post = HyperPosterior(cells, self.priors)
+        if post.m == 0:  # fixed effects only: one Laplace approximation, no hyperparameters to integrate
+            state = post.inner(np.zeros(0))
+            return InlaFit(cells, np.zeros((1, 0)), np.ones(1), state.x[None], state.chol[None], np.zeros(0),
+                           np.zeros((0, 0)), np.zeros(0), np.zeros(0), {"converged": True, "message": "no "
+                           "hyperparameters", "evaluations": 1, "max_abs_gradient": 0.0}, self)
         search = ModeSearch(post, corrected=self.correction)
         mode, info = search.run(post.start())
         hessian = search.hessian(mode)

@@ -151,7 +151,8 @@ class Hyperparameters:
 
     def start(self) -> np.ndarray:
         """Each term's start, and a gaussian's aux at 0.8 sd(y)."""
-        return np.concatenate([t.start() for t in self.terms] + ([[np.log(0.8)]] if self.aux_scale is not None else []))
+        return np.concatenate([t.start() for t in self.terms] + ([[np.log(0.8)]] if self.aux_scale is not None else [])
+                              + [np.zeros(0)])
 
     def log_prior(self, phi: np.ndarray):
         """log p(φ), (...): the terms' decov priors and exponential(1) on e^a, with the Jacobians."""
@@ -167,7 +168,7 @@ class Hyperparameters:
         parts = [term.reported(T) for term, T in zip(self.terms, self.factors(phi))]
         if self.aux_scale is not None:
             parts.append(self.aux(phi)[..., None])
-        return np.concatenate(parts, axis=-1)
+        return np.concatenate(parts + [np.zeros(phi.shape[:-1] + (0,))], axis=-1)
 
 
 def hyperparameters(cells, priors) -> Hyperparameters:

@@ -68,9 +68,6 @@ class HyperPosterior:
 
     def __init__(self, cells: Cells, priors: Priors = Priors()):
         design = cells.design
-        if not design.group_terms:
-            raise MisterpInputError("The inla engine needs at least one grouping term such as '(1|g)' in the "
-                                    "formula; for fixed effects only, use the glm or bayes engine.")
         data = model_data(cells, priors, likelihood="cells")
         self.cells, self.family, self.stats = cells, cells.family, cells.stats
         self.q = int(design.n_random)
@@ -120,7 +117,7 @@ class HyperPosterior:
             r, c = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
             rows.append((base + r).ravel())
             cols_q.append((base + c).ravel())
-        self.q_rows, self.q_cols = np.concatenate(rows), np.concatenate(cols_q)
+        self.q_rows, self.q_cols = (np.concatenate(a + [np.zeros(0, int)]) for a in (rows, cols_q))
 
     # -- the hyperparameters (see :class:`.hyper.Hyperparameters`) ------------------
     @property
@@ -146,7 +143,7 @@ class HyperPosterior:
     # -- the latent field at one φ ---------------------------------------------------
     def _q_values(self, precisions: list[np.ndarray]) -> np.ndarray:
         """Q's b-block entries at (q_rows, q_cols)."""
-        return np.concatenate([np.tile(P.ravel(), J) for P, (_, J, _) in zip(precisions, self.blocks)])
+        return np.concatenate([np.tile(P.ravel(), J) for P, (_, J, _) in zip(precisions, self.blocks)] + [np.zeros(0)])
 
     def _q_times(self, precisions: list[np.ndarray], b: np.ndarray) -> np.ndarray:
         """Q_b b, (q,): each level's block of b times its term's precision."""
