@@ -150,6 +150,17 @@ def _cces(rng: np.random.Generator):
     return Population(frame, "state", truth_by, overall), data.iloc[np.sort(rows)].reset_index(drop=True)
 
 
+def _cces_other(rng: np.random.Generator):
+    """Another biased selection of the same population, the other way round: favouring the young
+    (x2 for 18-29), women (x1.5), non-white (x1.5) and non-college (x1.5) respondents."""
+    data, frame, truth_by, overall, _ = _cces_population()
+    weight = (np.where(data["age"] == "18-29", 2.0, 1.0) * np.where(data["male"] == 0, 1.5, 1.0)
+              * np.where(data["eth"] != "White", 1.5, 1.0)
+              * np.where(data["educ"].isin(["4-Year College", "Post-grad"]), 1.0, 1.5))
+    rows = rng.choice(len(data), 4000, replace=False, p=weight / weight.sum())
+    return Population(frame, "state", truth_by, overall), data.iloc[np.sort(rows)].reset_index(drop=True)
+
+
 CASE_STUDY = ("abortion ~ (1|state) + (1|eth) + (1|educ) + male + (1|male:eth) + (1|educ:age) + (1|educ:eth) "
                "+ repvote + factor(region)")
 DESIGNS = {
@@ -159,6 +170,8 @@ DESIGNS = {
     "sparse": Design("sparse", "y ~ x + (1|g)", "y ~ x", "y", _sparse),
     "cces": Design("cces", CASE_STUDY, "abortion ~ factor(eth) + factor(educ) + male + factor(age) + repvote "
                    "+ factor(region)", "abortion", _cces),
+    "cces_other": Design("cces_other", CASE_STUDY, "abortion ~ factor(eth) + factor(educ) + male + factor(age) "
+                         "+ repvote + factor(region)", "abortion", _cces_other),
 }
 
 
@@ -215,7 +228,10 @@ def replicate(design: Design, engine: str, rep: int) -> dict:
                             float(overall["upper"] - overall["lower"]), float(overall["estimate"] - population.truth_overall)],
                 "covered": ((by["lower"] <= truth) & (truth <= by["upper"])).astype(int).tolist(),
                 "width": (by["upper"] - by["lower"]).round(6).tolist(),
+                "error": (by["estimate"] - truth).round(6).tolist(),
             }
+        raw = survey.groupby(population.by)[design.outcome].mean().reindex(by[population.by])
+        record["raw_error"] = (raw.to_numpy() - truth).round(6).tolist()  # NaN for a group without respondents
     record["seconds"] = time.perf_counter() - start
     return record
 
@@ -265,22 +281,38 @@ def summarize() -> pd.DataFrame:
                     "by_group": per_rep.mean(), "by_group_mc": per_rep.std(ddof=1) / np.sqrt(reps),
                     "worst_group": per_group.min(), "groups": covered.shape[1],
                     "width_by_group": float(np.nanmean(width)),
+                    # root mean squared error by group, and the raw group means' (where recorded)
+                    "rmse": _rmse([r["intervals"][name].get("error") for r in records]),
+                    "raw_rmse": _rmse([r.get("raw_error") for r in records]),
                     "seconds": float(np.median([r["seconds"] for r in records])),
                 })
     return pd.DataFrame(rows)
 
 
+def _rmse(errors: list) -> float:
+    """The root mean squared error over replications and groups (groups without a value left out), or NaN
+    where replications were cached before errors were recorded."""
+    if not errors or any(e is None for e in errors):
+        return float("nan")
+    values = np.array(errors, float)
+    return float(np.sqrt(np.nanmean(values ** 2)))
+
+
 def markdown(table: pd.DataFrame) -> str:
-    lines = ["| design | engine | interval | reps (failed) | overall | by group | worst group | mean width | s/rep |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| design | engine | interval | reps (failed) | overall | by group | worst group | mean width | RMSE (raw) "
+             "| s/rep |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table.itertuples():
         if not r.reps:
-            lines.append(f"| {r.design} | {r.engine} | - | 0 ({r.failed}) | | | | | |")
+            lines.append(f"| {r.design} | {r.engine} | - | 0 ({r.failed}) | | | | | | |")
             continue
         lines.append(f"| {r.design} | {r.engine} | {r.interval} | {r.reps} ({r.failed}) | {r.overall:.1%} ± {r.overall_mc:.1%} "
                      f"| {r.by_group:.1%} ± {r.by_group_mc:.1%} | {r.worst_group:.0%} | {r.width_by_group:.3f} "
-                     f"| {r.seconds:.2f} |")
+                     f"| {_rmse_text(r.rmse, r.raw_rmse)} | {r.seconds:.2f} |")
     return "\n".join(lines)
+
+
+def _rmse_text(rmse: float, raw: float) -> str:
+    return "" if np.isnan(rmse) else f"{rmse:.3f} ({raw:.3f})"
 
 
 def main(argv=None) -> int:

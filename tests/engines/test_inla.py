@@ -75,7 +75,7 @@ def test_article_matches_rstanarm(article_survey, article_frame):
     gap = np.abs(by["estimate"].to_numpy() - [0.6507, 0.6680, 0.3635, 0.3739, 0.2593]) / by["sd"].to_numpy()
     assert gap.max() < 0.1
     overall = poststratify(cell_draws(fit, article_frame), article_frame).table.iloc[0]
-    assert abs(overall["estimate"] - 0.4365) < 0.1 * overall["sd"] and overall["interval"] == "inla central 95%"
+    assert abs(overall["estimate"] - 0.4365) < 0.1 * overall["sd"] and overall["interval"] == "inla ±2sd"
     variance = fit.reported[:, 0] ** 2
     mean = fit.weights @ variance
     assert abs(mean - 1.036) < 0.25 * np.sqrt(fit.weights @ variance ** 2 - mean ** 2)
@@ -156,7 +156,7 @@ def test_cli_fits_inla(small, tmp_path):
     code = main(["fit", "--survey", str(tmp_path / "s.csv"), "--frame", str(tmp_path / "f.csv"), "--count", "size",
                  "--formula", "y ~ x + (1|g) + (1|h)", "--engine", "inla", "--by", "g", "--out", str(out), "--quiet"])
     table = pd.read_csv(out)
-    assert code == 0 and len(table) == 8 and (table["interval"] == "inla central 95%").all()
+    assert code == 0 and len(table) == 8 and (table["interval"] == "inla ±2sd").all()
 
 
 def test_correlated_slope_matches_rstanarm():
@@ -243,7 +243,7 @@ def test_draws_are_importance_corrected_where_a_predictor_separates():
     assert fit.oversampling["factor"] > 1 and fit.oversampling["ess"] < 0.9
     j = int(np.argmax(fit.weights))
     corrected = fit._point_draws(j, 20_000, np.random.default_rng(1))[1]
-    gaussian = fit._gaussian(j, 20_000, np.random.default_rng(1))[0][1]
+    gaussian = fit._normal_draws(j, 20_000, np.random.default_rng(1))[0][1]
     # the exact conditional mean of x's coefficient at φ_j: importance sampling from a t with 3 degrees of freedom
     n, df = 400_000, 3
     scale = solve_triangular(fit.chol[j], np.eye(fit.x.shape[1]), lower=True, trans="T") * 3

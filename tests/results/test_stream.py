@@ -199,7 +199,7 @@ def test_csv_frame_through_fit_and_calibrate_equals_in_memory(data, tmp_path, ca
     fit = LaplaceEngine().fit(cells)
     for extra in ([], ["--calibrate", str(tmp_path / "t.csv")]):
         code = main(["fit", "--survey", str(tmp_path / "s.csv"), "--frame", str(tmp_path / "f.csv"), "--count", "N",
-                     "--by", "area", "--formula", "y ~ sex + (1|area)", "--seed", "4", "--out",
+                     "--by", "area", "--formula", "y ~ sex + (1|area)", "--seed", "4", "--engine", "laplace", "--out",
                      str(tmp_path / "o.csv"), *extra])
         assert code == 0, capsys.readouterr().err
         draws = cell_draws(fit, frame, seed=4)

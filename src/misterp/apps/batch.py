@@ -344,7 +344,7 @@ def load_spec(path, out=None) -> Spec:
     and the fix. Paths in the spec are relative to its folder.
     """
     from ..data.tables import read_yaml
-    from .cli import _check_options
+    from .cli import _check_options, default_engine
 
     source = str(path)
     spec = read_yaml(path, "batch spec")
@@ -369,11 +369,12 @@ def load_spec(path, out=None) -> Spec:
     outcomes = _names(source, "outcomes", spec["outcomes"], "survey outcome columns")
     subsets = _subsets(source, spec.get("subsets"))
     formulas = _formulas(source, spec["formulas"], outcomes)
-    engines = _names(source, "engine", spec.get("engine", "laplace"), f"engines among {ENGINES}")
+    options = _options(source, spec.get("options"), folder, digests)
+    default = default_engine(options.get("bootstrap"), options.get("ml"))
+    engines = _names(source, "engine", spec.get("engine", default), f"engines among {ENGINES}")
     if any(e not in ENGINES for e in engines):
         raise _spec_error(source, "engine", f"names {[e for e in engines if e not in ENGINES]}",
                           f"Use {', '.join(ENGINES)}.")
-    options = _options(source, spec.get("options"), folder, digests)
     seed, retries = spec.get("seed", 1), spec.get("retries", 1)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise _spec_error(source, "seed", f"must be an integer >= 0, not {seed!r}", "Write e.g. 'seed: 1'.")

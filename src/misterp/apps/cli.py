@@ -69,10 +69,11 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
     fit.add_argument("--frame-exposure", metavar="COL",
                      help="poisson: weight cells by the frame's column of each cell's total exposure; the "
                           "estimate is then a rate per unit of exposure")
-    fit.add_argument("--engine", choices=["glm", "laplace", "bayes", "inla"], default="laplace",
+    fit.add_argument("--engine", choices=["glm", "laplace", "bayes", "inla"],
                      help="glm: fixed effects only (R's glm); laplace: lme4's glmer/lmer; bayes: rstanarm's "
                           "stan_glmer, sampled by NUTS; inla: the same posterior as bayes by integrated nested "
-                          "Laplace approximations, in about a second")
+                          "Laplace approximations, in about a second. Default: inla, or laplace with --bootstrap "
+                          "or --ml")
     bayes = fit.add_argument_group("bayes and inla engines (rstanarm's stan_glmer defaults)")
     bayes.add_argument("--chains", type=int, default=4, help="Markov chains, run in parallel over the cores")
     bayes.add_argument("--warmup", type=int, default=1000, help="warmup iterations per chain")
@@ -424,8 +425,18 @@ def _exposure_weight(model, column: str | None) -> str | None:
     return column
 
 
+def default_engine(bootstrap, ml) -> str:
+    """The engine when none is named: inla, whose intervals integrate over the group sds
+    (docs/coverage.md); laplace for --bootstrap (bootMer refits glmer) and --ml (lmer's ML)."""
+    return "laplace" if bootstrap or ml else "inla"
+
+
 def _check_options(args) -> None:
-    """Options that do not go together, named before any file is read."""
+    """Options that do not go together, named before any file is read; an engine not named becomes
+    the default one (and ``args.default_engine`` says so)."""
+    args.default_engine = args.engine is None
+    if args.engine is None:
+        args.engine = default_engine(args.bootstrap, args.ml)
     if args.bootstrap and args.engine != "laplace":
         raise MisterpInputError("--bootstrap refits a multilevel Laplace fit; use it with --engine laplace.")
     if args.ml and (args.family != "gaussian" or args.engine != "laplace"):
@@ -471,6 +482,9 @@ def _fit_model(args, cells, notes: list[str]):
         elif args.engine == "laplace" and args.bootstrap:
             model = bootstrap(model, nsim=args.bootstrap, use_u=True, seed=args.seed, workers=args.workers,
                               progress=not (args.no_progress or args.quiet))
+    if getattr(args, "default_engine", False):
+        notes.append(f"engine: {args.engine}, the default (--engine laplace gives lme4's glmer fit, --engine bayes "
+                     "samples the posterior by NUTS)")
     notes += [f"warning: {m}" for m in model.problems()]
     return model
 

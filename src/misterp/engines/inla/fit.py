@@ -85,7 +85,10 @@ class InlaFit(Fit):
 
     kind = "inla"
     method = "inla"
-    interval = "quantile"
+    # estimate +/- 2 sd of the draws: on the coverage study's designs it held the truth closer to 95% than
+    # the draws' central 95% (by group: states 94.3% against 92.9%, worst state 67% against 16%;
+    # docs/coverage.md); interval="quantile" gives the central 95%
+    interval = "draws"
     unseen = "level"
     point = "mean"
 
@@ -138,7 +141,7 @@ class InlaFit(Fit):
         coef = (np.hstack(pieces).T if pieces else np.zeros((0, self.x.shape[1]))) @ self._R
         return ParameterDraws(coef, [np.repeat(T, counts, axis=0) for T in self.factors])
 
-    def _gaussian(self, j: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _normal_draws(self, j: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """n draws (d, n) of N(x̂_j, H_j^-1), and their standard normal z's log density (n,)."""
         z = rng.standard_normal((self.x.shape[1], n))
         return self.x[j][:, None] + solve_triangular(self.chol[j], z, lower=True, trans="T"), -0.5 * (z * z).sum(axis=0)
@@ -148,8 +151,8 @@ class InlaFit(Fit):
         ``oversampling`` times as many resampled by their importance weights p(y, x | φ_j) / G(x)."""
         factor = self.oversampling["factor"]
         if factor == 1:
-            return self._gaussian(j, n, rng)[0]
-        X, log_g = self._gaussian(j, n * factor, rng)
+            return self._normal_draws(j, n, rng)[0]
+        X, log_g = self._normal_draws(j, n * factor, rng)
         log_w = self._posterior.log_joint(self.phi[j], X) - log_g
         w = np.exp(log_w - log_w.max())
         return X[:, rng.choice(X.shape[1], n, p=w / w.sum())]
@@ -170,7 +173,7 @@ class InlaFit(Fit):
         if self.family.quadratic(self.cells.stats) is not None:
             return {"factor": 1, "ess": 1.0}
         j = int(np.argmax(self.weights))
-        X, log_g = self._gaussian(j, PILOT, np.random.default_rng(self.engine.seed))
+        X, log_g = self._normal_draws(j, PILOT, np.random.default_rng(self.engine.seed))
         log_w = self._posterior.log_joint(self.phi[j], X) - log_g
         w = np.exp(log_w - log_w.max())
         ess = float(w.sum() ** 2 / (w @ w) / PILOT)

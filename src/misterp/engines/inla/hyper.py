@@ -24,8 +24,9 @@ Example
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from scipy.special import gammaln
 
 
 class DecovTerm:
@@ -91,7 +92,7 @@ class DecovTerm:
         _, jac_pi = self.simplex(phi[..., 1:self.K])
         C, jac_c = self.correlation(phi[..., self.K:])
         lkj = sum((self.K - i - 1) * np.log(C[..., i, i]) for i in range(1, self.K))
-        return out + gammaln(self.K) + jac_pi + jac_c + lkj
+        return out + math.log(math.factorial(self.K - 1)) + jac_pi + jac_c + lkj  # Dirichlet(1)'s log Γ(K)
 
     def reported(self, T: np.ndarray) -> np.ndarray:
         """The sds (K) then the correlations (K(K-1)/2, column by column of the lower triangle) of
