@@ -340,3 +340,15 @@ def test_a_reader_that_leaves_early_gets_no_traceback(files):
                f"--formula 'response ~ (1|class)' --by class | true")  # true reads nothing and exits
     done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120)
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_the_default_engine_is_inla_and_the_run_says_so(files, capsys):
+    """No --engine: inla, named in the notes; --bootstrap alone means laplace (bootMer refits glmer)."""
+    tmp, survey, frame = files
+    common = ["fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)", "--count", "N"]
+    code, out, err = run(capsys, *common)
+    assert code == 0 and "engine: inla, the default" in err and "inla ±2sd" in out
+    code, out, err = run(capsys, *common, "--bootstrap", "20", "--no-progress")
+    assert code == 0 and "engine: laplace, the default with --bootstrap" in err and "bootstrap ±2sd" in out
+    code, out, err = run(capsys, *common, "--engine", "laplace")
+    assert code == 0 and "the default" not in err and "normal-approx ±2sd" in out

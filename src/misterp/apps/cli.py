@@ -483,8 +483,9 @@ def _fit_model(args, cells, notes: list[str]):
             model = bootstrap(model, nsim=args.bootstrap, use_u=True, seed=args.seed, workers=args.workers,
                               progress=not (args.no_progress or args.quiet))
     if getattr(args, "default_engine", False):
-        notes.append(f"engine: {args.engine}, the default (--engine laplace gives lme4's glmer fit, --engine bayes "
-                     "samples the posterior by NUTS)")
+        notes.append("engine: inla, the default (--engine laplace gives lme4's glmer fit, --engine bayes samples the "
+                     "posterior by NUTS)" if args.engine == "inla" else
+                     f"engine: {args.engine}, the default with --bootstrap or --ml (lme4's fit, as bootMer refits it)")
     notes += [f"warning: {m}" for m in model.problems()]
     return model
 
