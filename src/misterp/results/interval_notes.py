@@ -9,7 +9,7 @@ known populations (docs/coverage.md). These findings apply to a user's run:
 - The laplace engine's normal approximation takes the group sds as known. Where a sd is
   estimated at 0 (a singular fit) that term's uncertainty leaves every interval, and where
   groups hold a handful of respondents the approximation at the mode is narrow: intervals
-  by group under-cover a little. The bayes engine integrates over the sds.
+  by group under-cover a little. The inla (the default) and bayes engines integrate over the sds.
 - Estimates by a column the model has no term for differ between groups only by their
   frame composition; their intervals assume the groups do not differ otherwise.
 
@@ -38,8 +38,9 @@ from ..engines.fit import Fit
 BOOTSTRAP_GROUP_COVERAGE = "85% of the time on the states design, 34% for groups of 1-5 respondents and 68% on CCES"
 BETTER_GROUP_COVERAGE = "94%, 91% and 80%"
 BAYES_GROUP_COVERAGE = "93%, 93% and 90%"
-LAPLACE_SINGULAR, BAYES_SINGULAR = "80% of the time", "90%"
-LAPLACE_SPARSE, BAYES_SPARSE = "91% of the time", "93%"
+INLA_GROUP_COVERAGE = "94%, 94% and 91%"
+LAPLACE_SINGULAR, BAYES_SINGULAR, INLA_SINGULAR = "80% of the time", "90%", "91%"
+LAPLACE_SPARSE, BAYES_SPARSE, INLA_SPARSE = "91% of the time", "93%", "94%"
 SPARSE_RESPONDENTS = 5  # the sparse design's groups hold 1-5
 CELL_BOUNDS = ("poststratifying the ±2 SE bounds treats the cells as perfectly correlated, so the interval "
                "over-covers: it held the truth in 100% of 500 simulated surveys of this design (nominal 95%), "
@@ -63,8 +64,9 @@ def interval_notes(fit: Fit, by, data: pd.DataFrame | None = None) -> list[str]:
             f"the bootstrap's intervals by {', '.join(by_groups)} under-cover: use.u = TRUE holds each group's "
             f"fitted effect fixed in every refit, so its own uncertainty is left out. In the coverage studies such "
             f"intervals held the truth {BOOTSTRAP_GROUP_COVERAGE} (nominal 95%), where the laplace engine's normal "
-            f"approximation held it {BETTER_GROUP_COVERAGE} and the bayes engine {BAYES_GROUP_COVERAGE}. Drop "
-            f"--bootstrap for the laplace interval, or use --engine bayes (docs/coverage.md)")
+            f"approximation held it {BETTER_GROUP_COVERAGE}, the bayes engine {BAYES_GROUP_COVERAGE} and the inla "
+            f"engine {INLA_GROUP_COVERAGE}. Drop --bootstrap and --engine for the default inla interval, or use "
+            f"--engine bayes (docs/coverage.md)")
     if fit.kind == "laplace" and by_groups:
         singular = fit.singular_terms()
         if singular:
@@ -72,13 +74,15 @@ def interval_notes(fit: Fit, by, data: pd.DataFrame | None = None) -> list[str]:
                 f"intervals by {', '.join(by_groups)} may be too narrow: this fit is singular (the sd of "
                 f"{', '.join(singular)} is estimated at 0), and the normal approximation takes the sds as known, "
                 f"so that term's uncertainty is left out. On the CCES coverage study, where nearly every fit was "
-                f"singular, such state intervals held the truth {LAPLACE_SINGULAR}; --engine bayes, which "
-                f"integrates over the sds, held it {BAYES_SINGULAR} (docs/coverage.md)")
+                f"singular, such state intervals held the truth {LAPLACE_SINGULAR}; the default inla engine (no --engine), "
+                f"which integrates over the sds, held it {INLA_SINGULAR}, and --engine bayes {BAYES_SINGULAR} "
+                f"(docs/coverage.md)")
         elif any(_median_respondents(fit, c) <= SPARSE_RESPONDENTS for c in by_groups):
             notes.append(
                 f"intervals by {', '.join(by_groups)} may be a little narrow: most groups have at most "
                 f"{SPARSE_RESPONDENTS} respondents, where the normal approximation at the mode held the truth "
-                f"{LAPLACE_SPARSE} in the coverage study; --engine bayes held it {BAYES_SPARSE} (docs/coverage.md)")
+                f"{LAPLACE_SPARSE} in the coverage study; the default inla engine (no --engine) held it {INLA_SPARSE} and "
+                f"--engine bayes {BAYES_SPARSE} (docs/coverage.md)")
     missing = [c for c in by if c not in in_model]
     nested = {c: _nested_term(design, data, c) for c in missing} if data is not None else {}
     for column, inner in nested.items():
