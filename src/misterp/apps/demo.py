@@ -169,7 +169,7 @@ def print_walkthrough(r: dict, seeds) -> None:
     row("logLik", "glmer_loglik")
     row("poststratified estimate", "glmer_poststrat")
     print(f"  {'inla, sd(class) integrated out':<{width}} {_fmt(r['inla_poststrat']):<{vwidth}} "
-          f"(posterior mean sd(class) {r['inla_sd_class'][0]:.4f}; central 95% {_fmt(r['inla_interval'])})")
+          f"(posterior mean sd(class) {r['inla_sd_class'][0]:.4f}; ±2 sd {_fmt(r['inla_interval'])})")
     section("6. Parametric bootstrap (bootMer, use.u = TRUE)")
     row("estimate ±2 sd(bootstrap)", "bootstrap_interval")
     print(f"  {'sd of the bootstrap estimates':<{width}} {r['bootstrap_sd']:<{vwidth}.4f} R's run: 0.0192")
