@@ -352,3 +352,17 @@ def test_the_default_engine_is_inla_and_the_run_says_so(files, capsys):
     assert code == 0 and "engine: laplace, the default with --bootstrap" in err and "bootstrap ±2sd" in out
     code, out, err = run(capsys, *common, "--engine", "laplace")
     assert code == 0 and "the default" not in err and "normal-approx ±2sd" in out
+
+
+def test_a_county_sized_model_goes_to_laplace_by_default(tmp_path, capsys):
+    """3,000 counties are more effects than inla takes by default: laplace's sparse path fits them, and says why."""
+    from conftest import FIXTURES
+
+    data = pd.read_csv(FIXTURES / "sparse_county.csv")
+    data.to_csv(tmp_path / "s.csv", index=False)
+    data.groupby(["county", "state", "male", "age", "eth"], as_index=False).size().to_csv(tmp_path / "f.csv",
+                                                                                         index=False)
+    code, out, err = run(capsys, "fit", "--survey", tmp_path / "s.csv", "--trials", "n", "--frame", tmp_path / "f.csv",
+                         "--count", "size", "--formula", "y ~ male + (1|county) + (1|state)", "--by", "state")
+    assert code == 0, err
+    assert "engine: laplace, the default for this model" in " ".join(err.split()) and "normal-approx" in out

@@ -473,7 +473,12 @@ def _engine(args):
 def _fit_model(args, cells, notes: list[str]):
     """Fit the chosen engine; its problems and any remedy become notes."""
     from ..engines.bootstrap import bootstrap
+    from ..engines.inla import DEFAULT_MAX_EFFECTS, latent_size
 
+    large = getattr(args, "default_engine", False) and args.engine == "inla" and \
+        latent_size(cells) > DEFAULT_MAX_EFFECTS
+    if large:  # inla's latent precision is dense: county-sized terms go to laplace's sparse path
+        args.engine = "laplace"
     with warnings.catch_warnings():  # reported below as notes, once
         warnings.simplefilter("ignore", MisterpWarning)
         model = _engine(args).fit(cells)
@@ -482,7 +487,11 @@ def _fit_model(args, cells, notes: list[str]):
         elif args.engine == "laplace" and args.bootstrap:
             model = bootstrap(model, nsim=args.bootstrap, use_u=True, seed=args.seed, workers=args.workers,
                               progress=not (args.no_progress or args.quiet))
-    if getattr(args, "default_engine", False):
+    if large:
+        notes.append(f"engine: laplace, the default for this model: its {latent_size(cells):,} fixed and group effects "
+                     f"exceed the {DEFAULT_MAX_EFFECTS:,} the inla engine takes by default (it holds their precision "
+                     "dense; --engine inla takes up to 2,500, slowly), and laplace's sparse path fits them")
+    elif getattr(args, "default_engine", False):
         notes.append("engine: inla, the default (--engine laplace gives lme4's glmer fit, --engine bayes samples the "
                      "posterior by NUTS)" if args.engine == "inla" else
                      f"engine: {args.engine}, the default with --bootstrap or --ml (lme4's fit, as bootMer refits it)")

@@ -40,7 +40,8 @@ from .design import Design, IntegrationPoints, design, fractional_factorial, int
 from .engine import InlaEngine
 from .fit import InlaFit
 from .hyper import DecovTerm, Hyperparameters
-from .posterior import HyperPosterior
+from .posterior import DEFAULT_MAX_EFFECTS, MAX_DENSE, HyperPosterior, latent_size
 
-__all__ = ["DecovTerm", "Design", "HyperPosterior", "Hyperparameters", "InlaEngine", "InlaFit", "IntegrationPoints", "design",
-           "fractional_factorial", "integration_points"]
+__all__ = ["DEFAULT_MAX_EFFECTS", "MAX_DENSE", "DecovTerm", "Design", "HyperPosterior", "Hyperparameters",
+           "InlaEngine", "InlaFit", "IntegrationPoints", "design", "fractional_factorial", "integration_points",
+           "latent_size"]
