@@ -246,7 +246,7 @@ def test_draws_are_importance_corrected_where_a_predictor_separates():
     gaussian = fit._normal_draws(j, 20_000, np.random.default_rng(1))[0][1]
     # the exact conditional mean of x's coefficient at φ_j: importance sampling from a t with 3 degrees of freedom
     n, df = 400_000, 3
-    scale = solve_triangular(fit.chol[j], np.eye(fit.x.shape[1]), lower=True, trans="T") * 3
+    scale = solve_triangular(fit.system(j).chol, np.eye(fit.x.shape[1]), lower=True, trans="T") * 3
     z = np.random.default_rng(3).standard_t(df, size=(fit.x.shape[1], n))
     X = fit.x[j][:, None] + scale @ z
     log_t = -(df + 1) / 2 * np.log1p(z ** 2 / df).sum(axis=0)
@@ -287,3 +287,42 @@ def test_cces_matches_rstanarm(task, cces_all):
     table = fit.hyper_table()
     for term in fit.design.group_names:
         assert abs(table.loc[f"sd for {term}", "mean"] - r[f"sd_mean:{term}"]) < 0.25 * r[f"sd_sd:{term}"], term
+
+
+@pytest.mark.parametrize("response, family, terms", [("y", None, "(1|g) + (1|h)"), ("y", None, "(1 + x|g) + (1|h)"),
+                                                      ("z", GAUSSIAN, "(1 + x|g) + (1|h)")])
+def test_the_sparse_system_is_the_dense_one(small, monkeypatch, response, family, terms):
+    """With every model on the sparse path (its threshold at 0), log π(φ | y), its gradient, the correction,
+    the design's weights and the fixed effects' sds equal the dense path's to rounding."""
+    import misterp.engines.inla.posterior as posterior
+
+    cells, _ = prepare(Survey(small, response), None, f"{response} ~ x + {terms}",
+                       **({} if family is None else {"family": family}))
+    results = []
+    for limit in (10 ** 6, 0):
+        monkeypatch.setattr(posterior, "SPARSE_EFFECTS", limit)
+        post = HyperPosterior(cells)
+        assert post.sparse == (limit == 0)
+        state = post.inner(post.start() + np.linspace(0.3, -0.4, post.m))
+        fit = InlaEngine().fit(cells)
+        results.append((state.laplace, post.gradient(state), post.correction(state), fit.weights,
+                        fit.fixed_table()["sd"].to_numpy()))
+    for dense, sparse in zip(*results):
+        assert np.allclose(dense, sparse, rtol=1e-8, atol=1e-8)
+
+
+def test_county_sized_terms_fit_on_the_sparse_path(tmp_path):
+    """3,050 counties (tests/fixtures/sparse_county.csv): the b block is factorised sparse; the fit saves and
+    loads (its sparse factors) and poststratifies the same; the county sd's posterior is near lme4's 0.311."""
+    data = pd.read_csv(FIXTURES / "sparse_county.csv")
+    frame = Frame(data.groupby(["county", "state", "male"], as_index=False)["n"].sum(), "n")
+    cells, _ = prepare(Survey(data, "y", trials="n"), frame, "y ~ male + (1|county) + (1|state)")
+    fit = InlaEngine().fit(cells)
+    assert "A" in fit.systems and fit.x.shape[1] == 2 + 3050
+    table = fit.hyper_table()
+    assert abs(table.loc["sd for county", "mean"] - 0.311) < 2 * table.loc["sd for county", "sd"]
+    save_fit(fit, tmp_path / "county.misterp")
+    loaded = load_fit(tmp_path / "county.misterp")
+    a = poststratify(cell_draws(fit, frame, n_draws=200), frame, by="state").table
+    b = poststratify(cell_draws(loaded, frame, n_draws=200), frame, by="state").table
+    pd.testing.assert_frame_equal(a, b)

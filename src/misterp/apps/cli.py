@@ -477,7 +477,7 @@ def _fit_model(args, cells, notes: list[str]):
 
     large = getattr(args, "default_engine", False) and args.engine == "inla" and \
         latent_size(cells) > DEFAULT_MAX_EFFECTS
-    if large:  # inla's latent precision is dense: county-sized terms go to laplace's sparse path
+    if large:  # county-sized terms: laplace is several times faster than inla's sparse path
         args.engine = "laplace"
     with warnings.catch_warnings():  # reported below as notes, once
         warnings.simplefilter("ignore", MisterpWarning)
@@ -489,8 +489,8 @@ def _fit_model(args, cells, notes: list[str]):
                               progress=not (args.no_progress or args.quiet))
     if large:
         notes.append(f"engine: laplace, the default for this model: its {latent_size(cells):,} fixed and group effects "
-                     f"exceed the {DEFAULT_MAX_EFFECTS:,} the inla engine takes by default (it holds their precision "
-                     "dense; --engine inla takes up to 2,500, slowly), and laplace's sparse path fits them")
+                     f"exceed the {DEFAULT_MAX_EFFECTS:,} the inla engine takes by default (--engine inla fits them "
+                     "too, on its sparse path, in several times laplace's time)")
     elif getattr(args, "default_engine", False):
         notes.append("engine: inla, the default (--engine laplace gives lme4's glmer fit, --engine bayes samples the "
                      "posterior by NUTS)" if args.engine == "inla" else

@@ -12,15 +12,15 @@ next-order term (:mod:`.posterior`). The engine
    (:mod:`.engine`);
 2. places points around the mode, a grid for one or two hyperparameters and the central composite
    design above, with INLA's skewness correction, and weighs them by π(φ | y) (:mod:`.design`);
-3. keeps, at each point, the latent effects' conditional mode and precision; the posterior of the
-   effects is the mixture of those Gaussians in proportion to the weights, and draws come from it
-   (:mod:`.fit`). Unseen levels draw from N(0, sd^2) at each draw's own sd.
+3. keeps, at each point, the latent effects' conditional mode and precision (:mod:`.latent`); the
+   posterior of the effects is the mixture of those Gaussians in proportion to the weights, and
+   draws come from it, importance-corrected where the Gaussian is off (:mod:`.fit`). Unseen levels draw from N(0, sd^2) at each draw's own sd.
 
 Every prediction is the mean over draws, as the bayes engine's, and the default interval the
 estimate ± 2 sd of the draws, which held the truth closest to 95% in the coverage study
 (docs/coverage.md; ``interval="quantile"`` gives the central 95%). Every family, random intercepts,
-correlated slopes and fixed effects alone; structured terms and a sparse path for county-sized
-terms (the latent precision is dense, up to 2,500 effects) are still to come.
+correlated slopes and fixed effects alone; above 300 group effects the latent precision is
+factorised sparse (:mod:`.latent`), for county-sized terms. Structured terms are still to come.
 
 Example
 -------
@@ -40,8 +40,8 @@ from .design import Design, IntegrationPoints, design, fractional_factorial, int
 from .engine import InlaEngine
 from .fit import InlaFit
 from .hyper import DecovTerm, Hyperparameters
-from .posterior import DEFAULT_MAX_EFFECTS, MAX_DENSE, HyperPosterior, latent_size
+from .posterior import DEFAULT_MAX_EFFECTS, HyperPosterior, latent_size
 
-__all__ = ["DEFAULT_MAX_EFFECTS", "MAX_DENSE", "DecovTerm", "Design", "HyperPosterior", "Hyperparameters",
+__all__ = ["DEFAULT_MAX_EFFECTS", "DecovTerm", "Design", "HyperPosterior", "Hyperparameters",
            "InlaEngine", "InlaFit", "IntegrationPoints", "design", "fractional_factorial", "integration_points",
            "latent_size"]

@@ -66,7 +66,7 @@ class InlaEngine:
         post = HyperPosterior(cells, self.priors)
         if post.m == 0:  # fixed effects only: one Laplace approximation, no hyperparameters to integrate
             state = post.inner(np.zeros(0))
-            return InlaFit(cells, np.zeros((1, 0)), np.ones(1), state.x[None], state.chol[None], np.zeros(0),
+            return InlaFit(cells, np.zeros((1, 0)), np.ones(1), state.x[None], stacked([state], post), np.zeros(0),
                            np.zeros((0, 0)), np.zeros(0), np.zeros(0), {"converged": True, "message": "no "
                            "hyperparameters", "evaluations": 1, "max_abs_gradient": 0.0}, self)
         search = ModeSearch(post, corrected=self.correction)
@@ -81,8 +81,18 @@ class InlaEngine:
                 f"The inla engine found no interior mode of the hyperparameters' posterior ({error}): the "
                 "model's variances are not identified by these data. Try --engine bayes.") from error
         inner = [search.state(phi) for phi in points.phi]
-        return InlaFit(cells, points.phi, points.weights, np.stack([s.x for s in inner]),
-                       np.stack([s.chol for s in inner]), mode, hessian, points.s_pos, points.s_neg, info, self)
+        return InlaFit(cells, points.phi, points.weights, np.stack([s.x for s in inner]), stacked(inner, post),
+                       mode, hessian, points.s_pos, points.s_neg, info, self)
+
+
+def stacked(states: list[Inner], post: HyperPosterior) -> dict:
+    """The points' factorised precisions as InlaFit keeps them: each array stacked over the points,
+    and a sparse pattern's rows and cols once."""
+    parts = [s.system.arrays() for s in states]
+    out = {k: np.stack([part[k] for part in parts]) for k in parts[0]}
+    if post.sparse:
+        out.update(rows=post.elim.rows, cols=post.elim.cols)
+    return out
 
 
 class ModeSearch:

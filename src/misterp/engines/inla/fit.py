@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import cho_solve, solve_triangular
 from scipy.optimize import brentq
 from scipy.special import ndtr
 
 from ...model.cells import Cells
 from ..fit import Fit, ParameterDraws, rank_problems, varcorr_frame
 from .hyper import Hyperparameters, hyperparameters
+from .latent import DenseSystem, SparseSystem
 from .posterior import reporting_matrix
 
 if TYPE_CHECKING:  # engine.py imports this module
@@ -60,8 +60,11 @@ class InlaFit(Fit):
     x : (n_points, d) array
         The latent effects' conditional mode at each point: the intercept of the centred predictors,
         the coefficients, then b.
-    chol : (n_points, d, d) array
-        Lower Cholesky factor of the latent effects' precision H at each point.
+    systems : dict of arrays
+        The latent effects' precision H at each point, factorised (:mod:`.latent`): ``chol``
+        (n_points, d, d), its dense lower Cholesky factors, or, for a sparse b block, ``A``
+        (n_points, p, p), ``B`` (n_points, q, p), ``c`` (n_points, nnz) and the pattern's ``rows``,
+        ``cols`` (nnz,).
     mode, hessian : (m,), (m, m) arrays
         The mode of log π(φ | y) and the Hessian of -log π there.
     s_pos, s_neg : (m,) arrays
@@ -75,7 +78,7 @@ class InlaFit(Fit):
     phi: np.ndarray
     weights: np.ndarray
     x: np.ndarray
-    chol: np.ndarray
+    systems: dict
     mode: np.ndarray
     hessian: np.ndarray
     s_pos: np.ndarray
@@ -141,10 +144,21 @@ class InlaFit(Fit):
         coef = (np.hstack(pieces).T if pieces else np.zeros((0, self.x.shape[1]))) @ self._R
         return ParameterDraws(coef, [np.repeat(T, counts, axis=0) for T in self.factors])
 
+    def system(self, j: int) -> DenseSystem | SparseSystem:
+        """H at point j, factorised."""
+        if "chol" in self.systems:
+            return DenseSystem(self.systems["chol"][j], len(self.design.fixed_names))
+        return SparseSystem(self.systems["A"][j], self.systems["B"][j], self._elimination, self.systems["c"][j])
+
+    @cached_property
+    def _elimination(self):
+        from ..linalg import Elimination
+
+        return Elimination(self.systems["B"].shape[1], self.systems["rows"], self.systems["cols"])
+
     def _normal_draws(self, j: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """n draws (d, n) of N(x̂_j, H_j^-1), and their standard normal z's log density (n,)."""
-        z = rng.standard_normal((self.x.shape[1], n))
-        return self.x[j][:, None] + solve_triangular(self.chol[j], z, lower=True, trans="T"), -0.5 * (z * z).sum(axis=0)
+        return self.system(j).draws(self.x[j], n, rng)
 
     def _point_draws(self, j: int, n: int, rng: np.random.Generator) -> np.ndarray:
         """n draws (d, n) of the latent effects at point j: the Gaussian's, or, when it is off, n of
@@ -188,11 +202,11 @@ class InlaFit(Fit):
     def _fixed_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Each point's means (n_points, p) and sds (n_points, p) of the reported fixed effects."""
         p = len(self.design.fixed_names)
-        R = self._R[:, :p]
-        means = self.x @ R
+        R = self._R[:p, :p]  # the reported fixed effects are linear in the latent fixed effects alone
+        means = self.x @ self._R[:, :p]
         sds = np.empty_like(means)
-        for j, L in enumerate(self.chol):
-            sds[j] = np.sqrt(np.einsum("ij,ij->j", R, cho_solve((L, True), R)))
+        for j in range(len(self.weights)):
+            sds[j] = np.sqrt(np.einsum("ij,ij->j", R, self.system(j).fixed_inverse() @ R))
         return means, sds
 
     def fixed_table(self) -> pd.DataFrame:
@@ -267,7 +281,8 @@ class InlaFit(Fit):
     # -- saving ----------------------------------------------------------------------
     def saved_state(self) -> tuple[dict, dict]:
         meta = {"engine": dataclasses.asdict(self.engine), "info": self.info}
-        arrays = {k: getattr(self, k) for k in ("phi", "weights", "x", "chol", "mode", "hessian", "s_pos", "s_neg")}
+        arrays = {k: getattr(self, k) for k in ("phi", "weights", "x", "mode", "hessian", "s_pos", "s_neg")}
+        arrays.update({f"system.{k}": v for k, v in self.systems.items()})
         return meta, arrays
 
     @classmethod
@@ -277,7 +292,8 @@ class InlaFit(Fit):
 
         settings = dict(meta["engine"])
         settings["priors"] = Priors(**settings["priors"])
-        return cls(cells, arrays["phi"], arrays["weights"], arrays["x"], arrays["chol"], arrays["mode"],
+        systems = {k[len("system."):]: v for k, v in arrays.items() if k.startswith("system.")}
+        return cls(cells, arrays["phi"], arrays["weights"], arrays["x"], systems, arrays["mode"],
                    arrays["hessian"], arrays["s_pos"], arrays["s_neg"], meta["info"], InlaEngine(**settings))
 
 

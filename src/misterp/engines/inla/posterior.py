@@ -30,32 +30,38 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import cho_solve
 
 from ...errors import MisterpInputError
 from ...model.cells import Cells
 from ..bayes import Priors, model_data
+from ..linalg import Elimination
 from .hyper import Hyperparameters
+from .latent import DenseSystem, SparseSystem
 
-# Dense H up to this many latent effects; the sparse path for county-sized terms is still to come.
-# A fit's time grows as their cube: one sd over 1,000 groups took 5.5 s, over 600 1.4 s (2 cores).
-MAX_DENSE = 2500
-# misterp fit's default engine is inla up to this many, laplace (its sparse path) above
+# misterp fit's default engine is inla up to this many latent effects, laplace above: on 3,050 counties
+# inla's fit and its importance-corrected draws took 13.4 s as a whole process, laplace 1.7 s (2 cores)
 DEFAULT_MAX_EFFECTS = 1000
+# Above this many group effects H's b block is factorised sparse (deviance.py's threshold)
+SPARSE_EFFECTS = 300
 STEP = 1e-20  # the complex step
 
 
 @dataclass
 class Inner:
-    """The latent field's conditional mode at one φ: x (d,), eta (n_cells,), the lower Cholesky
-    factor of H (d, d), and ``laplace`` = the Laplace approximation of log π(φ | y) up to the model's
+    """The latent field's conditional mode at one φ: x (d,), eta (n_cells,), H factorised
+    (:mod:`.latent`), and ``laplace`` = the Laplace approximation of log π(φ | y) up to the model's
     constant."""
 
     phi: np.ndarray
     x: np.ndarray
     eta: np.ndarray
-    chol: np.ndarray
+    system: DenseSystem | SparseSystem
     laplace: float
+
+    @property
+    def chol(self) -> np.ndarray:
+        """H's dense lower Cholesky factor (a dense system's)."""
+        return self.system.chol
 
 
 class HyperPosterior:
@@ -74,10 +80,6 @@ class HyperPosterior:
         data = model_data(cells, priors, likelihood="cells")
         self.cells, self.family, self.stats = cells, cells.family, cells.stats
         self.q = int(design.n_random)
-        if latent_size(cells) > MAX_DENSE:
-            raise MisterpInputError(f"The inla engine holds the latent effects' precision dense, which caps them "
-                                    f"at {MAX_DENSE}; this model has {self.q} group effects. Use --engine "
-                                    "laplace (its sparse path) or fewer levels.")
         self.xbar, self.has_intercept = data["xbar"], bool(data["has_intercept"])
         self.F = np.hstack([np.ones((cells.n_cells, int(self.has_intercept))), data["Xc"]])
         self.m_f = np.concatenate([[data["intercept_loc"]] * int(self.has_intercept), np.zeros(data["Xc"].shape[1])])
@@ -101,10 +103,11 @@ class HyperPosterior:
         n, width, q = self.cells.n_cells, cols.shape[1], self.q
         flat = (cols[:, :, None] * q + cols[:, None, :]).ravel()
         value = (vals[:, :, None] * vals[:, None, :]).ravel()
-        self.pairs = sp.csr_matrix((value, (flat, np.repeat(np.arange(n), width * width))), shape=(q * q, n))
-        # the same pairs as a gather: sum over a cell's pairs of H^-1's entry times the values' product
-        self.pair_index, self.pair_value = flat, sp.csr_matrix(
-            (value, (np.arange(len(flat)), np.repeat(np.arange(n), width * width))), shape=(len(flat), n))
+        cell = np.repeat(np.arange(n), width * width)
+        # every pair of a cell's entries and its values' product, as a map (pairs, n): the sum over a cell's
+        # pairs of H^-1's entry times the product is its leverage's b part
+        self.pair_value = sp.csr_matrix((value, (np.arange(len(flat)), cell)), shape=(len(flat), n))
+        self.pairs_flat, self.pairs_cell, self.pairs_product = flat, cell, value
         self.hyper = Hyperparameters(design.n_effects, list(design.group_names),
                                      [design.effect_names(k) for k in range(len(design.group_terms))], sd_scale,
                                      self.aux_scale)
@@ -121,6 +124,18 @@ class HyperPosterior:
             rows.append((base + r).ravel())
             cols_q.append((base + c).ravel())
         self.q_rows, self.q_cols = (np.concatenate(a + [np.zeros(0, int)]) for a in (rows, cols_q))
+        self.sparse = q > SPARSE_EFFECTS
+        if self.sparse:  # C on the pattern of Z'Z and the levels' prior blocks, factorised with a fill-reducing order
+            term = np.concatenate([np.full(J * K, k) for k, (_, J, K) in enumerate(self.blocks)])
+            pr, pc = self.pairs_flat // q, self.pairs_flat % q
+            self.elim = Elimination(q, np.concatenate([pr, self.q_rows]), np.concatenate([pc, self.q_cols]), groups=term)
+            positions = self.elim.positions(pr, pc)
+            self.c_map = sp.csr_matrix((self.pairs_product, (positions, self.pairs_cell)), shape=(self.elim.nnz, n))
+            self.q_positions = self.elim.positions(self.q_rows, self.q_cols)
+            self.lev_pairs = (positions, self.pair_value)
+        else:
+            self.c_map = sp.csr_matrix((self.pairs_product, (self.pairs_flat, self.pairs_cell)), shape=(q * q, n))
+            self.lev_pairs = (self.pairs_flat, self.pair_value)
 
     # -- the hyperparameters (see :class:`.hyper.Hyperparameters`) ------------------
     @property
@@ -159,19 +174,22 @@ class HyperPosterior:
         """offset + F f + Z b, (n_cells,) for x (d,)."""
         return self.offset + self.F @ x[:self.p] + self.Z @ x[self.p:]
 
-    def _hessian(self, w: np.ndarray, q_values: np.ndarray, disp: float) -> np.ndarray:
-        """H = A'WA / disp + Q, (d, d), from Z'WZ's sparse map."""
+    def _factor(self, w: np.ndarray, q_values: np.ndarray, disp: float) -> DenseSystem | SparseSystem:
+        """H = A'WA / disp + Q factorised: dense, or with its b block sparse."""
         wf = w[:, None] * self.F
-        H = np.empty((self.d, self.d))
         p = self.p
-        H[:p, :p] = self.F.T @ wf
-        H[p:, :p] = self.ZT @ wf
-        H[:p, p:] = H[p:, :p].T
-        H[p:, p:] = np.asarray(self.pairs @ w).reshape(self.q, self.q)
-        H /= disp
-        H[np.diag_indices(p)] += self.s_f ** -2.0
+        A = self.F.T @ wf / disp
+        A[np.diag_indices(p)] += self.s_f ** -2.0
+        B = np.asarray(self.ZT @ wf) / disp
+        c = np.asarray(self.c_map @ w) / disp
+        if self.sparse:
+            np.add.at(c, self.q_positions, q_values)
+            return SparseSystem(A, B, self.elim, c)
+        H = np.empty((self.d, self.d))
+        H[:p, :p], H[p:, :p], H[:p, p:] = A, B, B.T
+        H[p:, p:] = c.reshape(self.q, self.q)
         H[p + self.q_rows, p + self.q_cols] += q_values
-        return H
+        return DenseSystem(np.linalg.cholesky(H), p)
 
     def _g(self, x: np.ndarray, eta: np.ndarray, precisions: list, disp: float) -> float:
         """log p(y | x) + the prior's exponent, -1/2 (x - m)' Q (x - m)."""
@@ -193,12 +211,12 @@ class HyperPosterior:
             _, w, r, _ = self.family.working(self.stats, eta)
             prior = np.concatenate([(x[:self.p] - self.m_f) / self.s_f ** 2, self._q_times(precisions, x[self.p:])])
             grad = np.concatenate([self.F.T @ r, self.ZT @ r]) / disp - prior
-            L = np.linalg.cholesky(self._hessian(w, q_values, disp))
-            step = cho_solve((L, True), grad)
+            system = self._factor(w, q_values, disp)
+            step = system.solve(grad)
             if grad @ step < tol * max(abs(g), 1.0):
                 log_det_q = sum(J * np.linalg.slogdet(P)[1] for P, (_, J, _) in zip(precisions, self.blocks))
-                log_pi = g + 0.5 * log_det_q - np.log(np.diag(L)).sum() + self.log_prior(phi)
-                return Inner(phi, x, eta, L, float(log_pi))
+                log_pi = g + 0.5 * log_det_q - 0.5 * system.logdet + self.log_prior(phi)
+                return Inner(phi, x, eta, system, float(log_pi))
             t = 1.0
             for _ in range(30):
                 x_new = x + t * step
@@ -237,29 +255,27 @@ class HyperPosterior:
 
     def gradient(self, state: Inner) -> np.ndarray:
         """Exact d log π(φ | y) / dφ at ``state`` (a converged :meth:`inner`), (m,)."""
-        phi, x, L, p = state.phi, state.x, state.chol, self.p
+        phi, x, system, p = state.phi, state.x, state.system, self.p
         precisions, disp = self._precisions(phi), float(self.aux(phi)) ** 2
         _, w, _, dw = self.family.working(self.stats, state.eta)
-        Hinv = cho_solve((L, True), np.eye(self.d))
         b = x[p:]
         grad = np.zeros(self.m)
         c = np.zeros((self.d, self.m))  # d(grad g)/dφ, one column per hyperparameter
         for k, j, dP in self._precision_derivatives(phi):
             off, J, K = self.blocks[k]
             levels = b[off:off + J * K].reshape(J, K)
-            diag_blocks = Hinv[p + off:p + off + J * K, p + off:p + off + J * K].reshape(J, K, J, K)
-            diag_blocks = diag_blocks[np.arange(J), :, np.arange(J), :]                  # (J, K, K)
+            diag_blocks = system.level_blocks(off, J, K)                                # (J, K, K)
             T = self.factors(phi)[k]
             # g's explicit derivative, d/dφ of 1/2 log det Q, and -1/2 tr(H^-1 dQ)
             grad[j] = (-0.5 * np.einsum("lk,km,lm->", levels, dP, levels) + 0.5 * J * np.trace(T @ T.T @ dP)
                        - 0.5 * np.einsum("lkm,mk->", diag_blocks, dP))
             c[p + off:p + off + J * K, j] = -(levels @ dP).ravel()
         if self.aux_scale is not None:
-            grad[-1] = self._dispersion_derivative(state, precisions, disp, np.diag(Hinv))
+            grad[-1] = self._dispersion_derivative(state, precisions, disp, np.diag(system.fixed_inverse()))
             c[:p, -1] = -2.0 * (x[:p] - self.m_f) / self.s_f ** 2
-        dx = Hinv @ c                                                   # (d, m)
+        dx = system.solve(c)                                            # (d, m)
         a_dx = self.F @ dx[:p] + (self.vals[:, :, None] * dx[p:][self.cols]).sum(axis=0)   # (n_cells, m)
-        grad -= 0.5 * (self._leverage(Hinv) * dw / disp) @ a_dx
+        grad -= 0.5 * (self._leverage(system) * dw / disp) @ a_dx
         return grad + self._log_prior_gradient(phi)
 
     def _log_prior_gradient(self, phi: np.ndarray) -> np.ndarray:
@@ -282,18 +298,18 @@ class HyperPosterior:
         diagonal, 0.625 with none, the bayes engine 0.735), and costs n_cells, not n_cells², operations.
         The Laplace step alone under-states the group sds when groups hold few binary answers, as
         lme4's does; this term restores most of it."""
-        L = state.chol
+        system = state.system
         l3, l4 = self.family.higher_derivatives(self.stats, state.eta)
         if not np.any(l3) and not np.any(l4):
             return 0.0
         disp = float(self.aux(state.phi)) ** 2
         l3, l4 = l3 / disp, l4 / disp
-        lev = self._leverage(cho_solve((L, True), np.eye(self.d)))
+        lev = self._leverage(system)
         u = l3 * lev
         v = np.concatenate([self.F.T @ u, self.ZT @ u])
-        return float(np.sum(l4 * lev ** 2) / 8 + v @ cho_solve((L, True), v) / 8 + np.sum(l3 ** 2 * lev ** 3) / 12)
+        return float(np.sum(l4 * lev ** 2) / 8 + v @ system.solve(v) / 8 + np.sum(l3 ** 2 * lev ** 3) / 12)
 
-    def _dispersion_derivative(self, state: Inner, precisions: list, disp: float, hinv_diag: np.ndarray) -> float:
+    def _dispersion_derivative(self, state: Inner, precisions: list, disp: float, fixed_diag: np.ndarray) -> float:
         """d log π / d log a at fixed W's dependence on eta: the likelihood's own derivative (by a
         central difference in the dispersion at fixed eta, a function evaluation, not a solve), every
         term's covariance scaling with aux^2 (dQ_b = -2 Q_b), and -1/2 tr(H^-1 dH) with dH = -2 H + 2 Q_f."""
@@ -306,17 +322,11 @@ class HyperPosterior:
         explicit = (loglik(log_aux + h) - loglik(log_aux - h)) / (2 * h)
         b = state.x[p:]
         effects = float(b @ self._q_times(precisions, b)) - self.q
-        return explicit + effects + self.d - float(np.sum(hinv_diag[:p] / self.s_f ** 2))
+        return explicit + effects + self.d - float(np.sum(fixed_diag / self.s_f ** 2))
 
-    def _leverage(self, Hinv: np.ndarray) -> np.ndarray:
-        """Each cell's a_i' H^-1 a_i, (n_cells,), from H^-1's blocks and the cells' entries of Z,
-        without forming A."""
-        p, F = self.p, self.F
-        fh = F @ Hinv[:p]                                             # (n, d)
-        lev = np.einsum("ij,ij->i", fh[:, :p], F)
-        lev += 2.0 * (self.vals * np.take_along_axis(fh[:, p:], self.cols.T, axis=1).T).sum(axis=0)
-        lev += np.take(Hinv[p:, p:].ravel(), self.pair_index) @ self.pair_value
-        return lev
+    def _leverage(self, system) -> np.ndarray:
+        """Each cell's a_c' H^-1 a_c, (n_cells,), without forming A (:mod:`.latent`)."""
+        return system.leverage(self.F, self.cols, self.vals, self.lev_pairs)
 
     # -- mapping to reported coefficients ---------------------------------------------
     def to_reported(self) -> np.ndarray:
