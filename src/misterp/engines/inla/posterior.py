@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ...errors import MisterpInputError
 from ...model.cells import Cells
 from ..bayes import Priors, model_data
 from ..linalg import Elimination
