@@ -70,12 +70,21 @@ class InlaEngine:
                            np.zeros((0, 0)), np.zeros(0), np.zeros(0), {"converged": True, "message": "no "
                            "hyperparameters", "evaluations": 1, "max_abs_gradient": 0.0}, self)
         search = ModeSearch(post, corrected=self.correction)
-        mode, info = search.run(post.start())
-        hessian = search.hessian(mode)
-        if self.correction:
-            mode = search.refine(mode, hessian)
+        laplace_mode, info = search.run(post.start())
+        hessian = search.hessian(laplace_mode)
+        mode = search.refine(laplace_mode, hessian) if self.correction else laplace_mode
         try:
-            points = integration_points(mode, hessian, search.log_density, kind=self.design, skew=self.skew)
+            try:
+                points = integration_points(mode, hessian, search.log_density, kind=self.design, skew=self.skew)
+            except ValueError:
+                if not self.correction:
+                    raise
+                # the correction bent the density out of the design's reach: the Laplace approximation alone
+                search.corrected, mode = False, laplace_mode
+                search.corrections.clear()
+                info = {**info, "correction": "left out: the corrected density had no interior mode the design "
+                                              "could reach"}
+                points = integration_points(mode, hessian, search.log_density, kind=self.design, skew=self.skew)
         except ValueError as error:
             raise MisterpInputError(
                 f"The inla engine found no interior mode of the hyperparameters' posterior ({error}): the "
@@ -157,12 +166,14 @@ class ModeSearch:
         self.state(mode)
         return 0.5 * (out + out.T)
 
-    def refine(self, mode: np.ndarray, hessian: np.ndarray, h: float = HESSIAN_STEP, steps: int = 4) -> np.ndarray:
+    def refine(self, mode: np.ndarray, hessian: np.ndarray, h: float = HESSIAN_STEP, steps: int = 6) -> np.ndarray:
         """The mode of the corrected log π(φ | y), by Newton steps from the Laplace mode with its
         Hessian, the correction's gradient by central differences (its value is cheap; the latent modes
-        at mode ± h along each axis are :meth:`hessian`'s, kept). Stops when a step is below 1e-3 of
-        a posterior sd along every axis."""
+        at mode ± h along each axis are :meth:`hessian`'s, kept). A step is halved until the corrected
+        density rises (at most 10 times, else the search stops where it is); it stops when a step is
+        below 1e-3 of a posterior sd along every axis."""
         m = len(mode)
+        current = self.log_density(mode)
         for _ in range(steps):
             grad = self.post.gradient(self.state(mode))
             for j in range(m):
@@ -170,7 +181,15 @@ class ModeSearch:
                 step[j] = h
                 grad[j] += (self.correction(mode + step) - self.correction(mode - step)) / (2 * h)
             move = np.linalg.solve(hessian, grad)
-            mode = mode + move
+            for _ in range(10):
+                trial = mode + move
+                value = self.log_density(trial)
+                if value >= current:
+                    break
+                move = move / 2
+            else:
+                break
+            mode, current = trial, value
             if np.all(np.abs(move) * np.sqrt(np.diag(hessian)) < 1e-3):
                 break
         return mode

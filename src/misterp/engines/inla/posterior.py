@@ -43,6 +43,7 @@ DEFAULT_MAX_EFFECTS = 1000
 # Above this many group effects H's b block is factorised sparse (deviance.py's threshold)
 SPARSE_EFFECTS = 300
 STEP = 1e-20  # the complex step
+TAPER_AT = 0.5  # a cell's curvature share at which its next-order term is halved (see correction)
 
 
 @dataclass
@@ -296,14 +297,21 @@ class HyperPosterior:
         answers per group: the group sd's posterior mean 0.744 with every pair, 0.743 with the
         diagonal, 0.625 with none, the bayes engine 0.735), and costs n_cells, not n_cells², operations.
         The Laplace step alone under-states the group sds when groups hold few binary answers, as
-        lme4's does; this term restores most of it."""
+        lme4's does; this term restores most of it.
+
+        The expansion holds while each cell's share of the curvature, h_c = w_c lev_c, is small. Where
+        a cell alone decides its effect (h_c near 1: one binary answer in a group whose sd grows large)
+        the series diverges, as σ², so each cell's derivatives are tapered by 1 / (1 + (h_c / 0.5)^6):
+        1 up to h_c = 0.25 (0.985 there), a half at 0.5, nothing by 1."""
         system = state.system
         l3, l4 = self.family.higher_derivatives(self.stats, state.eta)
         if not np.any(l3) and not np.any(l4):
             return 0.0
         disp = float(self.aux(state.phi)) ** 2
-        l3, l4 = l3 / disp, l4 / disp
         lev = self._leverage(system)
+        _, w, _, _ = self.family.working(self.stats, state.eta)
+        taper = 1.0 / (1.0 + (w / disp * lev / TAPER_AT) ** 6)
+        l3, l4 = taper * l3 / disp, taper * l4 / disp
         u = l3 * lev
         v = np.concatenate([self.F.T @ u, self.ZT @ u])
         return float(np.sum(l4 * lev ** 2) / 8 + v @ system.solve(v) / 8 + np.sum(l3 ** 2 * lev ** 3) / 12)
