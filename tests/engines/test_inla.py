@@ -308,7 +308,7 @@ def test_the_sparse_system_is_the_dense_one(small, monkeypatch, response, family
         results.append((state.laplace, post.gradient(state), post.correction(state), fit.weights,
                         fit.fixed_table()["sd"].to_numpy()))
     for dense, sparse in zip(*results):
-        assert np.allclose(dense, sparse, rtol=1e-8, atol=1e-8)
+        assert np.allclose(dense, sparse, rtol=1e-6, atol=1e-7)
 
 
 def test_county_sized_terms_fit_on_the_sparse_path(tmp_path):
@@ -326,3 +326,15 @@ def test_county_sized_terms_fit_on_the_sparse_path(tmp_path):
     a = poststratify(cell_draws(fit, frame, n_draws=200), frame, by="state").table
     b = poststratify(cell_draws(loaded, frame, n_draws=200), frame, by="state").table
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_groups_of_one_answer_fit_and_say_so():
+    """300 groups of one or two binary answers and a large sd: the series that corrects the Laplace step
+    diverges there (it failed to fit, or put sd(g) at 1.8 against the bayes engine's 0.94). Each cell's terms
+    saturate, the fit ends, and problems() says the approximation is at its limit."""
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"g": np.arange(400) % 300, "h": rng.integers(0, 4, 400), "k": rng.integers(0, 100, 400)})
+    data["y"] = (rng.random(400) < 1 / (1 + np.exp(-rng.normal(0, 1.5, 300)[data["g"]]))).astype(int)
+    with pytest.warns(UserWarning, match="at their limit"):
+        fit = InlaEngine().fit(prepare(Survey(data, "y"), None, "y ~ (1|g) + (1|h) + (1|k)")[0])
+    assert 0.5 < fit.hyper_table().loc["sd for g", "mean"] < 1.6

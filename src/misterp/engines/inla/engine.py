@@ -90,6 +90,7 @@ class InlaEngine:
                 f"The inla engine found no interior mode of the hyperparameters' posterior ({error}): the "
                 "model's variances are not identified by these data. Try --engine bayes.") from error
         inner = [search.state(phi) for phi in points.phi]
+        info = {**info, "large_terms": post.large_term_share(search.state(mode))}
         return InlaFit(cells, points.phi, points.weights, np.stack([s.x for s in inner]), stacked(inner, post),
                        mode, hessian, points.s_pos, points.s_neg, info, self)
 

@@ -35,6 +35,7 @@ PILOT = 400             # Gaussian draws that test the Gaussian at the heaviest 
 GOOD_ESS = 0.9          # above this effective fraction the Gaussian's draws stand as they are
 MAX_OVERSAMPLING = 8    # candidates per draw at most, where the Gaussian is far off
 LOW_ESS = 0.05          # below this pilot fraction, problems() says so
+LARGE_TERM_SHARE = 0.5  # above this share of respondents in cells past the series' range, problems() says so
 
 
 def allot(weights: np.ndarray, n: int) -> np.ndarray:
@@ -272,6 +273,14 @@ class InlaFit(Fit):
                             f"importance weights' effective sample size is {self.oversampling['ess']:.0%} of the "
                             "draws), as where a predictor separates the answers: the draws are importance-corrected, "
                             "but compare with --engine bayes.")
+        if self.info.get("large_terms", 0.0) > LARGE_TERM_SHARE:
+            messages.append(f"{self.info['large_terms']:.0%} of the respondents are in cells that nearly alone decide "
+                            "their group's effect (as groups of one or two binary answers): there the Laplace "
+                            "approximation and its correction are at their limit, and the group sds may be off; "
+                            "compare with --engine bayes.")
+        if "correction" in self.info:
+            messages.append(f"the Laplace approximation's correction was {self.info['correction']}; compare with "
+                            "--engine bayes.")
         if not self.info.get("converged", True):
             messages.append(f"the search for the hyperparameters' mode did not converge ({self.info.get('message')};"
                             f" largest gradient {self.info.get('max_abs_gradient', float('nan')):.2g}): compare with "
