@@ -69,8 +69,10 @@ def model_data(cells: Cells, priors, likelihood: str = "auto") -> dict:
     # rstanarm centres a gaussian's intercept prior on mean(y) and scales every prior by sd(y)
     scale = cells.family.outcome_scale(cells.stats)
     y_mean, y_sd = scale if scale else (0.0, 1.0)
-    xbar = (n @ X) / total if X.shape[1] else np.zeros(0)
-    var = (n @ (X - xbar) ** 2) / max(total - 1, 1) if X.shape[1] else np.zeros(0)
+    mean = (n @ X) / total if X.shape[1] else np.zeros(0)
+    var = (n @ (X - mean) ** 2) / max(total - 1, 1) if X.shape[1] else np.zeros(0)
+    # rstanarm centres the predictors only when there is an intercept to absorb their means
+    xbar = mean if has_intercept else np.zeros(X.shape[1])
     sd = np.sqrt(var)
     sd = np.where(sd > 0, sd, 1.0)
     design = cells.design
