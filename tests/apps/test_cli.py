@@ -366,3 +366,12 @@ def test_a_county_sized_model_goes_to_laplace_by_default(tmp_path, capsys):
                          "--count", "size", "--formula", "y ~ male + (1|county) + (1|state)", "--by", "state")
     assert code == 0, err
     assert "engine: laplace, the default for this model" in " ".join(err.split()) and "normal-approx" in out
+
+
+@pytest.mark.parametrize("option", [["--prior-scale", "0"], ["--sd-prior-scale", "-1"], ["--draws", "0"]])
+def test_bad_prior_and_draw_settings_are_named(files, capsys, option):
+    """Found in review: these reached the default engine as a ZeroDivisionError or numpy's error."""
+    tmp, survey, frame = files
+    err = bad(capsys, "fit", "--survey", survey, "--frame", frame, "--formula", "response ~ (1|class)", "--count", "N",
+              *option)
+    assert f"{option[0]} must be" in err and "Traceback" not in err

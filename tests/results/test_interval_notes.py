@@ -23,7 +23,7 @@ def fits():
 def test_bootstrap_intervals_by_a_grouping_factor_are_flagged_with_the_better_method(fits):
     laplace, boot = fits
     (note,) = interval_notes(boot, ["g"])
-    assert "under-cover" in note and "use.u = TRUE" in note and "default inla interval" in note
+    assert "under-cover" in note and "use.u = TRUE" in note and "--engine inla" in note
     assert interval_notes(laplace, ["g"]) == []      # the normal approximation carries the group's uncertainty
     assert interval_notes(boot, []) == [] and interval_notes(boot, ["x"]) == []  # x is a fixed effect
 
@@ -65,7 +65,7 @@ def test_laplace_intervals_by_group_are_flagged_when_singular_or_sparse():
     singular = LaplaceEngine().fit(prepare(Survey(flat, "y"), None, "y ~ (1|g)")[0])
     assert singular.singular_terms() == ["g"]
     (note,) = interval_notes(singular, ["g"])
-    assert "singular" in note and "default inla engine" in note and "--engine bayes" in note
+    assert "singular" in note and "--engine inla" in note and "--engine bayes" in note
     assert interval_notes(singular, []) == []  # the overall interval covered in every study
     g = np.repeat(np.arange(150), rng.integers(1, 6, 150))  # 1-5 respondents per group
     effect = rng.normal(0, 1.5, 150)
@@ -73,4 +73,4 @@ def test_laplace_intervals_by_group_are_flagged_when_singular_or_sparse():
     fit = LaplaceEngine().fit(prepare(Survey(sparse, "y"), None, "y ~ (1|g)")[0])
     assert not fit.singular_terms()
     (note,) = interval_notes(fit, ["g"])
-    assert "at most 5 respondents" in note and "default inla engine" in note
+    assert "at most 5 respondents" in note and "--engine inla" in note

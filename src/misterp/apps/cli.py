@@ -425,6 +425,10 @@ def _exposure_weight(model, column: str | None) -> str | None:
     return column
 
 
+# what the error for a bad prior or sampler setting suggests instead
+SETTING_EXAMPLES = {"prior_scale": 2.5, "sd_prior_scale": 1.0, "draws": 1000, "chains": 4, "warmup": 1000}
+
+
 def default_engine(bootstrap, ml) -> str:
     """The engine when none is named: inla, whose intervals integrate over the group sds
     (docs/coverage.md); laplace for --bootstrap (bootMer refits glmer) and --ml (lmer's ML)."""
@@ -437,6 +441,12 @@ def _check_options(args) -> None:
     args.default_engine = args.engine is None
     if args.engine is None:
         args.engine = default_engine(args.bootstrap, args.ml)
+    for name in ("prior_scale", "sd_prior_scale", "draws", "chains", "warmup"):
+        value = getattr(args, name, None)
+        if value is not None and not value > (0 if name != "warmup" else -1):
+            flag = "--" + name.replace("_", "-")
+            raise MisterpInputError(f"{flag} must be {'a number > 0' if name != 'warmup' else 'an integer >= 0'}, "
+                                    f"not {value}; give e.g. {flag} {SETTING_EXAMPLES.get(name, 1)}.")
     if args.bootstrap and args.engine != "laplace":
         raise MisterpInputError("--bootstrap refits a multilevel Laplace fit; use it with --engine laplace.")
     if args.ml and (args.family != "gaussian" or args.engine != "laplace"):
@@ -450,7 +460,8 @@ def _engine(args):
     if args.engine == "bayes":
         from ..engines.bayes import BayesEngine, Priors
 
-        return BayesEngine(chains=args.chains, warmup=args.warmup, draws=args.draws or 1000, adapt_delta=args.adapt_delta,
+        draws = 1000 if args.draws is None else args.draws
+        return BayesEngine(chains=args.chains, warmup=args.warmup, draws=draws, adapt_delta=args.adapt_delta,
                            priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
                            seed=args.seed or 0,
                            progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
@@ -460,7 +471,7 @@ def _engine(args):
         from ..engines.inla import InlaEngine
 
         return InlaEngine(priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
-                          draws=args.draws or InlaEngine.draws, seed=args.seed or 0)
+                          draws=InlaEngine.draws if args.draws is None else args.draws, seed=args.seed or 0)
     if args.engine == "glm":
         from ..engines.glm import GlmEngine
 
@@ -475,7 +486,7 @@ def _fit_model(args, cells, notes: list[str]):
     from ..engines.bootstrap import bootstrap
     from ..engines.inla import DEFAULT_MAX_EFFECTS, latent_size
 
-    large = getattr(args, "default_engine", False) and args.engine == "inla" and \
+    large = getattr(args, "default_engine", False) and args.engine == "inla" and cells.design.group_terms and \
         latent_size(cells) > DEFAULT_MAX_EFFECTS
     if large:  # county-sized terms: laplace is several times faster than inla's sparse path
         args.engine = "laplace"

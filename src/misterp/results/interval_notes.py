@@ -65,7 +65,7 @@ def interval_notes(fit: Fit, by, data: pd.DataFrame | None = None) -> list[str]:
             f"fitted effect fixed in every refit, so its own uncertainty is left out. In the coverage studies such "
             f"intervals held the truth {BOOTSTRAP_GROUP_COVERAGE} (nominal 95%), where the laplace engine's normal "
             f"approximation held it {BETTER_GROUP_COVERAGE}, the bayes engine {BAYES_GROUP_COVERAGE} and the inla "
-            f"engine {INLA_GROUP_COVERAGE}. Drop --bootstrap and --engine for the default inla interval, or use "
+            f"engine {INLA_GROUP_COVERAGE}. Use --engine inla (the default without --bootstrap), or "
             f"--engine bayes (docs/coverage.md)")
     if fit.kind == "laplace" and by_groups:
         singular = fit.singular_terms()
@@ -74,15 +74,15 @@ def interval_notes(fit: Fit, by, data: pd.DataFrame | None = None) -> list[str]:
                 f"intervals by {', '.join(by_groups)} may be too narrow: this fit is singular (the sd of "
                 f"{', '.join(singular)} is estimated at 0), and the normal approximation takes the sds as known, "
                 f"so that term's uncertainty is left out. On the CCES coverage study, where nearly every fit was "
-                f"singular, such state intervals held the truth {LAPLACE_SINGULAR}; the default inla engine (no --engine), "
-                f"which integrates over the sds, held it {INLA_SINGULAR}, and --engine bayes {BAYES_SINGULAR} "
-                f"(docs/coverage.md)")
+                f"singular, such state intervals held the truth {LAPLACE_SINGULAR}; --engine inla (the default up to "
+                f"1,000 effects), which integrates over the sds, held it {INLA_SINGULAR}, and --engine bayes "
+                f"{BAYES_SINGULAR} (docs/coverage.md)")
         elif any(_median_respondents(fit, c) <= SPARSE_RESPONDENTS for c in by_groups):
             notes.append(
                 f"intervals by {', '.join(by_groups)} may be a little narrow: most groups have at most "
                 f"{SPARSE_RESPONDENTS} respondents, where the normal approximation at the mode held the truth "
-                f"{LAPLACE_SPARSE} in the coverage study; the default inla engine (no --engine) held it {INLA_SPARSE} and "
-                f"--engine bayes {BAYES_SPARSE} (docs/coverage.md)")
+                f"{LAPLACE_SPARSE} in the coverage study; --engine inla (the default up to 1,000 effects) held it "
+                f"{INLA_SPARSE} and --engine bayes {BAYES_SPARSE} (docs/coverage.md)")
     missing = [c for c in by if c not in in_model]
     nested = {c: _nested_term(design, data, c) for c in missing} if data is not None else {}
     for column, inner in nested.items():

@@ -58,7 +58,14 @@ class InlaEngine:
         """The mode of the hyperparameters' posterior, the design's points and weights around it, and
         the latent field's mode and precision at each point; a warning for each of ``problems()``."""
         with one_blas_thread():
-            fit = self._fit(cells)
+            try:
+                fit = self._fit(cells)
+            except (FloatingPointError, np.linalg.LinAlgError) as error:
+                raise MisterpInputError(
+                    f"The inla engine's search left the range where its approximation holds ({error}): a variance "
+                    "ran off to 0 or to infinity, as when the fixed effects fit a gaussian outcome exactly or a "
+                    "predictor separates the answers. Check the outcome and the model, or use --engine laplace "
+                    "or --engine bayes.") from error
         fit.warn_problems()
         return fit
 
