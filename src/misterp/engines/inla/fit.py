@@ -90,7 +90,7 @@ class InlaFit(Fit):
     kind = "inla"
     method = "inla"
     # estimate +/- 2 sd of the draws: on the coverage study's designs it held the truth closer to 95% than
-    # the draws' central 95% (by group: states 94.3% against 92.9%, worst state 67% against 16%;
+    # the draws' central 95% (by group: states 94.3% against 92.9%, worst state 65% against 18%;
     # docs/coverage.md); interval="quantile" gives the central 95%
     interval = "draws"
     unseen = "level"
