@@ -353,3 +353,27 @@ def test_a_formula_without_intercept_is_not_centred(small, formula):
     ours = poststratify(cell_draws(InlaEngine().fit(cells), frame), frame).table["estimate"].iloc[0]
     theirs = poststratify(cell_draws(LaplaceEngine().fit(cells), frame, seed=1), frame).table["estimate"].iloc[0]
     assert abs(ours - theirs) < 0.01 and abs(ours - data["y"].mean()) < 0.02
+
+
+def test_a_design_the_correction_bends_away_falls_back_to_the_laplace_density(small, monkeypatch):
+    """Where the corrected density gives the design no interior mode, the fit uses the Laplace density alone
+    and says so; where neither has one, a named error."""
+    import misterp.engines.inla.engine as engine
+    from misterp import MisterpInputError
+
+    real, calls = engine.integration_points, []
+
+    def first_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("log π does not fall from the mode along axis 0")
+        return real(*args, **kwargs)
+
+    cells, _ = prepare(Survey(small, "y"), None, "y ~ x + (1|g) + (1|h)")
+    monkeypatch.setattr(engine, "integration_points", first_fails)
+    with pytest.warns(UserWarning, match="correction was left out"):
+        fit = InlaEngine().fit(cells)
+    assert np.isclose(fit.weights.sum(), 1.0) and len(calls) == 2
+    monkeypatch.setattr(engine, "integration_points", lambda *a, **k: (_ for _ in ()).throw(ValueError("boundary")))
+    with pytest.raises(MisterpInputError, match="no interior mode"):
+        InlaEngine().fit(cells)

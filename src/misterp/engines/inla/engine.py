@@ -79,19 +79,8 @@ class InlaEngine:
         search = ModeSearch(post, corrected=self.correction)
         laplace_mode, info = search.run(post.start())
         hessian = search.hessian(laplace_mode)
-        mode = search.refine(laplace_mode, hessian) if self.correction else laplace_mode
         try:
-            try:
-                points = integration_points(mode, hessian, search.log_density, kind=self.design, skew=self.skew)
-            except ValueError:
-                if not self.correction:
-                    raise
-                # the correction bent the density out of the design's reach: the Laplace approximation alone
-                search.corrected, mode = False, laplace_mode
-                search.corrections.clear()
-                info = {**info, "correction": "left out: the corrected density had no interior mode the design "
-                                              "could reach"}
-                points = integration_points(mode, hessian, search.log_density, kind=self.design, skew=self.skew)
+            mode, points, info = self._design(search, laplace_mode, hessian, info)
         except ValueError as error:
             raise MisterpInputError(
                 f"The inla engine found no interior mode of the hyperparameters' posterior ({error}): the "
@@ -100,6 +89,24 @@ class InlaEngine:
         info = {**info, "large_terms": post.large_term_share(search.state(mode))}
         return InlaFit(cells, points.phi, points.weights, np.stack([s.x for s in inner]), stacked(inner, post),
                        mode, hessian, points.s_pos, points.s_neg, info, self)
+
+
+    def _design(self, search: "ModeSearch", laplace_mode: np.ndarray, hessian: np.ndarray, info: dict):
+        """(mode, IntegrationPoints, info): the design around the corrected mode, or, where the correction
+        bends the density out of the design's reach, around the Laplace mode with the Laplace density
+        alone (and ``info`` says so). ValueError where neither has an interior mode."""
+        if not self.correction:
+            return laplace_mode, integration_points(laplace_mode, hessian, search.log_density, kind=self.design,
+                                                    skew=self.skew), info
+        mode = search.refine(laplace_mode, hessian)
+        try:
+            return mode, integration_points(mode, hessian, search.log_density, kind=self.design, skew=self.skew), info
+        except ValueError:
+            search.corrected = False
+            search.corrections.clear()
+            info = {**info, "correction": "left out: the corrected density had no interior mode the design could reach"}
+            return laplace_mode, integration_points(laplace_mode, hessian, search.log_density, kind=self.design,
+                                                    skew=self.skew), info
 
 
 def stacked(states: list[Inner], post: HyperPosterior) -> dict:
