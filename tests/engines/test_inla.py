@@ -216,13 +216,13 @@ def test_correction_brings_the_marginal_likelihood_closer():
     for phi in (np.array([-1.0]), np.array([0.0]), np.array([0.8])):
         state = post.inner(phi)
         z = rng.standard_normal((post.d, 200_000))
-        x = state.x[:, None] + 1.3 * solve_triangular(state.chol, z, lower=True, trans="T")
+        x = state.x[:, None] + 1.3 * solve_triangular(state.system.chol, z, lower=True, trans="T")
         eta = post.F @ x[:post.p] + post.Z @ x[post.p:]
         loglik = post.family.loglik({k: v[:, None] for k, v in post.stats.items()}, eta).sum(axis=0)
         q = np.concatenate([post.s_f ** -2.0, np.full(post.q, 1 / post.factors(phi)[0].item() ** 2)])
         dev = x - np.concatenate([post.m_f, np.zeros(post.q)])[:, None]
         log_prior = -0.5 * (q[:, None] * dev ** 2).sum(axis=0) + 0.5 * np.log(q).sum()
-        log_proposal = -0.5 * (z ** 2).sum(axis=0) - post.d * np.log(1.3) + np.log(np.diag(state.chol)).sum()
+        log_proposal = -0.5 * (z ** 2).sum(axis=0) - post.d * np.log(1.3) + np.log(np.diag(state.system.chol)).sum()
         exact = logsumexp(loglik + log_prior - log_proposal) - np.log(z.shape[1]) + post.log_prior(phi)
         laplace.append(state.laplace - exact)
         corrected.append(state.laplace + post.correction(state) - exact)

@@ -128,6 +128,22 @@ class IntegrationPoints:
     s_neg: np.ndarray
 
 
+def axes(hessian: np.ndarray) -> np.ndarray:
+    """V Λ^(-1/2) (m, m) for the Hessian H = V Λ V' of -log π at the mode: its columns are the design's
+    axes in φ. ValueError when H is not positive definite."""
+    hessian = np.atleast_2d(np.asarray(hessian, dtype=float))
+    values, vectors = np.linalg.eigh(hessian)
+    if not np.all(values > 0):
+        raise ValueError(f"the Hessian at the mode is not positive definite (eigenvalues {values})")
+    return vectors / np.sqrt(values)
+
+
+def scalings(z: np.ndarray, s_pos: np.ndarray, s_neg: np.ndarray) -> np.ndarray:
+    """The skewness correction's scaling of each coordinate of z (..., m): s⁺ where it is positive, s⁻
+    where negative, their mean where 0 (the trapezoid rule across the kink)."""
+    return np.where(z > 0, s_pos, np.where(z < 0, s_neg, (s_pos + s_neg) / 2))
+
+
 def integration_points(mode: np.ndarray, hessian: np.ndarray, log_density: Callable[[np.ndarray], float],
                        kind: str = "auto", skew: bool = True, **design_options) -> IntegrationPoints:
     """Points and weights that integrate over π(φ | y), given its mode (m,), the Hessian (m, m) of
@@ -137,10 +153,7 @@ def integration_points(mode: np.ndarray, hessian: np.ndarray, log_density: Calla
     both sides of the mode along an axis (a mode on a boundary): the caller says which."""
     mode = np.asarray(mode, dtype=float)
     m = mode.size
-    values, vectors = np.linalg.eigh(np.asarray(hessian, dtype=float).reshape(m, m))
-    if not np.all(values > 0):
-        raise ValueError(f"the Hessian at the mode is not positive definite (eigenvalues {values})")
-    to_phi = vectors / np.sqrt(values)                 # V Λ^(-1/2): columns are the axes
+    to_phi = axes(np.asarray(hessian, dtype=float).reshape(m, m))
     at_mode = float(log_density(mode))
     s_pos, s_neg = np.ones(m), np.ones(m)
     if skew:
@@ -152,7 +165,7 @@ def integration_points(mode: np.ndarray, hessian: np.ndarray, log_density: Calla
                                      "the mode is on a boundary or the Hessian is wrong")
                 s[k] = 1.0 / np.sqrt(fall)
     d = design(m, kind, **design_options)
-    scale = np.where(d.z > 0, s_pos, np.where(d.z < 0, s_neg, (s_pos + s_neg) / 2))
+    scale = scalings(d.z, s_pos, s_neg)
     phi = mode + (d.z * scale) @ to_phi.T
     log_pi = np.array([at_mode if not z.any() else float(log_density(p)) for z, p in zip(d.z, phi)])
     log_w = np.log(d.delta) + np.log(scale).sum(axis=1) + log_pi - log_pi.max()

@@ -23,6 +23,7 @@ from scipy.special import ndtr
 
 from ...model.cells import Cells
 from ..fit import Fit, ParameterDraws, rank_problems, varcorr_frame
+from .design import axes, scalings
 from .hyper import Hyperparameters, hyperparameters
 from .latent import DenseSystem, SparseSystem
 from .posterior import reporting_matrix
@@ -114,7 +115,7 @@ class InlaFit(Fit):
     @cached_property
     def hyper(self) -> Hyperparameters:
         """The hyperparameters' layout and maps."""
-        return hyperparameters(self.cells, self.engine.priors)
+        return hyperparameters(self.design, self._data)
 
     @cached_property
     def _R(self) -> np.ndarray:
@@ -168,9 +169,13 @@ class InlaFit(Fit):
         if factor == 1:
             return self._normal_draws(j, n, rng)[0]
         X, log_g = self._normal_draws(j, n * factor, rng)
-        log_w = self._posterior.log_joint(self.phi[j], X) - log_g
-        w = np.exp(log_w - log_w.max())
+        w = self._importance_weights(j, X, log_g)
         return X[:, rng.choice(X.shape[1], n, p=w / w.sum())]
+
+    def _importance_weights(self, j: int, X: np.ndarray, log_g: np.ndarray) -> np.ndarray:
+        """p(y, x | φ_j) / G(x) for draws X (d, n) of the Gaussian at point j, scaled to a largest of 1, (n,)."""
+        log_w = self._posterior.log_joint(self.phi[j], X) - log_g
+        return np.exp(log_w - log_w.max())
 
     @cached_property
     def _posterior(self):
@@ -189,8 +194,7 @@ class InlaFit(Fit):
             return {"factor": 1, "ess": 1.0}
         j = int(np.argmax(self.weights))
         X, log_g = self._normal_draws(j, PILOT, np.random.default_rng(self.engine.seed))
-        log_w = self._posterior.log_joint(self.phi[j], X) - log_g
-        w = np.exp(log_w - log_w.max())
+        w = self._importance_weights(j, X, log_g)
         ess = float(w.sum() ** 2 / (w @ w) / PILOT)
         factor = 1 if ess >= GOOD_ESS else int(min(np.ceil(1 / ess), MAX_OVERSAMPLING))
         return {"factor": factor, "ess": ess}
@@ -224,9 +228,8 @@ class InlaFit(Fit):
     def hyper_samples(self, n: int = 20_000) -> np.ndarray:
         """Draws of the reported hyperparameters (n, r) from the skewness-corrected Gaussian of the
         design (seed 0)."""
-        values, vectors = np.linalg.eigh(self.hessian)
         z = np.random.default_rng(0).standard_normal((n, len(self.mode)))
-        phi = self.mode + (z * np.where(z > 0, self.s_pos, self.s_neg)) @ (vectors / np.sqrt(values)).T
+        phi = self.mode + (z * scalings(z, self.s_pos, self.s_neg)) @ axes(self.hessian).T
         return self.hyper.reported(phi)
 
     def hyper_table(self) -> pd.DataFrame:
@@ -252,9 +255,8 @@ class InlaFit(Fit):
             K = term.K
             sds.append(mean[start:start + K])
             cor = np.eye(K)
-            rows, cols = np.tril_indices(K, -1)
-            order = np.lexsort((rows, cols))
-            cor[rows[order], cols[order]] = cor[cols[order], rows[order]] = mean[start + K:start + K + term.n_corr]
+            rows, cols = term.correlation_pairs()
+            cor[rows, cols] = cor[cols, rows] = mean[start + K:start + K + term.n_corr]
             cors.append(cor)
             start += K + term.n_corr
         return varcorr_frame(design.group_names, [design.effect_names(k) for k in range(len(sds))], sds, cors,

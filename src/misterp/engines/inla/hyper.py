@@ -94,24 +94,28 @@ class DecovTerm:
         lkj = sum((self.K - i - 1) * np.log(C[..., i, i]) for i in range(1, self.K))
         return out + math.log(math.factorial(self.K - 1)) + jac_pi + jac_c + lkj  # Dirichlet(1)'s log Γ(K)
 
-    def reported(self, T: np.ndarray) -> np.ndarray:
-        """The sds (K) then the correlations (K(K-1)/2, column by column of the lower triangle) of
-        T T', (..., K + K(K-1)/2)."""
-        cov = T @ np.swapaxes(T, -1, -2)
-        sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+    def correlation_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of the correlations as :meth:`reported` lists them: the lower triangle, column by
+        column, (K(K-1)/2,) each."""
         rows, cols = np.tril_indices(self.K, -1)
         order = np.lexsort((rows, cols))
-        cor = cov[..., rows[order], cols[order]] / (sd[..., rows[order]] * sd[..., cols[order]])
+        return rows[order], cols[order]
+
+    def reported(self, T: np.ndarray) -> np.ndarray:
+        """The sds (K) then the correlations (K(K-1)/2, :meth:`correlation_pairs`) of T T',
+        (..., K + K(K-1)/2)."""
+        cov = T @ np.swapaxes(T, -1, -2)
+        sd = np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
+        rows, cols = self.correlation_pairs()
+        cor = cov[..., rows, cols] / (sd[..., rows] * sd[..., cols])
         return np.concatenate([sd, cor], axis=-1)
 
     def labels(self, name: str, effects: list[str]) -> list[str]:
         """The names of :meth:`reported`'s columns for the term ``name``."""
         if self.K == 1:
             return [f"sd for {name}"]
-        rows, cols = np.tril_indices(self.K, -1)
-        order = np.lexsort((rows, cols))
         return [f"sd for {name} {e}" for e in effects] + [
-            f"cor for {name} ({effects[c]}, {effects[r]})" for r, c in zip(rows[order], cols[order])]
+            f"cor for {name} ({effects[c]}, {effects[r]})" for r, c in zip(*self.correlation_pairs())]
 
 
 class Hyperparameters:
@@ -172,12 +176,9 @@ class Hyperparameters:
         return np.concatenate(parts + [np.zeros(phi.shape[:-1] + (0,))], axis=-1)
 
 
-def hyperparameters(cells, priors) -> Hyperparameters:
-    """The hyperparameters of the bayes engine's model on ``cells`` with ``priors``."""
-    from ..bayes import model_data
-
-    design = cells.design
-    data = model_data(cells, priors, likelihood="cells")
+def hyperparameters(design, data: dict) -> Hyperparameters:
+    """The hyperparameters of the bayes engine's model of ``design``, with its model data ``data``
+    (:func:`misterp.engines.bayes.model_data`: the sd scale, and a gaussian's aux scale)."""
     return Hyperparameters(design.n_effects, list(design.group_names),
                            [design.effect_names(k) for k in range(len(design.group_terms))],
                            float(data["sd_scale"]), data["aux_scale"])

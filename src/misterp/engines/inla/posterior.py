@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from ...model.cells import Cells
 from ..bayes import Priors, model_data
 from ..linalg import Elimination
-from .hyper import Hyperparameters
+from .hyper import hyperparameters
 from .latent import DenseSystem, SparseSystem
 
 # misterp fit's default engine is inla up to this many latent effects, laplace above: on 3,050 counties
@@ -58,11 +58,6 @@ class Inner:
     eta: np.ndarray
     system: DenseSystem | SparseSystem
     laplace: float
-
-    @property
-    def chol(self) -> np.ndarray:
-        """H's dense lower Cholesky factor (a dense system's)."""
-        return self.system.chol
 
 
 class HyperPosterior:
@@ -90,10 +85,11 @@ class HyperPosterior:
         self.p = self.F.shape[1]
         self.d = self.p + self.q
         self.offset = cells.offset
-        self._effects(design, float(data["sd_scale"]))
+        self.hyper = hyperparameters(design, data)
+        self._effects(design)
         self.constant = float(self.family.log_constant(self.stats).sum())
 
-    def _effects(self, design, sd_scale: float) -> None:
+    def _effects(self, design) -> None:
         """Z (sparse), each cell's entries (cols, vals: (E, n_cells)), Z'WZ's sparse map and each term's
         hyperparameters, levels, effects and positions in Q."""
         table = self.cells.table
@@ -109,9 +105,6 @@ class HyperPosterior:
         # pairs of H^-1's entry times the product is its leverage's b part
         self.pair_value = sp.csr_matrix((value, (np.arange(len(flat)), cell)), shape=(len(flat), n))
         self.pairs_flat, self.pairs_cell, self.pairs_product = flat, cell, value
-        self.hyper = Hyperparameters(design.n_effects, list(design.group_names),
-                                     [design.effect_names(k) for k in range(len(design.group_terms))], sd_scale,
-                                     self.aux_scale)
         self.phi_slices = self.hyper.slices
         self.blocks, start = [], 0
         for K, J in zip(design.n_effects, design.n_levels):
@@ -357,11 +350,6 @@ class HyperPosterior:
     def _leverage(self, system) -> np.ndarray:
         """Each cell's a_c' H^-1 a_c, (n_cells,), without forming A (:mod:`.latent`)."""
         return system.leverage(self.F, self.cols, self.vals, self.lev_pairs)
-
-    # -- mapping to reported coefficients ---------------------------------------------
-    def to_reported(self) -> np.ndarray:
-        """R (d, d) with x R = the coefficients as a Fit lays them out (see :func:`reporting_matrix`)."""
-        return reporting_matrix(self.cells.design.fixed_names, self.xbar, self.q)
 
 
 def reporting_matrix(fixed_names: list[str], xbar: np.ndarray, q: int) -> np.ndarray:
