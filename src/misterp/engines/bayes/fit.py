@@ -13,6 +13,7 @@ import pandas as pd
 from ...model.cells import Cells
 from ..diagnostics import summarize
 from ..fit import Fit, ParameterDraws, correlations, rank_problems, varcorr_frame
+from .model import uncentring
 
 if TYPE_CHECKING:  # engine.py imports this module
     from .engine import BayesEngine
@@ -69,16 +70,10 @@ class BayesFit(Fit):
 
     def coef_draws(self) -> np.ndarray:
         """Draws of the fixed effects as reported (uncentred intercept), (n_draws, n_fixed)."""
-        n_draws = self.n_draws
+        n_draws, names = self.n_draws, self.design.fixed_names
         beta = self._flat("beta") if "beta" in self.samples else np.zeros((n_draws, 0))
-        columns, j = [], 0
-        for name in self.design.fixed_names:
-            if name == "(Intercept)":
-                columns.append(self._flat("alpha") - beta @ self.xbar)
-            else:
-                columns.append(beta[:, j])
-                j += 1
-        return np.column_stack(columns) if columns else np.zeros((n_draws, 0))
+        alpha = self._flat("alpha").reshape(n_draws, 1) if "(Intercept)" in names else np.zeros((n_draws, 0))
+        return np.hstack([alpha, beta]) @ uncentring(names, self.xbar)
 
     def term_factors(self) -> list[np.ndarray]:
         """Per grouping term, draws of the factor T of its effects' covariance T T', (n_draws, K, K)."""

@@ -93,6 +93,27 @@ def model_data(cells: Cells, priors, likelihood: str = "auto") -> dict:
     return data
 
 
+def uncentring(fixed_names: list[str], xbar: np.ndarray) -> np.ndarray:
+    """M (p, p) with (alpha, beta) M = the fixed effects as a Fit reports them: in the design's order, the
+    intercept uncentred (alpha - x-bar' beta, rstanarm's, continuous.stan:263-265), alpha the intercept
+    of the centred predictors (absent without an intercept) and beta the other coefficients in order.
+
+    >>> uncentring(["(Intercept)", "x"], np.array([2.0])).tolist()
+    [[1.0, 0.0], [-2.0, 1.0]]
+    """
+    p = len(fixed_names)
+    M = np.zeros((p, p))
+    j = int("(Intercept)" in fixed_names)
+    for col, name in enumerate(fixed_names):
+        if name == "(Intercept)":
+            M[0, col] = 1.0
+            M[1:, col] = -np.asarray(xbar, float)
+        else:
+            M[j, col] = 1.0
+            j += 1
+    return M
+
+
 def _moments(cells: Cells, data: dict, likelihood: str):
     """The sufficient statistics when they are asked for, or (auto) when they cost less than the cells."""
     if likelihood not in LIKELIHOODS:

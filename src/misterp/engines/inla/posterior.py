@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from ...model.cells import Cells
 from ..bayes import Priors, model_data
+from ..bayes.model import uncentring
 from ..linalg import Elimination
 from .hyper import hyperparameters
 from .latent import DenseSystem, SparseSystem
@@ -354,22 +355,12 @@ class HyperPosterior:
 
 def reporting_matrix(fixed_names: list[str], xbar: np.ndarray, q: int) -> np.ndarray:
     """R (d, d), d = p + q, such that x R lays out latent x = (alpha, beta, b) as a Fit's coefficients: the
-    fixed effects in the design's order with the intercept uncentred (alpha - x-bar' beta, as the bayes
-    engine reports it), then b."""
+    fixed effects as the bayes engine reports them (:func:`misterp.engines.bayes.model.uncentring`), then b."""
     p = len(fixed_names)
-    has_intercept = "(Intercept)" in fixed_names
     R = np.zeros((p + q, p + q))
-    j = int(has_intercept)
-    for col, name in enumerate(fixed_names):
-        if name == "(Intercept)":
-            R[0, col] = 1.0
-            R[1:p, col] = -np.asarray(xbar, float)
-        else:
-            R[j, col] = 1.0
-            j += 1
+    R[:p, :p] = uncentring(fixed_names, xbar)
     R[p:, p:] = np.eye(q)
     return R
-
 
 
 def latent_size(cells: Cells) -> int:
