@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from misterp.engines.inla.hyper import DecovTerm, Hyperparameters
+from misterp.engines.inla.hyper import Hyperparameters
+from misterp.engines.terms import DecovTerm
 
 
 def test_tau_and_simplex_densities_integrate_to_one():
@@ -43,12 +44,13 @@ def test_factor_is_the_bayes_engines_decov_factor():
     T = term.factor(phi, 1.5)
     assert T == pytest.approx(np.sqrt(2 * pi)[:, None] * 0.5 * 2.0 * 1.5 * C)
     cov = T @ T.T
-    sd0, sd1, cor = term.reported(T)
+    sd0, sd1, cor = term.reported(phi, 1.5)
     assert (sd0, sd1, cor) == pytest.approx((np.sqrt(cov[0, 0]), np.sqrt(cov[1, 1]), cov[1, 0] / np.sqrt(cov[0, 0] * cov[1, 1])))
 
 
 def test_layout_and_labels():
-    h = Hyperparameters([1, 2], ["g", "s"], [["(Intercept)"], ["(Intercept)", "x"]], 1.0, 2.0)
+    h = Hyperparameters([DecovTerm(1, 1.0), DecovTerm(2, 1.0)], ["g", "s"], [["(Intercept)"], ["(Intercept)", "x"]],
+                        2.0)
     assert h.m == 5 and [sl.stop for sl in h.slices] == [1, 4]
     assert h.labels == ["sd for g", "sd for s (Intercept)", "sd for s x", "cor for s ((Intercept), x)",
                         "sd of the residuals (sigma)"]

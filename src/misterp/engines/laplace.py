@@ -68,6 +68,8 @@ class LaplaceEngine:
         return fit
 
     def _fit(self, cells: Cells, start: np.ndarray | None, u0: np.ndarray | None) -> "MixedFit":
+        if any(g.structured for g in cells.design.group_terms):
+            return structured_fit(cells)
         if cells.family.profiled:
             return lmm_fit(cells, self.reml, self.singular_tol, start)
         if not Structure.of(cells.design).simple:
@@ -82,6 +84,18 @@ class LaplaceEngine:
         return MixedFit(cells=cells, theta=params[:T], beta=params[T:], u=state.u[0],
                         objective=float(state.objective[0]), info=info,
                         cov=joint_covariance(prob, state), singular_tol=self.singular_tol, reml=False)
+
+
+def structured_fit(cells: Cells):
+    """A model with structured terms (``rw1(age)``, ``bym2(state)``), which lme4 cannot fit: the mode of the
+    hyperparameters' Laplace-approximated posterior under the bayes engine's priors (every sd exponential(1),
+    rho's priors, :mod:`misterp.engines.terms`), the effects integrated out, and draws from the normal
+    approximation of the effects there. It is the inla engine's posterior at its mode alone (R-INLA's
+    empirical Bayes), so that the two engines share one hyperparameter posterior; the priors keep every
+    mode off a zero variance and off rho = 0 or 1."""
+    from .inla import InlaEngine
+
+    return InlaEngine(design="mode", correction=False, skew=False).fit_unwarned(cells)
 
 
 def lmm_fit(cells: Cells, reml: bool, singular_tol: float = SINGULAR_TOL,

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import checks
+from ..data.adjacency import Adjacency
 from ..data.frame import Frame
 from ..data.survey import Survey
 from ..data.tables import require_columns
@@ -29,6 +30,7 @@ from ..errors import MisterpInputError
 from .design import Design, Levels, offset_values
 from .family import DEFAULT_FAMILY, Family, as_family
 from .formula import Formula, parse_formula
+from .terms import build_structures
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,10 @@ class Cells:
 
     @classmethod
     def build(cls, formula: Formula, table: pd.DataFrame, stats: dict, family: Family,
-              row_constant: float = 0.0) -> "Cells":
-        """Cells from their predictor table and statistics: the design is learned from ``table``."""
-        design = Design.learn(formula, table)
+              row_constant: float = 0.0, structures: dict | None = None) -> "Cells":
+        """Cells from their predictor table and statistics: the design is learned from ``table`` (and a
+        structured term's levels from ``structures``)."""
+        design = Design.learn(formula, table, structures)
         return cls(design, table, stats, design.fixed_matrix(table), design.group_index(table),
                    design.offset(table), family, row_constant)
 
@@ -86,11 +89,12 @@ def as_formula(formula) -> Formula:
     return formula if isinstance(formula, Formula) else parse_formula(formula)
 
 
-def collapse(survey: Survey, formula, family: Family | str = DEFAULT_FAMILY) -> Cells:
+def collapse(survey: Survey, formula, family: Family | str = DEFAULT_FAMILY, structures: dict | None = None) -> Cells:
     """Collapse ``survey`` into cells of the formula's predictors.
 
     The survey must already be complete in the formula's columns (see
-    :meth:`Survey.complete`).
+    :meth:`Survey.complete`). ``structures`` gives the structured terms' levels
+    (:func:`misterp.model.terms.build_structures`; by default the survey's own).
 
     Examples
     --------
@@ -116,7 +120,7 @@ def collapse(survey: Survey, formula, family: Family | str = DEFAULT_FAMILY) -> 
         codes, table = np.zeros(len(data), dtype=np.int64), pd.DataFrame(index=[0])
     stats = family.cell_stats(rows, codes, len(table))
     family.check_cell_stats(stats, formula.response)
-    return Cells.build(formula, table, stats, family, rows.constant)
+    return Cells.build(formula, table, stats, family, rows.constant, structures)
 
 
 def check_frame(cells: Cells, frame: Frame) -> None:
@@ -130,10 +134,14 @@ def check_frame(cells: Cells, frame: Frame) -> None:
 
 
 def prepare(survey: Survey, frame: Frame | None, formula, drop_missing: bool = False,
-            family: Family | str = DEFAULT_FAMILY) -> tuple[Cells, list[str]]:
+            family: Family | str = DEFAULT_FAMILY, order: dict | None = None,
+            adjacency: Adjacency | None = None) -> tuple[Cells, list[str]]:
     """Validate survey and frame against the formula, then collapse.
 
     Returns the cells and a list of notes for the user (such as rows dropped).
+    A structured term takes its levels from the survey and the frame, in
+    ``order`` (column -> levels) where given, and a spatial one its neighbours
+    from ``adjacency`` (:mod:`misterp.model.terms`).
 
     Examples
     --------
@@ -149,7 +157,12 @@ def prepare(survey: Survey, frame: Frame | None, formula, drop_missing: bool = F
     require_columns(survey.data, formula.columns, "survey")
     survey, dropped = survey.complete(formula.columns, drop_missing)
     notes = [f"dropped {dropped} survey row(s) with missing values"] if dropped else []
-    cells = collapse(survey, formula, family)
+    structures = None
+    if any(g.structured for g in formula.groups) or order:
+        structures, more = build_structures(formula, survey.data, None if frame is None else frame.data, order,
+                                            adjacency)
+        notes += more
+    cells = collapse(survey, formula, family, structures)
     if frame is not None:
         check_frame(cells, frame)
     return cells, notes

@@ -32,6 +32,7 @@ from ..data.checks import unseen_fixed_level
 from ..data.tables import describe_rows
 from ..errors import MisterpInputError
 from .formula import Formula
+from .terms import build_structures
 
 
 def _is_numeric(series: pd.Series) -> bool:
@@ -79,6 +80,11 @@ class Levels:
         levels = cls(tuple(columns), per_column, np.zeros(0, dtype=np.int64))
         keys, position = np.unique(levels._combined(data), return_inverse=True)
         return cls(tuple(columns), per_column, keys), position
+
+    @classmethod
+    def of(cls, column: str, values) -> "Levels":
+        """Every one of ``values`` (in their order) as the levels of one column, seen or not."""
+        return cls((column,), (pd.Index(list(values)),), np.arange(len(values), dtype=np.int64))
 
     def _combined(self, data: pd.DataFrame, cache: dict | None = None) -> np.ndarray:
         """Mixed-radix code of each row (-1 where a value is unseen); ``cache`` keeps column codes."""
@@ -138,6 +144,10 @@ class Design:
         Columns of the formula's X that the survey cannot estimate (a
         combination with no respondents, or one column a sum of others):
         left out of X, as lme4 drops them, so their coefficients are 0.
+    structures : dict[str, Structure]
+        Each structured term's (``rw1(age)``, ``bym2(state)``) levels and
+        structure, by term name (:mod:`misterp.model.terms`): its levels are
+        all of the structure's, with or without respondents.
     """
 
     formula: Formula
@@ -147,10 +157,14 @@ class Design:
     fixed_names: list
     slope_levels: dict = field(default_factory=dict)
     dropped: tuple = ()
+    structures: dict = field(default_factory=dict)
 
     @classmethod
-    def learn(cls, formula: Formula, data: pd.DataFrame) -> "Design":
-        """Learn levels from ``data`` (the survey, or its cells)."""
+    def learn(cls, formula: Formula, data: pd.DataFrame, structures: dict | None = None) -> "Design":
+        """Learn levels from ``data`` (the survey, or its cells); a structured term's levels come from
+        ``structures`` (by default :func:`misterp.model.terms.build_structures` on ``data`` alone)."""
+        if structures is None:
+            structures = build_structures(formula, data)[0] if any(g.structured for g in formula.groups) else {}
         categorical = {}
         for term in formula.fixed:
             for col, as_factor in zip(term.columns, term.as_factor):
@@ -158,7 +172,8 @@ class Design:
                     categorical[col] = _sorted_values(data[col])
         # one sorted value index per column, shared by every term that uses it
         shared = {c: _sorted_values(data[c]) for g in formula.groups for c in g.columns}
-        levels = [Levels.learn(data, g.columns, shared)[0] for g in formula.groups]
+        levels = [Levels.learn(data, g.columns, shared)[0] if not g.structured else
+                  Levels.of(g.columns[0], structures[g.name].levels) for g in formula.groups]
         # lme4 (mkReTrms) reorders only when some term has more levels than the one before it,
         # then by decreasing number of levels, ties in reverse formula order
         order = list(range(len(levels)))
@@ -168,12 +183,17 @@ class Design:
         slope_levels = {c: _sorted_values(data[c]) for g in formula.groups for c, f in g.slopes
                         if f or not _is_numeric(data[c])}
         design = cls(formula, categorical, tuple(formula.groups[k] for k in order), tuple(levels[k] for k in order),
-                     names, slope_levels)
+                     names, slope_levels, (), dict(structures))
         keep = _estimable(design.fixed_matrix(data))
         if keep.all():
             return design
         return cls(design.formula, categorical, design.group_terms, design.group_levels,
-                   [n for n, k in zip(names, keep) if k], slope_levels, tuple(n for n, k in zip(names, keep) if not k))
+                   [n for n, k in zip(names, keep) if k], slope_levels, tuple(n for n, k in zip(names, keep) if not k),
+                   dict(structures))
+
+    def structure(self, term: int):
+        """The :class:`misterp.model.terms.Structure` of grouping term ``term``, or None for an iid term."""
+        return self.structures.get(self.group_terms[term].name) if self.group_terms[term].structured else None
 
     @property
     def level_columns(self) -> list[str]:

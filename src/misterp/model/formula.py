@@ -5,7 +5,8 @@ Supported: ``y ~ 1 + x + factor(z) + a:b + a*b + offset(o) + (1|g) + (1|a:b) + (
 Random slopes as lme4 writes them: ``(1 + x|g)`` and ``(x|g)`` (correlated with the
 intercept), ``(0 + x|g)`` (a slope alone), ``(x || g)`` (uncorrelated: ``(1|g) + (0 + x|g)``),
 with x a numeric column or ``factor(z)`` (one effect per contrast, or per level without
-an intercept).
+an intercept). Structured random intercepts: ``rw1(age)``, ``rw2(age)``, ``ar1(age)`` over
+ordered levels and ``icar(state)``, ``bym2(state)`` over areas (:mod:`misterp.model.terms`).
 
 Example
 -------
@@ -23,6 +24,8 @@ from ..errors import MisterpInputError
 
 _NAME = r"[A-Za-z_.][A-Za-z0-9_.]*"
 _NAME_RE = re.compile(rf"^{_NAME}$")
+STRUCTURED_KINDS = ("rw1", "rw2", "ar1", "icar", "bym2")
+_STRUCTURED_RE = re.compile(rf"({'|'.join(STRUCTURED_KINDS)})\(\s*({_NAME})\s*\)")
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,16 @@ class GroupTerm:
     columns: tuple[str, ...]
     effects: tuple[str, ...] = ("(Intercept)",)
     as_factor: tuple[bool, ...] = (False,)
+    kind: str = "iid"  # or a structured prior over the levels: "rw1", "rw2", "ar1", "icar", "bym2"
 
     @property
     def name(self) -> str:
-        return ":".join(self.columns)
+        joined = ":".join(self.columns)
+        return joined if self.kind == "iid" else f"{self.kind}({joined})"
+
+    @property
+    def structured(self) -> bool:
+        return self.kind != "iid"
 
     @property
     def intercept(self) -> bool:
@@ -201,6 +210,8 @@ def parse_formula(text: str) -> Formula:
     >>> f = parse_formula("y ~ male + (1 + male | state) + offset(log(e))")
     >>> f.response, [g.effects for g in f.groups], f.offset, f.offset_log
     ('y', [('(Intercept)', 'male')], 'e', True)
+    >>> [g.name for g in parse_formula("y ~ rw1(age) + (1|state)").groups]
+    ['rw1(age)', 'state']
     """
     if not isinstance(text, str) or text.count("~") != 1:
         raise _fail(str(text), "it needs exactly one '~' between the outcome and the predictors")
@@ -227,6 +238,10 @@ def parse_formula(text: str) -> Formula:
             raise _fail(text, f"removing the term {piece!r} with '-' is not supported")
         if piece.startswith("(") and piece.endswith(")"):
             groups += _group_terms(text, piece[1:-1].strip())
+            continue
+        structured = _STRUCTURED_RE.fullmatch(piece)
+        if structured:
+            groups.append(GroupTerm((structured.group(2),), kind=structured.group(1)))
             continue
         m = re.fullmatch(rf"offset\(\s*(log\(\s*)?({_NAME})\s*(\)\s*)?\)", piece)
         if m and bool(m.group(1)) == bool(m.group(3)):

@@ -86,7 +86,7 @@ def model_data(cells: Cells, priors, likelihood: str = "auto") -> dict:
         "term_of_level": np.repeat(np.arange(len(sizes)), sizes), "n_terms": len(sizes),
         "stats": cells.stats, "family": cells.family, "slopes": None,
     }
-    if np.any(design.n_effects > 1) or not all(g.intercept for g in design.group_terms):
+    if np.any(design.n_effects > 1) or not all(g.intercept and not g.structured for g in design.group_terms):
         data["slopes"] = _slope_data(cells)
         data["term_of_level"] = np.zeros(design.n_random, dtype=int)  # the effects' count, for n_effects
     data["moments"] = _moments(cells, data, likelihood)
@@ -140,7 +140,23 @@ def _slope_data(cells: Cells) -> dict:
     design = cells.design
     cols, vals = design.random_entries(cells.table)
     return {"cols": cols.T, "vals": vals.T, "n_effects": tuple(int(k) for k in design.n_effects),
-            "n_levels": tuple(int(j) for j in design.n_levels)}
+            "n_levels": tuple(int(j) for j in design.n_levels),
+            "structures": tuple(_structure_data(design.structure(k)) for k in range(len(design.group_terms)))}
+
+
+def _structure_data(structure) -> dict | None:
+    """A structured term's arrays for :func:`_term_effects`: its kind, the constrained field's basis (rw1, rw2,
+    icar, bym2's phi), and bym2's connected areas and scaling factors."""
+    if structure is None:
+        return None
+    out = {"kind": structure.kind}
+    if structure.kind != "ar1":
+        out["basis"] = structure.field_basis(islands=structure.kind != "bym2")
+    if structure.kind == "bym2":
+        connected = np.ones(structure.n_levels)
+        connected[structure.islands] = 0.0
+        out.update(connected=connected, scale=structure.scale_factors)
+    return out
 
 
 def model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, intercept_loc, aux_scale, sd_scale, cols,
@@ -160,7 +176,7 @@ def model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, intercep
     if slopes is not None:
         alpha = numpyro.sample("alpha", dist.Normal(intercept_loc, intercept_scale)) if has_intercept else 0.0
         beta = numpyro.sample("beta", dist.Normal(0.0, jnp.asarray(coef_scale))) if Xc.shape[1] else None
-        b = _decov_effects(slopes, sd_scale, aux)
+        b = _term_effects(slopes, sd_scale, aux)
     else:
         sigma, b = None, None
         if n_terms:
@@ -194,22 +210,35 @@ def model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, intercep
     family.numpyro_likelihood(stats, eta, dispersion=aux ** 2)
 
 
-def _decov_effects(slopes: dict, sd_scale: float, aux):
-    """rstanarm's decov prior, non-centred: per term, tau ~ gamma(1, 1) sets the trace
-    K (sd_scale tau aux)^2, a simplex pi ~ Dirichlet(1) splits it into variances, the
-    correlations' Cholesky factor is LKJ(1); a level's effects are T z, T = diag(sqrt(pi trace)) C,
-    z ~ N(0, I). Stores each T as ``factor_<k>`` and the effects as ``b``."""
+def _term_effects(slopes: dict, sd_scale: float, aux):
+    """Every term's effects, non-centred, as ``b``; each term's factor T (its sd for a structured term) as
+    ``factor_<k>``. Per term, tau ~ gamma(1, 1) sets the sd s = sd_scale tau aux.
+
+    - rstanarm's decov prior: s^2 K is the trace, a simplex pi ~ Dirichlet(1) splits it into variances,
+      the correlations' Cholesky factor is LKJ(1); a level's effects are T z, T = diag(sqrt(pi K)) s C.
+    - rw1, rw2, icar: b = s B z, B the constrained field's basis (:meth:`misterp.model.terms.Structure.field_basis`);
+    - ar1: b = s L(rho) z, L the Cholesky factor of rho^|i - j|, rho ~ uniform(-1, 1), as ``rho_<k>``;
+    - bym2: b = s (sqrt(1 - rho) theta + sqrt(rho / scale) B z), an island's b = s theta, rho ~ beta(1/2, 1/2).
+    """
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
     n_terms = len(slopes["n_effects"])
     tau = numpyro.sample("tau", dist.Gamma(jnp.ones(n_terms), 1.0))
-    z = numpyro.sample("z", dist.Normal(jnp.zeros(sum(K * J for K, J in zip(slopes["n_effects"], slopes["n_levels"]))),
-                                        1.0))
+    structures = slopes.get("structures") or (None,) * n_terms
+    sizes = [K * J if st is None else _field_size(st, J) for K, J, st in zip(slopes["n_effects"], slopes["n_levels"],
+                                                                             structures)]
+    z = numpyro.sample("z", dist.Normal(jnp.zeros(sum(sizes)), 1.0))
     pieces, start = [], 0
-    for k, (K, J) in enumerate(zip(slopes["n_effects"], slopes["n_levels"])):
+    for k, (K, J, st) in enumerate(zip(slopes["n_effects"], slopes["n_levels"], structures)):
         scale = sd_scale * tau[k] * aux
+        zk = z[start:start + sizes[k]]
+        start += sizes[k]
+        if st is not None:
+            numpyro.deterministic(f"factor_{k}", jnp.reshape(scale, (1, 1)))
+            pieces.append(scale * _unit_field(k, st, zk, J))
+            continue
         if K == 1:
             T = jnp.reshape(scale, (1, 1))
         else:
@@ -217,6 +246,34 @@ def _decov_effects(slopes: dict, sd_scale: float, aux):
             C = numpyro.sample(f"corr_{k}", dist.LKJCholesky(K, 1.0))
             T = jnp.sqrt(pi * K)[:, None] * scale * C
         numpyro.deterministic(f"factor_{k}", T)
-        pieces.append((z[start:start + J * K].reshape(J, K) @ T.T).ravel())
-        start += J * K
+        pieces.append((zk.reshape(J, K) @ T.T).ravel())
     return numpyro.deterministic("b", jnp.concatenate(pieces))
+
+
+def _field_size(structure: dict, J: int) -> int:
+    """The standard normals a structured term takes: the basis's columns, J for ar1, J + columns for bym2."""
+    if structure["kind"] == "ar1":
+        return J
+    return structure["basis"].shape[1] + (J if structure["kind"] == "bym2" else 0)
+
+
+def _unit_field(k: int, structure: dict, z, J: int):
+    """A structured term's effects at sd 1 from its standard normals z (:func:`_field_size`), (J,)."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    kind = structure["kind"]
+    if kind in ("rw1", "rw2", "icar"):
+        return jnp.asarray(structure["basis"]) @ z
+    if kind == "ar1":
+        rho = numpyro.sample(f"rho_{k}", dist.Uniform(-1.0, 1.0))
+        powers = jnp.concatenate([jnp.ones(1), jnp.cumprod(jnp.full(J - 1, rho))])   # rho^0 .. rho^(J-1)
+        lag = np.subtract.outer(np.arange(J), np.arange(J))
+        first = np.arange(J)[None, :] == 0
+        L = jnp.where(lag >= 0, powers[np.maximum(lag, 0)], 0.0) * jnp.where(first, 1.0, jnp.sqrt(1.0 - rho ** 2))
+        return L @ z
+    rho = numpyro.sample(f"rho_{k}", dist.Beta(0.5, 0.5))
+    connected, theta = jnp.asarray(structure["connected"]), z[:J]
+    phi = jnp.asarray(structure["basis"]) @ z[J:]
+    return jnp.sqrt(1.0 - rho * connected) * theta + jnp.sqrt(rho / jnp.asarray(structure["scale"])) * connected * phi

@@ -91,7 +91,10 @@ def _xors(indices: list[int], size: int) -> set[int]:
 
 def design(m: int, kind: str = "auto", f0: float = F0, step: float = GRID_STEP,
            extent: float = GRID_EXTENT) -> Design:
-    """The standardised points and weights for m hyperparameters ("auto": grid for m ≤ 2, else ccd)."""
+    """The standardised points and weights for m hyperparameters ("auto": grid for m ≤ 2, else ccd; "mode":
+    the mode alone, R-INLA's empirical Bayes)."""
+    if kind == "mode":
+        return Design(np.zeros((1, m)), np.ones(1))
     if m < 1:
         raise ValueError("the design needs at least one hyperparameter")
     kind = ("grid" if m <= 2 else "ccd") if kind == "auto" else kind
@@ -113,7 +116,7 @@ def design(m: int, kind: str = "auto", f0: float = F0, step: float = GRID_STEP,
         delta = np.full(n, np.exp(m * f0 ** 2 / 2) / ((n - 1) * (f0 ** 2 - 1)))
         delta[0] = 1.0
         return Design(z, delta)
-    raise ValueError(f"design kind must be 'auto', 'grid' or 'ccd', not {kind!r}")
+    raise ValueError(f"design kind must be 'auto', 'grid', 'ccd' or 'mode', not {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def integration_points(mode: np.ndarray, hessian: np.ndarray, log_density: Calla
     to_phi = axes(np.asarray(hessian, dtype=float).reshape(m, m))
     at_mode = float(log_density(mode))
     s_pos, s_neg = np.ones(m), np.ones(m)
-    if skew:
+    if skew and kind != "mode":
         for k in range(m):
             for sign, s in ((1.0, s_pos), (-1.0, s_neg)):
                 fall = at_mode - float(log_density(mode + sign * np.sqrt(2.0) * to_phi[:, k]))

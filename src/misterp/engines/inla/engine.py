@@ -30,9 +30,10 @@ class InlaEngine:
     ----------
     priors : Priors
         The bayes engine's (rstanarm's) priors.
-    design : {"auto", "grid", "ccd"}
+    design : {"auto", "grid", "ccd", "mode"}
         The integration design over the hyperparameters: "auto" takes the grid for up to two and
-        the central composite design above (:mod:`.design`).
+        the central composite design above (:mod:`.design`); "mode" takes the mode alone (R-INLA's
+        empirical Bayes: the laplace engine's fit of structured terms).
     skew : bool
         INLA's skewness correction: different scalings on each side of the mode.
     draws : int
@@ -58,16 +59,20 @@ class InlaEngine:
         """The mode of the hyperparameters' posterior, the design's points and weights around it, and
         the latent field's mode and precision at each point; a warning for each of ``problems()``."""
         with one_blas_thread():
-            try:
-                fit = self._fit(cells)
-            except (FloatingPointError, np.linalg.LinAlgError) as error:
-                raise MisterpInputError(
-                    f"The inla engine's search left the range where its approximation holds ({error}): a variance "
-                    "ran off to 0 or to infinity, as when the fixed effects fit a gaussian outcome exactly or a "
-                    "predictor separates the answers. Check the outcome and the model, or use --engine laplace "
-                    "or --engine bayes.") from error
+            fit = self.fit_unwarned(cells)
         fit.warn_problems()
         return fit
+
+    def fit_unwarned(self, cells: Cells) -> InlaFit:
+        """:meth:`fit` without the warnings, for a caller that gives them itself."""
+        try:
+            return self._fit(cells)
+        except (FloatingPointError, np.linalg.LinAlgError) as error:
+            raise MisterpInputError(
+                f"The search for the hyperparameters' mode left the range where the Laplace approximation holds "
+                f"({error}): a variance ran off to 0 or to infinity, as when the fixed effects fit a gaussian "
+                "outcome exactly or a predictor separates the answers. Check the outcome and the model, or use "
+                "--engine bayes.") from error
 
     def _fit(self, cells: Cells) -> InlaFit:
         post = HyperPosterior(cells, self.priors)

@@ -89,13 +89,18 @@ class InlaFit(Fit):
     engine: "InlaEngine"
 
     kind = "inla"
-    method = "inla"
     # estimate +/- 2 sd of the draws: on the coverage study's designs it held the truth closer to 95% than
     # the draws' central 95% (by group: states 94.3% against 92.9%, worst state 65% against 18%;
     # docs/coverage.md); interval="quantile" gives the central 95%
     interval = "draws"
     unseen = "level"
     point = "mean"
+
+    @property
+    def method(self) -> str:
+        """"inla", or for the hyperparameters' mode alone (the laplace engine's structured terms) the
+        normal approximation there."""
+        return "normal-approx" if self.engine.design == "mode" else "inla"
 
     @property
     def n_draws(self) -> int:
@@ -119,8 +124,8 @@ class InlaFit(Fit):
 
     @cached_property
     def _R(self) -> np.ndarray:
-        return reporting_matrix(self.design.fixed_names, self._data["xbar"],
-                                self.x.shape[1] - len(self.design.fixed_names))
+        post = self._posterior
+        return reporting_matrix(self.design.fixed_names, self._data["xbar"], post.latent_of_column, post.q)
 
     @cached_property
     def factors(self) -> list[np.ndarray]:
@@ -146,11 +151,13 @@ class InlaFit(Fit):
         coef = (np.hstack(pieces).T if pieces else np.zeros((0, self.x.shape[1]))) @ self._R
         return ParameterDraws(coef, [np.repeat(T, counts, axis=0) for T in self.factors])
 
-    def system(self, j: int) -> DenseSystem | SparseSystem:
-        """H at point j, factorised."""
+    def system(self, j: int):
+        """H at point j, factorised, on the terms' constraints (:mod:`.latent`)."""
         if "chol" in self.systems:
-            return DenseSystem(self.systems["chol"][j], len(self.design.fixed_names))
-        return SparseSystem(self.systems["A"][j], self.systems["B"][j], self._elimination, self.systems["c"][j])
+            base = DenseSystem(self.systems["chol"][j], len(self.design.fixed_names))
+        else:
+            base = SparseSystem(self.systems["A"][j], self.systems["B"][j], self._elimination, self.systems["c"][j])
+        return self._posterior.constrained(base)
 
     @cached_property
     def _elimination(self):
@@ -190,8 +197,8 @@ class InlaFit(Fit):
         is at least GOOD_ESS of them (or the likelihood is gaussian, where G is exact), ``factor`` is 1
         and the draws are the Gaussian's; below, each point's draws are resampled from ``factor`` times
         as many (1 / ESS fraction, at most MAX_OVERSAMPLING). Also ``ess``, the pilot's fraction."""
-        if self.family.quadratic(self.cells.stats) is not None:
-            return {"factor": 1, "ess": 1.0}
+        if self.family.quadratic(self.cells.stats) is not None or self.engine.design == "mode":
+            return {"factor": 1, "ess": 1.0}  # exact, or the normal approximation asked for
         j = int(np.argmax(self.weights))
         X, log_g = self._normal_draws(j, PILOT, np.random.default_rng(self.engine.seed))
         w = self._importance_weights(j, X, log_g)
@@ -248,17 +255,18 @@ class InlaFit(Fit):
 
     def varcorr(self) -> pd.DataFrame:
         """Posterior means of the group sds and correlations (and of a gaussian's residual sd), laid out
-        as lme4's VarCorr."""
+        as lme4's VarCorr (a structured term's rho is in :meth:`hyper_table`)."""
         design, mean = self.design, self.weights @ self.reported
         sds, cors, start = [], [], 0
-        for term in self.hyper.terms:
+        for k, term in enumerate(self.hyper.terms):
             K = term.K
             sds.append(mean[start:start + K])
             cor = np.eye(K)
-            rows, cols = term.correlation_pairs()
-            cor[rows, cols] = cor[cols, rows] = mean[start + K:start + K + term.n_corr]
+            if K > 1:
+                rows, cols = term.correlation_pairs()
+                cor[rows, cols] = cor[cols, rows] = mean[start + K:start + K + term.n_corr]
             cors.append(cor)
-            start += K + term.n_corr
+            start += len(term.labels(design.group_names[k], design.effect_names(k)))
         return varcorr_frame(design.group_names, [design.effect_names(k) for k in range(len(sds))], sds, cors,
                              float(mean[-1]) if self.hyper.aux_scale is not None else None)
 

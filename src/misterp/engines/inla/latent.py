@@ -57,11 +57,14 @@ class DenseSystem:
         """The fixed effects' block of H^-1, (p, p)."""
         return self.inverse[:self.p, :self.p]
 
-    def level_blocks(self, start: int, J: int, K: int) -> np.ndarray:
-        """The (K, K) diagonal blocks of H^-1 for J levels of K effects from b's ``start``, (J, K, K)."""
-        s = self.p + start
-        block = self.inverse[s:s + J * K, s:s + J * K].reshape(J, K, J, K)
-        return block[np.arange(J), :, np.arange(J), :]
+    def inverse_entries(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """H^-1's b block at (rows, cols), (n,)."""
+        return self.inverse[self.p + rows, self.p + cols]
+
+    def quadratic(self, dev: np.ndarray) -> np.ndarray:
+        """dev' H dev for each column of dev (d, n), (n,)."""
+        v = self.chol.T @ dev
+        return (v * v).sum(axis=0)
 
     def leverage(self, F: np.ndarray, cols: np.ndarray, vals: np.ndarray, pairs) -> np.ndarray:
         """a_c' H^-1 a_c for every cell, (n,), from F (n, p) and the cells' entries of Z (E, n);
@@ -113,15 +116,15 @@ class SparseSystem:
     def fixed_inverse(self) -> np.ndarray:
         return self.cov.block(self.p)
 
-    def level_blocks(self, start: int, J: int, K: int) -> np.ndarray:
-        """(J, K, K) diagonal blocks of H^-1's b block: C^-1's (on the pattern) plus (K S^-1 K')'s."""
-        base = start + (np.arange(J) * K)[:, None, None]
-        r, c = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
-        rows, cols = (base + r).ravel(), (base + c).ravel()
-        M = solve_triangular(self.cov.schur_lower, self.cov.K[start:start + J * K].T, lower=True).T  # K R^-T
-        local_r, local_c = rows - start, cols - start
-        low_rank = np.einsum("ij,ij->i", M[local_r], M[local_c])
-        return (self.c_inverse[self.elim.positions(rows, cols)] + low_rank).reshape(J, K, K)
+    def inverse_entries(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """H^-1's b block at (rows, cols) on C's pattern, (n,): C^-1's (selected inversion) plus K S^-1 K''s."""
+        M = self._schur_rows
+        return self.c_inverse[self.elim.positions(rows, cols)] + np.einsum("ij,ij->i", M[rows], M[cols])
+
+    @property
+    def _schur_rows(self) -> np.ndarray:
+        """K R^-T (q, p): K S^-1 K' = M M'."""
+        return solve_triangular(self.cov.schur_lower, self.cov.K.T, lower=True).T
 
     def leverage(self, F: np.ndarray, cols: np.ndarray, vals: np.ndarray, pairs) -> np.ndarray:
         """|R^-1 (F_c - z_c K)'|² + z_c C^-1 z_c' per cell; ``pairs`` (positions in C's pattern of every
@@ -136,12 +139,56 @@ class SparseSystem:
         """n draws (d, n) of N(mean, H^-1) by back-substitution, and each one's -|z|^2 / 2 =
         -(x - mean)' H (x - mean) / 2, (n,)."""
         X = self.cov.draws(mean, n, rng).T
-        dev = X - mean[:, None]
+        return X, -0.5 * self.quadratic(X - mean[:, None])
+
+    def quadratic(self, dev: np.ndarray) -> np.ndarray:
+        """dev' H dev for each column of dev (d, n), (n,)."""
         p = self.p
         C = sp.csr_matrix((self.c, (self.elim.rows, self.elim.cols)), shape=(len(self.B),) * 2)
-        quad = (np.einsum("in,ij,jn->n", dev[:p], self.A, dev[:p]) + 2.0 * np.einsum("in,ij,jn->n", dev[p:],
+        return (np.einsum("in,ij,jn->n", dev[:p], self.A, dev[:p]) + 2.0 * np.einsum("in,ij,jn->n", dev[p:],
                 self.B, dev[:p]) + np.einsum("in,in->n", dev[p:], np.asarray(C @ dev[p:])))
-        return X, -0.5 * quad
 
     def arrays(self) -> dict:
         return {"A": self.A, "B": self.B, "c": self.c}
+
+
+class ConstrainedSystem:
+    """H restricted to the linear constraints A x = 0 (A: (k, d)), on top of an unconstrained ``base``.
+
+    With U = H^-1 A' and A U = L L', the constrained covariance is Σ = H^-1 - W W', W = U L^-T (d, k);
+    solves, leverages and H^-1's entries are the base's less W's low-rank part, draws are the base's
+    corrected by kriging (x - W L^-1 A x), and log det is that of H on the constraints' null space,
+    log det H + log det(A H^-1 A') - log det(A A')."""
+
+    def __init__(self, base: DenseSystem | SparseSystem, A: np.ndarray):
+        self.base, self.A, self.p = base, A, base.p
+        U = base.solve(A.T)
+        self.m_chol = np.linalg.cholesky(A @ U)
+        self.W = solve_triangular(self.m_chol, U.T, lower=True).T
+        self.logdet = (base.logdet + 2.0 * float(np.log(np.diag(self.m_chol)).sum())
+                       - float(np.linalg.slogdet(A @ A.T)[1]))
+
+    def solve(self, g: np.ndarray) -> np.ndarray:
+        return self.base.solve(g) - self.W @ (self.W.T @ g)
+
+    def inverse_entries(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        Wb = self.W[self.p:]
+        return self.base.inverse_entries(rows, cols) - np.einsum("ij,ij->i", Wb[rows], Wb[cols])
+
+    def fixed_inverse(self) -> np.ndarray:
+        Wf = self.W[:self.p]
+        return self.base.fixed_inverse() - Wf @ Wf.T
+
+    def leverage(self, F: np.ndarray, cols: np.ndarray, vals: np.ndarray, pairs) -> np.ndarray:
+        aw = F @ self.W[:self.p] + (vals[:, :, None] * self.W[self.p:][cols]).sum(axis=0)   # (n, k)
+        return self.base.leverage(F, cols, vals, pairs) - (aw * aw).sum(axis=1)
+
+    def draws(self, mean: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """n draws (d, n) of N(mean, Σ) (mean meets the constraints), and -(x - mean)' H (x - mean) / 2, the
+        log density of the constrained Gaussian on its space up to a constant, (n,)."""
+        X, _ = self.base.draws(mean, n, rng)
+        X = X - self.W @ solve_triangular(self.m_chol, self.A @ X, lower=True)
+        return X, -0.5 * self.base.quadratic(X - mean[:, None])
+
+    def arrays(self) -> dict:
+        return self.base.arrays()

@@ -35,8 +35,9 @@ from ...model.cells import Cells
 from ..bayes import Priors, model_data
 from ..bayes.model import uncentring
 from ..linalg import Elimination
+from ..terms import latent_terms
 from .hyper import hyperparameters
-from .latent import DenseSystem, SparseSystem
+from .latent import ConstrainedSystem, DenseSystem, SparseSystem
 
 # misterp fit's default engine is inla up to this many latent effects, laplace above: on 3,050 counties
 # inla's fit and its importance-corrected draws took 13.4 s as a whole process, laplace 1.7 s (2 cores)
@@ -57,7 +58,7 @@ class Inner:
     phi: np.ndarray
     x: np.ndarray
     eta: np.ndarray
-    system: DenseSystem | SparseSystem
+    system: DenseSystem | SparseSystem | ConstrainedSystem
     laplace: float
 
 
@@ -76,7 +77,6 @@ class HyperPosterior:
         design = cells.design
         data = model_data(cells, priors, likelihood="cells")
         self.cells, self.family, self.stats = cells, cells.family, cells.stats
-        self.q = int(design.n_random)
         self.xbar, self.has_intercept = data["xbar"], bool(data["has_intercept"])
         self.F = np.hstack([np.ones((cells.n_cells, int(self.has_intercept))), data["Xc"]])
         self.m_f = np.concatenate([[data["intercept_loc"]] * int(self.has_intercept), np.zeros(data["Xc"].shape[1])])
@@ -84,21 +84,33 @@ class HyperPosterior:
                                    np.atleast_1d(data["coef_scale"])[:data["Xc"].shape[1]]])
         self.aux_scale = data["aux_scale"]
         self.p = self.F.shape[1]
-        self.d = self.p + self.q
         self.offset = cells.offset
         self.hyper = hyperparameters(design, data)
         self._effects(design)
         self.constant = float(self.family.log_constant(self.stats).sum())
 
     def _effects(self, design) -> None:
-        """Z (sparse), each cell's entries (cols, vals: (E, n_cells)), Z'WZ's sparse map and each term's
-        hyperparameters, levels, effects and positions in Q."""
+        """Z on the latent layout (sparse), each cell's entries (cols, vals: (E, n_cells)), Z'WZ's sparse map,
+        the prior precision's pattern and the constraints.
+
+        The latent group effects are the terms' (:mod:`misterp.engines.terms`) side by side; a term's
+        effects in the linear predictor (``observed``) take the design's Z columns, in order."""
         table = self.cells.table
-        self.Z = design.random_matrix(table).tocsr()
+        terms = self.hyper.terms
+        sizes = [t.n_latent for t in terms]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.q = q = int(self.offsets[-1])
+        self.d = self.p + q
+        # the design's Z column of each observed latent effect
+        self.latent_of_column = np.concatenate([off + t.observed for off, t in zip(self.offsets, terms)]
+                                               + [np.zeros(0, int)]).astype(int)
+        Zd = design.random_matrix(table).tocsr()
+        self.Z = sp.csr_matrix((Zd.data, self.latent_of_column[Zd.indices], Zd.indptr), shape=(Zd.shape[0], q))
         self.ZT = self.Z.T.tocsr()
         cols, vals = design.random_entries(table)
+        cols = self.latent_of_column[cols] if q else cols
         self.cols, self.vals = cols.T, vals.T
-        n, width, q = self.cells.n_cells, cols.shape[1], self.q
+        n, width = self.cells.n_cells, cols.shape[1]
         flat = (cols[:, :, None] * q + cols[:, None, :]).ravel()
         value = (vals[:, :, None] * vals[:, None, :]).ravel()
         cell = np.repeat(np.arange(n), width * width)
@@ -107,21 +119,14 @@ class HyperPosterior:
         self.pair_value = sp.csr_matrix((value, (np.arange(len(flat)), cell)), shape=(len(flat), n))
         self.pairs_flat, self.pairs_cell, self.pairs_product = flat, cell, value
         self.phi_slices = self.hyper.slices
-        self.blocks, start = [], 0
-        for K, J in zip(design.n_effects, design.n_levels):
-            self.blocks.append((start, int(J), int(K)))
-            start += int(J * K)
-        # Q's b block as one fancy-indexed assignment: every level's K x K entries
-        rows, cols_q = [], []
-        for off, J, K in self.blocks:
-            base = off + (np.arange(J) * K)[:, None, None]
-            r, c = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
-            rows.append((base + r).ravel())
-            cols_q.append((base + c).ravel())
-        self.q_rows, self.q_cols = (np.concatenate(a + [np.zeros(0, int)]) for a in (rows, cols_q))
+        self.q_rows = np.concatenate([off + t.rows for off, t in zip(self.offsets, terms)] + [np.zeros(0, int)])
+        self.q_cols = np.concatenate([off + t.cols for off, t in zip(self.offsets, terms)] + [np.zeros(0, int)])
+        rows = [np.pad(t.constraints(), ((0, 0), (self.p + off, self.d - self.p - off - t.n_latent)))
+                for off, t in zip(self.offsets, terms)]
+        self.constraints = np.vstack(rows + [np.zeros((0, self.d))])
         self.sparse = q > SPARSE_EFFECTS
-        if self.sparse:  # C on the pattern of Z'Z and the levels' prior blocks, factorised with a fill-reducing order
-            term = np.concatenate([np.full(J * K, k) for k, (_, J, K) in enumerate(self.blocks)])
+        if self.sparse:  # C on the pattern of Z'Z and the prior's, factorised with a fill-reducing order
+            term = np.repeat(np.arange(len(terms)), sizes)
             pr, pc = self.pairs_flat // q, self.pairs_flat % q
             self.elim = Elimination(q, np.concatenate([pr, self.q_rows]), np.concatenate([pc, self.q_cols]), groups=term)
             positions = self.elim.positions(pr, pc)
@@ -149,21 +154,21 @@ class HyperPosterior:
     def log_prior(self, phi: np.ndarray):
         return self.hyper.log_prior(phi)
 
-    def _precisions(self, phi: np.ndarray) -> list[np.ndarray]:
-        """Each term's precision (T T')^-1, (K, K) (complex when φ is)."""
-        return [np.linalg.inv(T @ T.T) for T in self.factors(phi)]
+    def q_values(self, phi: np.ndarray) -> np.ndarray:
+        """The prior precision's b-block entries at (q_rows, q_cols) (complex when φ is)."""
+        aux = self.aux(phi)
+        return np.concatenate([t.q_values(phi[sl], aux) for t, sl in zip(self.hyper.terms, self.phi_slices)]
+                              + [np.zeros(0)])
+
+    def log_det_q(self, phi: np.ndarray):
+        """log det of the b block's prior precision on the constraints' space, up to a constant."""
+        aux = self.aux(phi)
+        return sum(t.log_det(phi[sl], aux) for t, sl in zip(self.hyper.terms, self.phi_slices))
 
     # -- the latent field at one φ ---------------------------------------------------
-    def _q_values(self, precisions: list[np.ndarray]) -> np.ndarray:
-        """Q's b-block entries at (q_rows, q_cols)."""
-        return np.concatenate([np.tile(P.ravel(), J) for P, (_, J, _) in zip(precisions, self.blocks)] + [np.zeros(0)])
-
-    def _q_times(self, precisions: list[np.ndarray], b: np.ndarray) -> np.ndarray:
-        """Q_b b, (q,): each level's block of b times its term's precision."""
-        out = np.empty_like(b)
-        for P, (off, J, K) in zip(precisions, self.blocks):
-            out[off:off + J * K] = (b[off:off + J * K].reshape(J, K) @ P).ravel()
-        return out
+    def _q_times(self, q_values: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Q_b b, (q,) or (q, n)."""
+        return sp.csr_matrix((q_values, (self.q_rows, self.q_cols)), shape=(self.q, self.q)) @ b
 
     def eta(self, x: np.ndarray) -> np.ndarray:
         """offset + F f + Z b, (n_cells,) for x (d,)."""
@@ -179,44 +184,46 @@ class HyperPosterior:
         c = np.asarray(self.c_map @ w) / disp
         if self.sparse:
             np.add.at(c, self.q_positions, q_values)
-            return SparseSystem(A, B, self.elim, c)
+            return self.constrained(SparseSystem(A, B, self.elim, c))
         H = np.empty((self.d, self.d))
         H[:p, :p], H[p:, :p], H[:p, p:] = A, B, B.T
         H[p:, p:] = c.reshape(self.q, self.q)
-        H[p + self.q_rows, p + self.q_cols] += q_values
-        return DenseSystem(np.linalg.cholesky(H), p)
+        np.add.at(H, (p + self.q_rows, p + self.q_cols), q_values)  # a term's pattern may name an entry twice
+        return self.constrained(DenseSystem(np.linalg.cholesky(H), p))
 
-    def _g(self, x: np.ndarray, eta: np.ndarray, precisions: list, disp: float) -> float:
+    def constrained(self, system: DenseSystem | SparseSystem):
+        """``system`` restricted to the terms' constraints (itself when there are none)."""
+        return ConstrainedSystem(system, self.constraints) if len(self.constraints) else system
+
+    def _g(self, x: np.ndarray, eta: np.ndarray, q_values: np.ndarray, disp: float) -> float:
         """log p(y | x) + the prior's exponent, -1/2 (x - m)' Q (x - m)."""
         dev = x[:self.p] - self.m_f
         b = x[self.p:]
         loglik = float(self.family.loglik(self.stats, eta, constant=False, dispersion=disp).sum())
-        return loglik + self.constant - 0.5 * float(dev @ (dev / self.s_f ** 2)) - 0.5 * float(b @ self._q_times(precisions, b))
+        return loglik + self.constant - 0.5 * float(dev @ (dev / self.s_f ** 2)) - 0.5 * float(b @ self._q_times(q_values, b))
 
     def inner(self, phi: np.ndarray, x0: np.ndarray | None = None, tol: float = 1e-14, max_iter: int = 60) -> Inner:
         """The conditional mode of x at φ: Newton steps from ``x0`` (the prior's mean by default),
         halved while g falls, until the Newton decrement is below ``tol`` |g|."""
         phi = np.asarray(phi, float)
-        precisions, disp = self._precisions(phi), float(self.aux(phi)) ** 2
-        q_values = self._q_values(precisions)
+        q_values, disp = self.q_values(phi), float(self.aux(phi)) ** 2
         x = np.concatenate([self.m_f, np.zeros(self.q)]) if x0 is None else np.array(x0, float)
         eta = self.eta(x)
-        g = self._g(x, eta, precisions, disp)
+        g = self._g(x, eta, q_values, disp)
         for _ in range(max_iter):
             _, w, r, _ = self.family.working(self.stats, eta)
-            prior = np.concatenate([(x[:self.p] - self.m_f) / self.s_f ** 2, self._q_times(precisions, x[self.p:])])
+            prior = np.concatenate([(x[:self.p] - self.m_f) / self.s_f ** 2, self._q_times(q_values, x[self.p:])])
             grad = np.concatenate([self.F.T @ r, self.ZT @ r]) / disp - prior
             system = self._factor(w, q_values, disp)
-            step = system.solve(grad)
+            step = system.solve(grad)  # on the constraints' space: x stays on it
             if grad @ step < tol * max(abs(g), 1.0):
-                log_det_q = sum(J * np.linalg.slogdet(P)[1] for P, (_, J, _) in zip(precisions, self.blocks))
-                log_pi = g + 0.5 * log_det_q - 0.5 * system.logdet + self.log_prior(phi)
+                log_pi = g + 0.5 * float(self.log_det_q(phi)) - 0.5 * system.logdet + self.log_prior(phi)
                 return Inner(phi, x, eta, system, float(log_pi))
             t = 1.0
             for _ in range(30):
                 x_new = x + t * step
                 eta_new = self.eta(x_new)
-                g_new = self._g(x_new, eta_new, precisions, disp)
+                g_new = self._g(x_new, eta_new, q_values, disp)
                 if g_new >= g - 1e-12 * abs(g):
                     break
                 t *= 0.5
@@ -226,60 +233,54 @@ class HyperPosterior:
     def log_joint(self, phi: np.ndarray, X: np.ndarray) -> np.ndarray:
         """log p(y | x) + log p(x | φ) for a batch of latent vectors X (d, n), up to a constant, (n,):
         what importance weights against the Gaussian approximation need."""
-        precisions, disp = self._precisions(np.asarray(phi, float)), float(self.aux(phi)) ** 2
+        phi = np.asarray(phi, float)
+        q_values, disp = self.q_values(phi), float(self.aux(phi)) ** 2
         p = self.p
         eta = self.offset[:, None] + self.F @ X[:p] + np.asarray(self.Z @ X[p:])
         stats = {k: v[:, None] for k, v in self.stats.items()}
         out = self.family.loglik(stats, eta, constant=False, dispersion=disp).sum(axis=0)
         out -= 0.5 * (((X[:p] - self.m_f[:, None]) / self.s_f[:, None]) ** 2).sum(axis=0)
-        for P, (off, J, K) in zip(precisions, self.blocks):
-            B = X[p + off:p + off + J * K].reshape(J, K, -1)
-            out -= 0.5 * np.einsum("jkn,km,jmn->n", B, P, B)
-        return out
+        return out - 0.5 * np.einsum("in,in->n", X[p:], np.asarray(self._q_times(q_values, X[p:])))
 
     # -- the gradient ---------------------------------------------------------------
-    def _precision_derivatives(self, phi: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
-        """(term, φ index, dP/dφ) for every term hyperparameter, by the complex step."""
-        out = []
-        for k, sl in enumerate(self.phi_slices):
-            for j in range(sl.start, sl.stop):
-                shifted = phi.astype(complex)
-                shifted[j] += 1j * STEP
-                out.append((k, j, self._precisions(shifted)[k].imag / STEP))
-        return out
+    def _shifted(self, phi: np.ndarray, j: int) -> np.ndarray:
+        shifted = phi.astype(complex)
+        shifted[j] += 1j * STEP
+        return shifted
 
     def gradient(self, state: Inner) -> np.ndarray:
-        """Exact d log π(φ | y) / dφ at ``state`` (a converged :meth:`inner`), (m,)."""
+        """Exact d log π(φ | y) / dφ at ``state`` (a converged :meth:`inner`), (m,).
+
+        Each hyperparameter moves the prior precision Q_b (dQ by the complex step): g's explicit
+        -1/2 b' dQ b, 1/2 d log det Q, and -1/2 tr(Σ dQ), Σ = H^-1 on the constraints' space, which needs
+        Σ on Q's pattern alone. A gaussian's log a also scales the likelihood's part of H, A'WA / disp =
+        H - Q: -1/2 tr(Σ dH) takes (d - k) - tr(Σ Q) from it. Then the move of x̂ through W."""
         phi, x, system, p = state.phi, state.x, state.system, self.p
-        precisions, disp = self._precisions(phi), float(self.aux(phi)) ** 2
+        q_values, disp = self.q_values(phi), float(self.aux(phi)) ** 2
         _, w, _, dw = self.family.working(self.stats, state.eta)
         b = x[p:]
         grad = np.zeros(self.m)
         c = np.zeros((self.d, self.m))  # d(grad g)/dφ, one column per hyperparameter
-        for k, j, dP in self._precision_derivatives(phi):
-            off, J, K = self.blocks[k]
-            levels = b[off:off + J * K].reshape(J, K)
-            diag_blocks = system.level_blocks(off, J, K)                                # (J, K, K)
-            T = self.factors(phi)[k]
-            # g's explicit derivative, d/dφ of 1/2 log det Q, and -1/2 tr(H^-1 dQ)
-            grad[j] = (-0.5 * np.einsum("lk,km,lm->", levels, dP, levels) + 0.5 * J * np.trace(T @ T.T @ dP)
-                       - 0.5 * np.einsum("lkm,mk->", diag_blocks, dP))
-            c[p + off:p + off + J * K, j] = -(levels @ dP).ravel()
+        inverse = system.inverse_entries(self.q_rows, self.q_cols)
+        for j in range(self.m):
+            shifted = self._shifted(phi, j)
+            dv = self.q_values(shifted).imag / STEP
+            d_log_det = float(np.imag(self.log_det_q(shifted))) / STEP
+            grad[j] = -0.5 * dv @ (b[self.q_rows] * b[self.q_cols]) + 0.5 * d_log_det - 0.5 * dv @ inverse
+            c[p:, j] = -np.bincount(self.q_rows, dv * b[self.q_cols], minlength=self.q)
         if self.aux_scale is not None:
-            grad[-1] = self._dispersion_derivative(state, precisions, disp, np.diag(system.fixed_inverse()))
+            fixed_trace = float(np.sum(np.diag(system.fixed_inverse()) / self.s_f ** 2))
+            grad[-1] += (self._likelihood_dispersion_derivative(state, disp) + self.d - len(self.constraints)
+                         - fixed_trace - q_values @ inverse)
             c[:p, -1] = -2.0 * (x[:p] - self.m_f) / self.s_f ** 2
+            c[p:, -1] -= 2.0 * self._q_times(q_values, b)
         dx = system.solve(c)                                            # (d, m)
         a_dx = self.F @ dx[:p] + (self.vals[:, :, None] * dx[p:][self.cols]).sum(axis=0)   # (n_cells, m)
         grad -= 0.5 * (self._leverage(system) * dw / disp) @ a_dx
         return grad + self._log_prior_gradient(phi)
 
     def _log_prior_gradient(self, phi: np.ndarray) -> np.ndarray:
-        out = np.empty(self.m)
-        for j in range(self.m):
-            shifted = phi.astype(complex)
-            shifted[j] += 1j * STEP
-            out[j] = np.imag(self.log_prior(shifted)) / STEP
-        return out
+        return np.array([np.imag(self.log_prior(self._shifted(phi, j))) / STEP for j in range(self.m)])
 
     def correction(self, state: Inner) -> float:
         """The Laplace approximation's next-order term (Shun and McCullagh 1995), ε in
@@ -333,36 +334,35 @@ class HyperPosterior:
         n = self.family.count(self.stats)
         return float(n[own > LARGE_TERM].sum() / n.sum())
 
-    def _dispersion_derivative(self, state: Inner, precisions: list, disp: float, fixed_diag: np.ndarray) -> float:
-        """d log π / d log a at fixed W's dependence on eta: the likelihood's own derivative (by a
-        central difference in the dispersion at fixed eta, a function evaluation, not a solve), every
-        term's covariance scaling with aux^2 (dQ_b = -2 Q_b), and -1/2 tr(H^-1 dH) with dH = -2 H + 2 Q_f."""
-        p, h = self.p, 1e-5
+    def _likelihood_dispersion_derivative(self, state: Inner, disp: float) -> float:
+        """d log p(y | x̂) / d log a at fixed eta, by a central difference in the dispersion (a function
+        evaluation, not a solve)."""
+        h = 1e-5
 
         def loglik(log_aux):
             return float(self.family.loglik(self.stats, state.eta, constant=False, dispersion=np.exp(2 * log_aux)).sum())
 
         log_aux = 0.5 * np.log(disp)
-        explicit = (loglik(log_aux + h) - loglik(log_aux - h)) / (2 * h)
-        b = state.x[p:]
-        effects = float(b @ self._q_times(precisions, b)) - self.q
-        return explicit + effects + self.d - float(np.sum(fixed_diag / self.s_f ** 2))
+        return (loglik(log_aux + h) - loglik(log_aux - h)) / (2 * h)
 
     def _leverage(self, system) -> np.ndarray:
         """Each cell's a_c' H^-1 a_c, (n_cells,), without forming A (:mod:`.latent`)."""
         return system.leverage(self.F, self.cols, self.vals, self.lev_pairs)
 
 
-def reporting_matrix(fixed_names: list[str], xbar: np.ndarray, q: int) -> np.ndarray:
-    """R (d, d), d = p + q, such that x R lays out latent x = (alpha, beta, b) as a Fit's coefficients: the
-    fixed effects as the bayes engine reports them (:func:`misterp.engines.bayes.model.uncentring`), then b."""
+def reporting_matrix(fixed_names: list[str], xbar: np.ndarray, latent_of_column: np.ndarray, q: int) -> np.ndarray:
+    """R (p + q, p + n_columns) such that x R lays out latent x = (alpha, beta, b) (b: q latent group effects)
+    as a Fit's coefficients: the fixed effects as the bayes engine reports them
+    (:func:`misterp.engines.bayes.model.uncentring`), then each design column's latent effect
+    (``latent_of_column``, (n_columns,))."""
     p = len(fixed_names)
-    R = np.zeros((p + q, p + q))
+    R = np.zeros((p + q, p + len(latent_of_column)))
     R[:p, :p] = uncentring(fixed_names, xbar)
-    R[p:, p:] = np.eye(q)
+    R[p + np.asarray(latent_of_column, int), p + np.arange(len(latent_of_column))] = 1.0
     return R
 
 
 def latent_size(cells: Cells) -> int:
     """The number of latent effects, fixed and random, that the inla engine integrates out."""
-    return int(cells.design.n_random) + cells.X.shape[1]
+    sd_scale = 1.0  # the sizes do not depend on it
+    return sum(t.n_latent for t in latent_terms(cells.design, sd_scale)) + cells.X.shape[1]
