@@ -31,6 +31,23 @@ def _columns(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
+def _order(text: str) -> tuple[str, list[str]]:
+    """``COL=L1,L2,...``: a column and its levels in order."""
+    column, sep, levels = text.partition("=")
+    if not sep or not column.strip() or not _columns(levels):
+        raise argparse.ArgumentTypeError(f"{text!r} is not COL=LEVEL1,LEVEL2,... (for example age=18-29,30-44,45-64,65+)")
+    return column.strip(), _columns(levels)
+
+
+def structure_options(args) -> dict:
+    """``prepare``'s structured-term options from the parsed --order and --adjacency (absent in batch jobs)."""
+    from ..data.adjacency import read_adjacency
+
+    adjacency = getattr(args, "adjacency", None)
+    return {"order": dict(getattr(args, "order", None) or []),
+            "adjacency": read_adjacency(adjacency) if adjacency else None}
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Every option's line ends with its default, where it has one worth saying."""
 
@@ -69,6 +86,11 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
     fit.add_argument("--frame-exposure", metavar="COL",
                      help="poisson: weight cells by the frame's column of each cell's total exposure; the "
                           "estimate is then a rate per unit of exposure")
+    fit.add_argument("--order", action="append", default=[], type=_order, metavar="COL=L1,L2,...",
+                     help="the order of an rw1(), rw2() or ar1() term's levels (default: sorted)")
+    fit.add_argument("--adjacency", metavar="FILE",
+                     help="neighbouring areas for icar() and bym2() terms: a table with columns area, neighbour, "
+                          "or 'us-states' for the built-in table of US postal codes")
     fit.add_argument("--engine", choices=["glm", "laplace", "bayes", "inla"],
                      help="glm: fixed effects only (R's glm); laplace: lme4's glmer/lmer; bayes: rstanarm's "
                           "stan_glmer, sampled by NUTS; inla: the same posterior as bayes by integrated nested "
@@ -241,8 +263,10 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
 
     streamed = isinstance(frame, FrameChunks)
     if prepared is None:
+        structured = [g.columns[0] for g in formula.groups if g.structured]
+        levels = frame.distinct(structured) if streamed and structured else None
         prepared = prepare(survey, None if streamed else frame, formula, drop_missing=args.drop_missing,
-                           family=family_named(args.family))
+                           family=family_named(args.family), frame_levels=levels, **structure_options(args))
     cells, notes = prepared[0], list(prepared[1])
     if streamed:  # the frame's checks, coverage and margins in one pass, before the fit
         margins = frame_margins(cells.design)

@@ -129,6 +129,16 @@ class FrameChunks:
         if not start:
             Frame(pd.DataFrame(), self.count)  # its error for a frame without rows
 
+    def distinct(self, columns) -> dict:
+        """Each of ``columns``' distinct values over every chunk (one pass), column -> array; a column the
+        frame lacks is left out."""
+        seen: dict = {}
+        for frame in self:
+            for col in columns:
+                if col in frame.data.columns:
+                    seen.setdefault(col, []).append(pd.unique(frame.data[col]))
+        return {col: pd.unique(np.concatenate(parts)) for col, parts in seen.items()}
+
     def _pieces(self) -> Iterator[pd.DataFrame]:
         """The source's rows, ``rows`` at a time, labels stripped, before any join."""
         if is_parquet(self.source):

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import MisterpWarning
+from ..errors import MisterpInputError, MisterpWarning
 from ..model.cells import Cells
 from .deviance import SMALL_Q, Problem, joint_covariance, pirls
 from .fit import Fit, ParameterDraws, one_blas_thread
@@ -263,6 +263,11 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
     block : int
         Refits solved together (vectorised); also the unit handed to a worker.
     """
+    if not isinstance(fit, MixedFit):
+        raise MisterpInputError(
+            "The bootstrap refits lme4's glmer fit, which a model with structured terms (rw1, rw2, ar1, icar, bym2) "
+            "does not have. Drop --bootstrap: --engine inla integrates over the sds, and --engine laplace draws "
+            "from the normal approximation at their mode.")
     rng = np.random.default_rng(seed)
     simulated = _simulate(fit, nsim, use_u, rng)
     with one_blas_thread():

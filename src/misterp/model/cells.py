@@ -135,13 +135,14 @@ def check_frame(cells: Cells, frame: Frame) -> None:
 
 def prepare(survey: Survey, frame: Frame | None, formula, drop_missing: bool = False,
             family: Family | str = DEFAULT_FAMILY, order: dict | None = None,
-            adjacency: Adjacency | None = None) -> tuple[Cells, list[str]]:
+            adjacency: Adjacency | None = None, frame_levels: dict | None = None) -> tuple[Cells, list[str]]:
     """Validate survey and frame against the formula, then collapse.
 
     Returns the cells and a list of notes for the user (such as rows dropped).
     A structured term takes its levels from the survey and the frame, in
     ``order`` (column -> levels) where given, and a spatial one its neighbours
-    from ``adjacency`` (:mod:`misterp.model.terms`).
+    from ``adjacency`` (:mod:`misterp.model.terms`); ``frame_levels`` (column ->
+    values) stands for a frame that is streamed, not given.
 
     Examples
     --------
@@ -159,8 +160,8 @@ def prepare(survey: Survey, frame: Frame | None, formula, drop_missing: bool = F
     notes = [f"dropped {dropped} survey row(s) with missing values"] if dropped else []
     structures = None
     if any(g.structured for g in formula.groups) or order:
-        structures, more = build_structures(formula, survey.data, None if frame is None else frame.data, order,
-                                            adjacency)
+        structures, more = build_structures(formula, survey.data, frame_levels if frame is None else frame.data,
+                                            order, adjacency)
         notes += more
     cells = collapse(survey, formula, family, structures)
     if frame is not None:

@@ -157,9 +157,10 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def _values(tables: list[pd.DataFrame], col: str) -> pd.Index:
-    """The distinct values of ``col`` over the tables that have it, sorted."""
-    series = [t[col] for t in tables if t is not None and col in t.columns]
+def _values(tables: list, col: str) -> pd.Index:
+    """The distinct values of ``col`` over the tables (DataFrames, or dicts column -> values) that have it,
+    sorted."""
+    series = [pd.Series(t[col]) for t in tables if t is not None and col in t]
     return pd.Index(pd.unique(pd.concat(series, ignore_index=True))).sort_values()
 
 
@@ -170,7 +171,8 @@ def build_structures(formula, survey: pd.DataFrame, frame: pd.DataFrame | None =
     Parameters
     ----------
     survey, frame : DataFrame
-        The tables whose levels the terms take (the frame may be None).
+        The tables whose levels the terms take; the frame may be None, or a dict column -> its values
+        (a streamed frame's :meth:`misterp.data.frame.FrameChunks.distinct`).
     order : dict
         Column -> its levels in order, as text (``--order age=18-29,30-39,...``); by default sorted.
     adjacency : Adjacency
@@ -228,7 +230,7 @@ def _spatial(term, col: str, values: pd.Index, frame, adjacency: Adjacency | Non
     text = {str(v): v for v in values}
     table_areas = adjacency.areas
     notes = []
-    if frame is not None and col in frame.columns:
+    if frame is not None and col in frame:
         in_frame = {str(v) for v in pd.unique(frame[col])}
         absent = [a for a in table_areas if a not in in_frame]
         if absent and not adjacency.built_in:

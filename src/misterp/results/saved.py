@@ -6,7 +6,8 @@ It holds:
 
 - ``meta``: one JSON text with the format name and version, the fit's kind
   (glm, laplace, bootstrap, bayes, inla), the formula, the family, the cell
-  table's column names and types, and the fit's own metadata;
+  table's column names and types, the structured terms' levels and edges
+  (:mod:`misterp.model.terms`), and the fit's own metadata;
 - ``cells.table.<i>``: each column of the cells' predictor table;
 - ``cells.stats.<name>``: the family's cell statistics;
 - ``fit.<name>``: the fit's arrays (estimates, covariances, refits, draws).
@@ -46,6 +47,7 @@ from ..errors import MisterpInputError
 from ..model.cells import Cells
 from ..model.family import family_named
 from ..model.formula import parse_formula
+from ..model.terms import Structure
 
 FORMAT = "misterp-fit"
 VERSION = 2
@@ -60,7 +62,8 @@ def save_fit(fit: Fit, path) -> None:
     fit_meta, fit_arrays = fit.saved_state()
     meta = {"format": FORMAT, "version": VERSION, "kind": fit.kind, "formula": cells.design.formula.text,
             "family": cells.family.name, "row_constant": cells.row_constant, "columns": columns,
-            "stats": list(cells.stats), "fit": fit_meta}
+            "stats": list(cells.stats), "fit": fit_meta,
+            "structures": {name: st.to_json() for name, st in cells.design.structures.items()}}
     arrays.update({f"cells.stats.{k}": np.asarray(v) for k, v in cells.stats.items()})
     arrays.update({f"fit.{k}": np.asarray(v) for k, v in fit_arrays.items()})
     try:
@@ -112,7 +115,11 @@ def load_fit(path) -> Fit:
         family = family_named(meta["family"])
         table = _table_from_arrays(meta["columns"], arrays)
         stats = {k: arrays[f"cells.stats.{k}"] for k in meta["stats"]}
-        cells = Cells.build(parse_formula(meta["formula"]), table, stats, family, meta["row_constant"])
+        formula = parse_formula(meta["formula"])
+        columns = {g.name: g.columns[0] for g in formula.groups if g.structured}
+        structures = {name: Structure.from_json(st, table[columns[name]].dtype)
+                      for name, st in meta.get("structures", {}).items()} if columns else None
+        cells = Cells.build(formula, table, stats, family, meta["row_constant"], structures)
         fit_arrays = {k[len("fit."):]: v for k, v in arrays.items() if k.startswith("fit.")}
         fit = KINDS[meta["kind"]].from_saved_state(cells, meta["fit"], fit_arrays)
         _check_shapes(fit)
