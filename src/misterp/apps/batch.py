@@ -40,6 +40,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from ..data.adjacency import BUILT_IN as BUILT_IN_ADJACENCY
 from ..errors import MisterpInputError
 
 FORMAT = 1  # part of every key: bump it when a job's inputs or outputs change meaning
@@ -57,8 +58,9 @@ SPEC_KEYS = ["survey", "waves", "frame", "count", "join", "outcomes", "subsets",
              "seed", "retries", "out"]
 ENGINES = ("glm", "laplace", "bayes", "inla")
 # The options of `misterp fit` that are not a spec's options: its own keys, or what a batch does itself.
+# wave: a batch's waves are its own key, each fitted alone
 NOT_OPTIONS = {"survey", "frame", "formula", "count", "join", "engine", "seed", "out", "workers", "quiet",
-               "no_progress", "check", "calibrate", "save_fit"}
+               "no_progress", "check", "calibrate", "save_fit", "wave"}
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,8 @@ def option_kinds() -> dict[str, tuple[str, tuple | None]]:
             kind = "choice"
         elif action.type in (int, float):
             kind = "count" if action.type is int else "number"
+        elif action.dest == "order":
+            kind = "order"  # --order COL=L1,L2: in a spec, {column: [levels]}
         elif action.metavar in ("FILE", "COL"):
             kind = "file" if action.metavar == "FILE" else "column"
         else:
@@ -319,11 +323,13 @@ def _options(source, value, folder: Path, digests: dict) -> dict:
               "column": isinstance(v, str) and bool(v.strip()),
               "file": isinstance(v, str) and bool(v.strip()),
               "choice": v in (choices or ()),
-              "columns": isinstance(v, (str, list))}[kind]
+              "columns": isinstance(v, (str, list)),
+              "order": isinstance(v, dict) and all(isinstance(levels, list) and levels for levels in v.values())}[kind]
         if not ok:
             want = {"flag": "true or false", "count": "a positive integer", "number": "a positive number",
                     "column": "a column name", "file": "a file path",
-                    "choice": f"one of {list(choices or ())}", "columns": "a list of column names"}[kind]
+                    "choice": f"one of {list(choices or ())}", "columns": "a list of column names",
+                    "order": "a mapping of a column to its levels in order, e.g. {age: [18-29, 30-44, 45+]}"}[kind]
             raise _spec_error(source, key, f"must be {want}, not {v!r}", "Fix its value.")
         if kind == "columns":
             v = _names(source, key, v.split(",") if isinstance(v, str) else v, "column names")
@@ -331,7 +337,9 @@ def _options(source, value, folder: Path, digests: dict) -> dict:
             if clash:
                 raise _spec_error(source, key, f"names {clash}, which are the results' own key columns",
                                   "Rename those frame columns.")
-        if kind == "file":
+        if kind == "order":
+            v = tuple((str(col), tuple(str(level) for level in levels)) for col, levels in v.items())
+        if kind == "file" and not (name == "adjacency" and v in BUILT_IN_ADJACENCY):
             v = _data_file(source, key, v, folder, digests)
         options[name] = v
     return options
@@ -535,7 +543,7 @@ def run_job(job: Job) -> dict:
     from ..model.cells import prepare
     from ..model.family import family_named
     from ..model.formula import parse_formula
-    from .cli import _check_options, fit_and_poststratify
+    from .cli import _check_options, fit_and_poststratify, structure_options
 
     start = time.perf_counter()
     record = {"key": job.key, "worker": _worker(), "table": None, "error": None, "notes": []}
@@ -549,7 +557,7 @@ def run_job(job: Job) -> dict:
             prepared = _CACHE.get(("cells", job.survey.digest, job.wave_rows, job.subset_query, job.formula,
                                    args.family, args.drop_missing, job.options),
                                   lambda: prepare(survey, frame, formula, drop_missing=args.drop_missing,
-                                                  family=family_named(args.family)))
+                                                  family=family_named(args.family), **structure_options(args)))
             estimate, notes, _ = fit_and_poststratify(args, formula, survey, frame, prepared)
     except MisterpInputError as e:
         return {**record, "status": "failed", "error": str(e), "seconds": time.perf_counter() - start}

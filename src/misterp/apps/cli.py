@@ -88,6 +88,9 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
                           "estimate is then a rate per unit of exposure")
     fit.add_argument("--order", action="append", default=[], type=_order, metavar="COL=L1,L2,...",
                      help="the order of an rw1(), rw2() or ar1() term's levels (default: sorted)")
+    fit.add_argument("--wave", metavar="COL",
+                     help="the survey's and frame's wave (poll, year) column: estimates by wave, before --by, and a "
+                          "trend figure in the report; model the trend with rw1(COL) in the formula")
     fit.add_argument("--adjacency", metavar="FILE",
                      help="neighbouring areas for icar() and bym2() terms: a table with columns area, neighbour, "
                           "or 'us-states' for the built-in table of US postal codes")
@@ -140,10 +143,11 @@ def _parser() -> argparse.ArgumentParser:
                       help="seeds of the representative sample, the non-response sample and the responses")
     demo.add_argument("--json", action="store_true", help="print one JSON object with every number")
     demo.add_argument("--nsim", type=int, default=999, help="bootstrap refits (default 999)")
-    demo.add_argument("--seed", type=int, default=1, help="seed of the bootstrap (or of the states example)")
-    demo.add_argument("--example", choices=["article", "states"], default="article",
+    demo.add_argument("--seed", type=int, default=1, help="seed of the bootstrap (or of the states or trend example)")
+    demo.add_argument("--example", choices=["article", "states", "trend"], default="article",
                       help="article: the article's walk-through; states: MRP against raw, weighted and raked "
-                           "state estimates on a simulated 6,300-cell population")
+                           "state estimates on a simulated 6,300-cell population; trend: a tracking poll's trend "
+                           "by rw1(wave) against (1|wave), with a known truth")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     demo.add_argument("--quiet", action="store_true", help="no progress bars, no notes")
     demo.add_argument("--html", metavar="FILE", help="write the article's report to FILE instead")
@@ -264,9 +268,13 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
     streamed = isinstance(frame, FrameChunks)
     if prepared is None:
         structured = [g.columns[0] for g in formula.groups if g.structured]
-        levels = frame.distinct(structured) if streamed and structured else None
+        wave = getattr(args, "wave", None)
+        levels = frame.distinct(structured + ([wave] if wave else [])) if streamed and (structured or wave) else \
+            None
         prepared = prepare(survey, None if streamed else frame, formula, drop_missing=args.drop_missing,
                            family=family_named(args.family), frame_levels=levels, **structure_options(args))
+        if wave:
+            prepared = (prepared[0], list(prepared[1]) + _wave_notes(wave, survey, frame if not streamed else levels))
     cells, notes = prepared[0], list(prepared[1])
     if streamed:  # the frame's checks, coverage and margins in one pass, before the fit
         margins = frame_margins(cells.design)
@@ -300,6 +308,26 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
               "frame cells": cover["frame_cells"], "frame cells without respondents": cover["without_respondents"]}
     return estimate, notes, {"fit": model, "survey": survey, "frame": frame, "inputs": inputs,
                              "margins": margins if streamed else None}
+
+
+def _wave_notes(wave: str, survey, frame) -> list[str]:
+    """A note naming the frame's waves that the survey lacks (predicted by the model); an error for a wave
+    column missing from either table. ``frame`` is a Frame or a dict of the streamed frame's values."""
+    import numpy as np
+    import pandas as pd
+
+    frame_values = frame.get(wave) if isinstance(frame, dict) else (
+        frame.data[wave].unique() if wave in frame.data.columns else None)
+    for where, ok in (("survey", wave in survey.data.columns), ("frame", frame_values is not None)):
+        if not ok:
+            raise MisterpInputError(f"--wave {wave}: the {where} has no column {wave!r}. Name the column that holds "
+                                    "each row's wave (poll, year) in both tables.")
+    seen = {str(v) for v in survey.data[wave].unique()}
+    missing = [str(v) for v in pd.Index(pd.unique(np.asarray(frame_values))).sort_values() if str(v) not in seen]
+    if not missing:
+        return []
+    return [f"the frame's wave(s) {missing} have no respondents: their estimates are the model's prediction "
+            f"(rw1({wave}) carries the trend into them; (1|{wave}) gives a new wave the population-level prediction)"]
 
 
 def _poststratify_frame(args, model, frame, seed, weight, notes):
@@ -347,7 +375,8 @@ def _report_command(args) -> int:
     _report(estimate, notes, args.out, args.quiet)
     left_out = []
     frame = context["margins"] if context.get("margins") is not None else context["frame"]
-    figures = report_figures(estimate, context["fit"], context.get("survey"), frame, notes=left_out)
+    figures = report_figures(estimate, context["fit"], context.get("survey"), frame, notes=left_out,
+                             wave=getattr(args, "wave", None))
     for note in left_out:
         _note(args, note)
     page = html_report(estimate, context["fit"], context.get("survey"), frame,
@@ -471,6 +500,9 @@ def _check_options(args) -> None:
             flag = "--" + name.replace("_", "-")
             raise MisterpInputError(f"{flag} must be {'a number > 0' if name != 'warmup' else 'an integer >= 0'}, "
                                     f"not {value}; give e.g. {flag} {SETTING_EXAMPLES.get(name, 1)}.")
+    wave = getattr(args, "wave", None)
+    if wave:
+        args.by = [wave] + [c for c in args.by if c != wave]
     if args.bootstrap and args.engine != "laplace":
         raise MisterpInputError("--bootstrap refits a multilevel Laplace fit; use it with --engine laplace.")
     if args.ml and (args.family != "gaussian" or args.engine != "laplace"):

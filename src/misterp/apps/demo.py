@@ -220,6 +220,9 @@ def main(seeds=ARTICLE_SEEDS, as_json: bool = False, nsim: int = 999, seed: int 
     if example == "states":
         print_states_example(seed)
         return 0
+    if example == "trend":
+        print_trend_example(seed)
+        return 0
     result = run_article(tuple(seeds), nsim=nsim, seed=seed, progress=progress)
     if as_json:
         json.dump(result, sys.stdout)
@@ -268,3 +271,41 @@ def print_states_example(seed: int) -> None:
     print(f"\nRMSE over the {result['states_with_respondents']} states with respondents:")
     for name, value in sorted(result["rmse"].items(), key=lambda kv: kv[1]):
         print(f"  {name:<9} {value:.4f}")
+
+
+TREND_MODELS = {"rw1(wave)": "support ~ male + (1|state) + rw1(wave)", "(1|wave)": "support ~ male + (1|state) + (1|wave)"}
+
+
+def run_trend_example(seed: int = 1) -> dict:
+    """A tracking poll with a known trend (:func:`misterp.sim.simulate.panel_simulation`), estimated by wave
+    with a random walk over the waves and with exchangeable waves; each model's RMSE against the true trend,
+    over every wave and over the waves the poll missed."""
+    from ..sim.simulate import panel_simulation
+
+    sim = panel_simulation(seed)
+    survey = Survey(sim.survey, "support")
+    table = sim.trend.copy()
+    for name, formula in TREND_MODELS.items():
+        cells, _ = prepare(survey, sim.frame, formula)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MisterpWarning)
+            fit = InlaEngine(seed=seed).fit(cells)
+        estimate = poststratify(cell_draws(fit, sim.frame), sim.frame, by="wave").table
+        table[name] = estimate["estimate"].to_numpy()
+        table[f"{name} sd"] = estimate["sd"].to_numpy()
+    table["respondents"] = sim.survey["wave"].value_counts().reindex(table["wave"], fill_value=0).to_numpy()
+    missed = table["wave"].isin(sim.skipped)
+    rmse = {name: {"all": float(np.sqrt(np.mean((table[name] - table["truth"]) ** 2))),
+                   "missed": float(np.sqrt(np.mean((table.loc[missed, name] - table.loc[missed, "truth"]) ** 2)))}
+            for name in TREND_MODELS}
+    return {"table": table, "rmse": rmse, "skipped": sim.skipped}
+
+
+def print_trend_example(seed: int) -> None:
+    result = run_trend_example(seed)
+    print(f"A tracking poll: 24 waves of 120 respondents, waves {list(result['skipped'])} missed; seed {seed}.")
+    print("Support by wave against the known trend (inla engine):\n")
+    print(result["table"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\nRMSE against the true trend:  all waves   missed waves")
+    for name, value in result["rmse"].items():
+        print(f"  {name:<11}                 {value['all']:.4f}       {value['missed']:.4f}")

@@ -29,7 +29,7 @@ from ..engines.bootstrap import BootstrapFit
 from ..engines.laplace import MixedFit
 from ..results.compare import margin_columns
 from ..results.extras import extra
-from . import plots
+from . import plots, structured
 
 SORTING = """
 document.querySelectorAll("table.sortable th").forEach((th, column) => th.addEventListener("click", () => {
@@ -81,7 +81,8 @@ def render(fig) -> bytes:
     return buffer.getvalue()
 
 
-def report_figures(estimate, fit=None, survey=None, frame=None, notes: list | None = None) -> list[ReportFigure]:
+def report_figures(estimate, fit=None, survey=None, frame=None, notes: list | None = None,
+                   wave: str | None = None) -> list[ReportFigure]:
     """Every figure that applies to these results, drawn.
 
     Parameters
@@ -94,6 +95,8 @@ def report_figures(estimate, fit=None, survey=None, frame=None, notes: list | No
     notes : list of str, optional
         Gets a note for each figure that cannot be drawn (it is left out; the others are kept) and
         for each part a figure leaves out.
+    wave : str, optional
+        The wave column: a trend figure when the estimate is by it.
 
     Returns
     -------
@@ -112,6 +115,14 @@ def report_figures(estimate, fit=None, survey=None, frame=None, notes: list | No
         add("estimates", lambda: estimates_caption(estimate), plots.estimates_plot, estimate)
     if estimate.by == ["state"] and estimate.table["state"].astype(str).isin(plots.US_TILES).mean() > 0.5:
         add("map", "The estimates on a US tile map", plots.state_map, estimate)
+    if wave and wave in estimate.by:
+        add("trend", f"The estimates over {wave}, with their intervals", structured.trend_plot, estimate, wave)
+    if fit is not None:
+        for k, name in enumerate(fit.design.group_names):
+            kind = getattr(fit.design.structure(k), "kind", None)
+            if kind in ("rw1", "rw2", "ar1"):
+                add(f"curve-{kind}-{fit.design.group_terms[k].columns[0]}", f"The fitted {name} effects, ± 2 sd",
+                    structured.term_plot, fit, name)
     if estimate.draws is not None:
         add("draws", lambda: draws_caption(estimate), plots.draws_plot, estimate)
     if survey is not None and frame is not None and fit is not None:
@@ -168,7 +179,8 @@ def wrap_summary(text: str, width: int = WIDTH) -> str:
 
 
 def html_report(estimate, fit=None, survey=None, frame=None, *, title: str = "misterp report",
-                inputs: dict | None = None, notes: list[str] | None = None, figures: list | None = None) -> str:
+                inputs: dict | None = None, notes: list[str] | None = None, figures: list | None = None,
+                wave: str | None = None) -> str:
     """The report as one HTML page (a string).
 
     ``figures`` as :func:`report_figures` gives them (by default, made here, and the notes on any
@@ -177,7 +189,7 @@ def html_report(estimate, fit=None, survey=None, frame=None, *, title: str = "mi
     a note; the page is still written.
     """
     notes = list(notes or [])
-    figures = report_figures(estimate, fit, survey, frame, notes) if figures is None else figures
+    figures = report_figures(estimate, fit, survey, frame, notes, wave) if figures is None else figures
     summary = extra("the model summary", notes, fit.summary) if fit is not None else None
     parts = [f"<h1>{html.escape(title)}</h1>"]
     if inputs:

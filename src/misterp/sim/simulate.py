@@ -158,3 +158,57 @@ def vignette_sample(population: VignettePopulation, n: int, rng: np.random.Gener
     weight = 1 / response[chosen]
     survey["weight"] = weight / weight.mean()
     return survey
+
+
+@dataclass(frozen=True)
+class PanelSimulation:
+    """A tracking poll with a known trend.
+
+    Attributes
+    ----------
+    survey : DataFrame
+        ``support`` (0/1), ``wave`` (1..n_waves), ``state`` (12 regions), ``male`` (0/1); the waves in
+        ``skipped`` have no respondents.
+    frame : Frame
+        Every wave x state x male cell, with counts ``N`` (the population shifts between waves) and the
+        true support ``truth``.
+    trend : DataFrame
+        ``wave`` and the population's true support in it, ``truth``.
+    skipped : tuple of int
+        Waves the poll missed; the frame has them.
+    """
+
+    survey: pd.DataFrame
+    frame: Frame
+    trend: pd.DataFrame
+    skipped: tuple
+
+
+def panel_simulation(seed: int = 1, n_waves: int = 24, per_wave: int = 120, skipped=(9, 17)) -> PanelSimulation:
+    """A smooth national trend (-0.3 + 0.5 sin(2π t / 16) + 0.3 t / n_waves on the logit scale), 12 regions
+    with effects N(0, 0.35²), men 0.25 lower, and ``per_wave`` respondents a wave (men and the first regions
+    over-sampled), none in the ``skipped`` waves."""
+    rng = np.random.default_rng(seed)
+    waves = np.arange(1, n_waves + 1)
+    states = np.array([f"R{k:02d}" for k in range(1, 13)])
+    trend = -0.3 + 0.5 * np.sin(2 * np.pi * waves / 16) + 0.3 * waves / n_waves
+    region = rng.normal(0, 0.35, len(states))
+    size = rng.uniform(0.5, 2.0, len(states))
+    w, s, m = (a.ravel() for a in np.meshgrid(waves, np.arange(len(states)), [0, 1], indexing="ij"))
+    eta = trend[w - 1] + region[s] - 0.25 * m
+    truth = 1 / (1 + np.exp(-eta))
+    counts = np.round(1e5 * size[s] * (1 + 0.01 * (w - 1) * (m - 0.5))).astype(float)
+    frame = pd.DataFrame({"wave": w, "state": states[s], "male": m, "N": counts, "truth": truth})
+    # each wave's sample: men twice as likely to answer, the first regions over-sampled
+    reach = counts * (1 + m) * np.linspace(2.0, 0.5, len(states))[s]
+    rows = []
+    for t in waves:
+        if t in skipped:
+            continue
+        cells = np.flatnonzero(w == t)
+        chosen = rng.choice(cells, per_wave, p=reach[cells] / reach[cells].sum())
+        rows.append(frame.iloc[chosen].assign(support=(rng.random(per_wave) < truth[chosen]).astype(int)))
+    survey = pd.concat(rows, ignore_index=True)[["support", "wave", "state", "male"]]
+    population = (frame["truth"] * frame["N"]).groupby(frame["wave"]).sum() / frame["N"].groupby(frame["wave"]).sum()
+    return PanelSimulation(survey, Frame(frame, "N"), pd.DataFrame({"wave": waves, "truth": population.to_numpy()}),
+                           tuple(skipped))

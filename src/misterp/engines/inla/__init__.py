@@ -39,9 +39,9 @@ Example
 from .design import Design, IntegrationPoints, design, fractional_factorial, integration_points
 from .engine import InlaEngine
 from .fit import InlaFit
-from .hyper import DecovTerm, Hyperparameters
+from .hyper import Hyperparameters
 from .posterior import DEFAULT_MAX_EFFECTS, HyperPosterior, latent_size
 
-__all__ = ["DEFAULT_MAX_EFFECTS", "DecovTerm", "Design", "HyperPosterior", "Hyperparameters",
+__all__ = ["DEFAULT_MAX_EFFECTS", "Design", "HyperPosterior", "Hyperparameters",
            "InlaEngine", "InlaFit", "IntegrationPoints", "design", "fractional_factorial", "integration_points",
            "latent_size"]

@@ -3,6 +3,7 @@ residual sd, on unconstrained coordinates, with their log prior and what a fit r
 
 Example
 -------
+>>> from misterp.engines.terms import DecovTerm
 >>> h = Hyperparameters([DecovTerm(1, 1.0), DecovTerm(2, 1.0)], ["g", "s"], [["(Intercept)"], ["(Intercept)", "x"]],
 ...                     2.0)
 >>> h.m, h.labels[-1]
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..terms import DecovTerm, LatentTerm, latent_terms
+from ..terms import LatentTerm, latent_terms
 
 
 class Hyperparameters:
