@@ -235,3 +235,21 @@ def test_cces_seven_term_against_the_case_study(cces_all):
     areas = rows(table, "areas", "area_mse")
     assert areas.index[0] == "m2" and areas.loc["m1", "diff"] > areas.loc["m1", "diff_se"]
     assert rows(table, "areas", "log_loss").index[0] == "m2"
+
+
+def test_structured_terms_keep_their_neighbours_when_an_area_is_held_out():
+    """Held-out areas of a smooth spatial effect: icar predicts them from their neighbours, (1|area) at the
+    mean, so icar scores better on the areas scheme."""
+    from misterp.data.adjacency import adjacency_from_table
+
+    rng = np.random.default_rng(5)
+    areas = [f"a{k:02d}" for k in range(16)]
+    area = rng.integers(0, 16, 1600)
+    eta = 1.2 * np.sin(2 * np.pi * area / 16)
+    data = pd.DataFrame({"y": (rng.random(1600) < 1 / (1 + np.exp(-eta))).astype(int),
+                         "area": [areas[a] for a in area]})
+    ring = adjacency_from_table(pd.DataFrame({"area": areas, "neighbour": areas[1:] + areas[:1]}), "ring")
+    table = compare_models(Survey(data, "y"), None, ["y ~ (1|area)", "y ~ icar(area)"], area="area", folds=4,
+                           schemes=["areas"], adjacency=ring)
+    log_loss = table[(table["score"] == "log_loss")].set_index("model")["loss"]
+    assert log_loss["m2"] < log_loss["m1"] - 0.01

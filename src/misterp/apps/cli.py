@@ -431,7 +431,8 @@ def _compare_command(args) -> int:
                          trials=args.trials, exposure=args.exposure, recode=args.map)
     frame = read_frame(args.frame, args.count, join=args.join)
     table = compare_models(survey, frame, formulas, area=area, engine=_engine(args), family=family_named(args.family),
-                           folds=args.folds, seed=args.seed, schemes=args.cv, drop_missing=args.drop_missing)
+                           folds=args.folds, seed=args.seed, schemes=args.cv, drop_missing=args.drop_missing,
+                           **structure_options(args))
     for note in [] if args.quiet else table.attrs["notes"]:
         print(f"misterp: {note}", file=sys.stderr)
     if args.out:

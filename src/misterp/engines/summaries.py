@@ -169,7 +169,9 @@ def inla_summary(fit) -> str:
     """R-INLA's summary of a fit: the fixed effects and the hyperparameters (as sds, where R-INLA
     prints precisions), each with mean, sd and 2.5/50/97.5% quantiles, then the design's size."""
     design, family = fit.design, fit.family
-    lines = ["inla [misterp]", f" family:       {family.name} [{family.link}]",
+    mode_only = fit.engine.design == "mode"  # the laplace engine's fit of structured terms
+    lines = ["laplace [misterp]: the hyperparameters at their posterior mode" if mode_only else "inla [misterp]",
+             f" family:       {family.name} [{family.link}]",
              f" formula:      {design.formula.text}", f" observations: {fit.cells.n_respondents}", "",
              "Fixed effects:"]
 
@@ -180,8 +182,10 @@ def inla_summary(fit) -> str:
     lines += block(fit.fixed_table())
     if len(fit.mode):
         lines += ["", "Model hyperparameters:"] + block(fit.hyper_table())
-        lines += ["", f"Integration: {len(fit.weights)} points over {len(fit.mode)} hyperparameter(s) "
-                  f"({fit.engine.design} design{', skewness-corrected' if fit.engine.skew else ''})"]
+        lines += ["", "The hyperparameters' mean is their mode, their sd and quantiles the Gaussian at the mode's; "
+                  "the effects are drawn at the mode alone (--engine inla integrates over them)."] if mode_only else \
+            ["", f"Integration: {len(fit.weights)} points over {len(fit.mode)} hyperparameter(s) "
+             f"({fit.engine.design} design{', skewness-corrected' if fit.engine.skew else ''})"]
     else:
         lines += ["", "No hyperparameters: one Laplace approximation of the posterior"]
     if design.group_terms:

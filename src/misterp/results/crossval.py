@@ -57,6 +57,7 @@ from ..model.cells import as_formula, collapse, prepare
 from ..model.design import Levels
 from ..model.family import DEFAULT_FAMILY, Family, as_family
 from ..model.formula import Formula
+from ..model.terms import build_structures
 from .draws import cell_draws
 
 SCHEMES = ("kfold", "areas", "loo")
@@ -309,9 +310,12 @@ def area_losses(out: Outcomes, mean: np.ndarray, area: np.ndarray, fold: np.ndar
         return np.where(tests > 0, squared.reshape(-1, n_areas).sum(axis=0) / tests, np.nan)
 
 
-def cross_validate(survey: Survey, formula, fold: np.ndarray, engine, family: Family | str = DEFAULT_FAMILY):
+def cross_validate(survey: Survey, formula, fold: np.ndarray, engine, family: Family | str = DEFAULT_FAMILY,
+                   structures: dict | None = None):
     """Held-out predictions of every respondent with a fold (``fold >= 0``), from a fit of the
-    other folds' respondents (and those with fold -1).
+    other folds' respondents (and those with fold -1). ``structures`` gives structured terms their levels
+    and neighbours from all the data, so that a held-out area is predicted from its neighbours
+    (:func:`misterp.model.terms.build_structures`).
 
     Returns (mean (n,), dispersion (n,), problems): the predicted mean of each respondent (NaN
     where never held out), the residual variance of the fit that predicted it, and each fold fit's
@@ -327,7 +331,7 @@ def cross_validate(survey: Survey, formula, fold: np.ndarray, engine, family: Fa
         if not held.any():
             continue
         train = replace(survey, data=data[~held].reset_index(drop=True))
-        fit, found = fit_cells(engine, collapse(train, formula, family))
+        fit, found = fit_cells(engine, collapse(train, formula, family, structures))
         problems.append(found)
         try:
             mean[held] = predict_rows(fit, data[held])
@@ -431,7 +435,7 @@ def rank_models(losses: dict, formulas: dict) -> pd.DataFrame:
 
 def compare_models(survey: Survey, frame: Frame | None, formulas, *, area: str, engine=None,
                    family: Family | str = DEFAULT_FAMILY, folds: int = 5, seed: int | None = None, schemes=None,
-                   drop_missing: bool = False) -> pd.DataFrame:
+                   drop_missing: bool = False, order: dict | None = None, adjacency=None) -> pd.DataFrame:
     """Score and rank models by held-out data.
 
     Parameters
@@ -458,6 +462,9 @@ def compare_models(survey: Survey, frame: Frame | None, formulas, *, area: str, 
     schemes : sequence of {"kfold", "areas", "loo"}, optional
         By default kfold and areas, or loo alone for a Bayesian engine (K-fold refits it K times
         per model per scheme).
+    order, adjacency : optional
+        Structured terms' level order and neighbours (:func:`misterp.model.cells.prepare`); their
+        levels come from the whole survey and the frame, so a held-out area keeps its neighbours.
 
     Returns
     -------
@@ -489,8 +496,11 @@ def compare_models(survey: Survey, frame: Frame | None, formulas, *, area: str, 
     seed = 0 if seed is None else int(seed)
     if frame is not None:
         for formula in formulas:
-            prepare(survey, frame, formula, drop_missing=drop_missing, family=family)
+            prepare(survey, frame, formula, drop_missing=drop_missing, family=family, order=order, adjacency=adjacency)
     people = respondents(survey, formulas, area, drop_missing)
+    structures = {name: build_structures(f, people.survey.data, None if frame is None else frame.data, order,
+                                         adjacency)[0] if any(g.structured for g in f.groups) else None
+                  for name, f in names.items()}
     notes = list(people.notes)
     if survey.weights:
         notes.append("design weights are not used in scoring: every respondent counts once")
@@ -504,7 +514,8 @@ def compare_models(survey: Survey, frame: Frame | None, formulas, *, area: str, 
         held = fold >= 0
         for name in models:
             try:
-                mean, dispersion, found = cross_validate(people.survey, names[name], fold, engine, family)
+                mean, dispersion, found = cross_validate(people.survey, names[name], fold, engine, family,
+                                                         structures[name])
             except MisterpInputError as e:
                 if not skip_unpredictable:
                     raise
@@ -544,7 +555,7 @@ def compare_models(survey: Survey, frame: Frame | None, formulas, *, area: str, 
         else:
             notes.append(f"loo: {LOO_WARNING}")
             for name, formula in names.items():
-                cells, _ = prepare(people.survey, None, formula, family=family)
+                cells, _ = prepare(people.survey, None, formula, family=family, order=order, adjacency=adjacency)
                 fit, found = fit_cells(engine, cells)
                 problems[name].append(found)
                 loss, pareto = loo_losses(fit, people.survey)

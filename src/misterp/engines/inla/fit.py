@@ -242,11 +242,14 @@ class InlaFit(Fit):
     def hyper_table(self) -> pd.DataFrame:
         """The sds' (and correlations') mean and sd over the design's weights, and their 2.5/50/97.5%
         quantiles from :meth:`hyper_samples`: R-INLA's ``summary.hyperpar``, for sds where it gives
-        precisions."""
+        precisions. For the mode alone, the mean is the mode's value and the sd the Gaussian's."""
         w, values = self.weights, self.reported
         mean = w @ values
         sd = np.sqrt(np.maximum(w @ values ** 2 - mean ** 2, 0.0))
-        quant = np.quantile(self.hyper_samples(), QUANTILES, axis=0).T
+        samples = self.hyper_samples()
+        if len(w) == 1:  # the mode alone (the laplace engine's structured fit): the Gaussian's sd
+            sd = samples.std(axis=0)
+        quant = np.quantile(samples, QUANTILES, axis=0).T
         return pd.DataFrame(np.column_stack([mean, sd, quant]), index=self.hyper.labels, columns=_columns())
 
     def fixef(self) -> pd.Series:
