@@ -2,9 +2,9 @@
 
 H = [[A, B'], [B, C]] over x = (f, b): A (p, p) the fixed effects' block, B (q, p), C (q, q) the
 group effects' (Z'WZ / disp plus their prior precision). Both systems give what the engine needs
-of H: solves, log det H, each cell's leverage a_c' H^-1 a_c, the diagonal blocks of H^-1 for each
-level's effects, the fixed effects' covariance, and draws of N(x̂, H^-1) with their standard
-normals' log density.
+of H: solves, log det H, each cell's leverage a_c' H^-1 a_c, H^-1's entries on the prior's pattern,
+the fixed effects' covariance, and draws of N(x̂, H^-1) with their standard normals' log density.
+:class:`ConstrainedSystem` gives the same on the structured terms' constraints.
 
 The sparse system eliminates b first, on C's pattern (:class:`misterp.engines.linalg.Elimination`):
 with K = C^-1 B and the Schur complement S = A - B'K = R R',

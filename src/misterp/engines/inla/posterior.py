@@ -1,27 +1,29 @@
 """The hyperparameters' posterior log π(φ | y), by the Laplace approximation over the latent effects.
 
-The model is the bayes engine's (rstanarm's ``stan_glmer``, :mod:`misterp.engines.bayes`). Given φ,
-everything else is a latent Gaussian field x = (f, b) of dimension d = p + q:
+The model is the bayes engine's (rstanarm's ``stan_glmer``, :mod:`misterp.engines.bayes`), with its
+structured terms. Given φ, everything else is a latent Gaussian field x = (f, b) of dimension d = p + q:
 
-    eta = offset + F f + Z b,     f ~ N(m_f, diag(s_f^2)),   b_l ~ N(0, T_k T_k') for each level l of term k,
+    eta = offset + F f + Z b,     f ~ N(m_f, diag(s_f^2)),   b_k ~ N(0, Q_k(φ)^-1) on A_k b_k = 0 for each term k,
 
 with F = [1, centred X], the priors' locations and scales exactly the bayes engine's
-(:func:`misterp.engines.bayes.model_data`), and T_k(φ) each term's decov factor (:mod:`.hyper`:
-log tau, and for a term with slopes its simplex and correlations, unconstrained). A gaussian's
-residual sd is aux = sd(y) * a, a ~ exponential(1), φ's last entry log a; every T_k scales with aux,
-as rstanarm's decov does (binomial and poisson have aux = 1 and no a).
+(:func:`misterp.engines.bayes.model_data`), and Q_k, A_k each term's precision and constraints
+(:mod:`misterp.engines.terms`: decov blocks for ``(1 + x|g)``, random walks, AR(1), icar and bym2, whose
+latent phi has no column in Z). A gaussian's residual sd is aux = sd(y) * a, a ~ exponential(1), φ's last
+entry log a; every sd scales with aux, as rstanarm's decov does (binomial and poisson have aux = 1 and
+no a).
 
-At each φ, Newton's method finds the mode x̂ of g(x) = log p(y | x) + log p(x | φ), with
-H = A'WA / disp + Q the negative Hessian (A = [F, Z], W the family's working weights, disp = aux^2,
-Q the prior precision, block diagonal), and
+At each φ, Newton's method finds the mode x̂ of g(x) = log p(y | x) + log p(x | φ) on the constraints'
+space, with H = A'WA / disp + Q the negative Hessian (A = [F, Z], W the family's working weights,
+disp = aux^2, Q the prior precision, sparse), and
 
     log π(φ | y) = g(x̂) + 1/2 log det Q - 1/2 log det H + log p(φ) + constant,
 
-exact for a gaussian outcome. Its gradient is exact too: the envelope theorem for g, and for
-log det H the derivative through Q and, as x̂ moves (dx̂ = H^-1 d(grad g)), through W: the
-cells' leverages a_i' H^-1 a_i times dW/deta. Each term's dQ/dφ comes from its K x K precision
-by the complex step. A family with a dispersion is taken to be an exponential-dispersion family:
-its weights and residuals are those at dispersion 1 over disp.
+both determinants taken on the constraints' space (:class:`.latent.ConstrainedSystem`), exact for a
+gaussian outcome. Its gradient is exact too: the envelope theorem for g, and for log det H the
+derivative through Q (tr(Σ dQ) needs Σ = H^-1 on Q's pattern alone) and, as x̂ moves
+(dx̂ = Σ d(grad g)), through W: the cells' leverages a_i' Σ a_i times dW/deta. Each term's dQ/dφ comes
+by the complex step. A family with a dispersion is taken to be an exponential-dispersion family: its
+weights and residuals are those at dispersion 1 over disp.
 """
 
 from __future__ import annotations
