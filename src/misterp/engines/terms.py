@@ -8,6 +8,7 @@ sd = sd_scale · e^φ_0 · aux with e^φ_0 ~ exponential(1) (gamma(1, 1): rstana
 
 - :class:`DecovTerm`: ``(1|g)``, ``(1 + x|g)``: each level's K effects N(0, T T'), T from rstanarm's
   decov coordinates;
+- :class:`StructuredTerm`: what the structured terms below share (their sd, rho and reports);
 - :class:`IntrinsicTerm`: ``rw1``, ``rw2``, ``icar``: Q = R / sd² on the structure matrix R
   (:mod:`misterp.model.terms`), improper along R's null space, which the constraints remove;
 - :class:`Ar1Term`: the stationary AR(1) with marginal sd, φ = (log sd, atanh rho), rho ~ uniform(-1, 1);
@@ -227,14 +228,47 @@ class DecovTerm(LatentTerm):
             f"cor for {name} ({effects[c]}, {effects[r]})" for r, c in zip(*self.correlation_pairs())]
 
 
-class IntrinsicTerm(LatentTerm):
-    """rw1, rw2 or icar: Q = (R + EPS I) / sd², with R the structure's matrix and its null space constrained
-    away; φ = (log sd / sd_scale / aux)."""
+class StructuredTerm(LatentTerm):
+    """What the structured terms share: φ_0 = log(sd / sd_scale / aux) with e^φ_0 ~ exponential(1), and for
+    a term with rho (``n_phi`` = 2) φ_1 = rho on an unconstrained scale (:meth:`rho`, its prior
+    :meth:`rho_log_prior` with the map's Jacobian). A level outside the structure is an island: its factor
+    is the sd."""
 
     n_phi = 1
 
     def __init__(self, structure, sd_scale: float):
         self.structure, self.sd_scale = structure, float(sd_scale)
+
+    def rho(self, phi):
+        raise NotImplementedError
+
+    def rho_log_prior(self, phi):
+        raise NotImplementedError
+
+    def log_prior(self, phi):
+        return _sd_prior(phi) + (self.rho_log_prior(phi) if self.n_phi == 2 else 0.0)
+
+    def start(self):
+        return np.concatenate([[np.log(0.5 / self.sd_scale)], np.zeros(self.n_phi - 1)])
+
+    def factor(self, phi, aux):
+        return _sd(self.sd_scale, np.asarray(phi), aux)[..., None, None]
+
+    def reported(self, phi, aux):
+        phi = np.asarray(phi)
+        sd = _sd(self.sd_scale, phi, aux) * np.ones(phi.shape[:-1])
+        return np.stack([sd] + ([self.rho(phi)] if self.n_phi == 2 else []), axis=-1)
+
+    def labels(self, name, effects):
+        return [f"sd for {name}"] + ([f"rho for {name}"] if self.n_phi == 2 else [])
+
+
+class IntrinsicTerm(StructuredTerm):
+    """rw1, rw2 or icar: Q = (R + EPS I) / sd², with R the structure's matrix and its null space constrained
+    away."""
+
+    def __init__(self, structure, sd_scale: float):
+        super().__init__(structure, sd_scale)
         R = sp.coo_matrix(structure.matrix() + EPS * sp.eye(structure.n_levels))
         self.rows, self.cols, self._r = R.row, R.col, R.data
         self.n_latent = structure.n_levels
@@ -251,30 +285,15 @@ class IntrinsicTerm(LatentTerm):
     def constraints(self):
         return self._constraints
 
-    def log_prior(self, phi):
-        return _sd_prior(phi)
 
-    def start(self):
-        return np.array([np.log(0.5 / self.sd_scale)])
-
-    def factor(self, phi, aux):
-        return _sd(self.sd_scale, np.asarray(phi), aux)[..., None, None]
-
-    def reported(self, phi, aux):
-        return _sd(self.sd_scale, np.asarray(phi), aux)[..., None]
-
-    def labels(self, name, effects):
-        return [f"sd for {name}"]
-
-
-class Ar1Term(LatentTerm):
+class Ar1Term(StructuredTerm):
     """The stationary AR(1) with marginal sd: u_1 ~ N(0, sd²), u_k = rho u_(k-1) + N(0, sd² (1 - rho²));
-    Q = tridiag(-rho; 1, 1 + rho², ..., 1; -rho) / (sd² (1 - rho²)). φ = (log sd, atanh rho)."""
+    Q = tridiag(-rho; 1, 1 + rho², ..., 1; -rho) / (sd² (1 - rho²)). φ_1 = atanh rho, rho ~ uniform(-1, 1)."""
 
     n_phi = 2
 
     def __init__(self, structure, sd_scale: float):
-        self.structure, self.sd_scale = structure, float(sd_scale)
+        super().__init__(structure, sd_scale)
         J = self.n_latent = structure.n_levels
         self.observed = np.arange(J)
         k = np.arange(J - 1)
@@ -283,34 +302,24 @@ class Ar1Term(LatentTerm):
         self._inner = np.zeros(J)
         self._inner[1:-1] = 1.0  # levels whose diagonal has 1 + rho²
 
+    def rho(self, phi):
+        return np.tanh(phi[..., 1])
+
+    def rho_log_prior(self, phi):
+        return np.log(1.0 - self.rho(phi) ** 2) - math.log(2.0)
+
     def q_values(self, phi, aux):
-        sd, rho = _sd(self.sd_scale, phi, aux), np.tanh(phi[1])
+        sd, rho = _sd(self.sd_scale, phi, aux), self.rho(phi)
         scale = 1.0 / (sd ** 2 * (1.0 - rho ** 2))
         off = np.full(self.n_latent - 1, -rho * scale)
         return np.concatenate([(1.0 + self._inner * rho ** 2) * scale, off, off])
 
     def log_det(self, phi, aux):
-        sd, rho = _sd(self.sd_scale, phi, aux), np.tanh(phi[1])
+        sd, rho = _sd(self.sd_scale, phi, aux), self.rho(phi)
         return -2.0 * self.n_latent * np.log(sd) - (self.n_latent - 1) * np.log(1.0 - rho ** 2)
 
-    def log_prior(self, phi):
-        return _sd_prior(phi) + np.log(1.0 - np.tanh(phi[..., 1]) ** 2) - math.log(2.0)
 
-    def start(self):
-        return np.array([np.log(0.5 / self.sd_scale), 0.0])
-
-    def factor(self, phi, aux):
-        return _sd(self.sd_scale, np.asarray(phi), aux)[..., None, None]
-
-    def reported(self, phi, aux):
-        phi = np.asarray(phi)
-        return np.stack([_sd(self.sd_scale, phi, aux) * np.ones(phi.shape[:-1]), np.tanh(phi[..., 1])], axis=-1)
-
-    def labels(self, name, effects):
-        return [f"sd for {name}", f"rho for {name}"]
-
-
-class Bym2Term(LatentTerm):
+class Bym2Term(StructuredTerm):
     """BYM2 in INLA's augmented form: latent (b, phi), 2J effects, b in the linear predictor.
 
     b_i | phi ~ N(sd sqrt(rho / s_i) phi_i, sd² (1 - rho)) and phi ~ icar (sum zero on each component),
@@ -318,13 +327,12 @@ class Bym2Term(LatentTerm):
 
         Q_bb = I / (sd² v),  Q_b,phi = -sqrt(rho / s) / (sd v),  Q_phi,phi = R + rho / (s v) + EPS,
 
-    v = 1 - rho; an island has v = 1 and no phi (b_i = sd theta_i). φ = (log sd, logit rho),
-    rho ~ beta(1/2, 1/2)."""
+    v = 1 - rho; an island has v = 1 and no phi (b_i = sd theta_i). φ_1 = logit rho, rho ~ beta(1/2, 1/2)."""
 
     n_phi = 2
 
     def __init__(self, structure, sd_scale: float):
-        self.structure, self.sd_scale = structure, float(sd_scale)
+        super().__init__(structure, sd_scale)
         J = structure.n_levels
         self.n_latent = 2 * J
         self.observed = np.arange(J)
@@ -339,40 +347,28 @@ class Bym2Term(LatentTerm):
         constraints = structure.constraints()
         self._constraints = np.hstack([np.zeros_like(constraints), constraints])
 
+    def rho(self, phi):
+        return 1.0 / (1.0 + np.exp(-phi[..., 1]))
+
+    def rho_log_prior(self, phi):
+        rho = self.rho(phi)
+        return 0.5 * np.log(rho) + 0.5 * np.log(1.0 - rho) - math.log(math.pi)
+
     def _v(self, rho):
         return 1.0 - rho * self._connected
 
     def q_values(self, phi, aux):
-        sd, rho = _sd(self.sd_scale, phi, aux), 1.0 / (1.0 + np.exp(-phi[1]))
+        sd, rho = _sd(self.sd_scale, phi, aux), self.rho(phi)
         v = self._v(rho)
         cross = -np.sqrt(rho / self._s) * self._connected / (sd * v)
-        return np.concatenate([1.0 / (sd ** 2 * v), cross, cross, self._r,
-                               rho * self._connected / (self._s * v)])
+        return np.concatenate([1.0 / (sd ** 2 * v), cross, cross, self._r, rho * self._connected / (self._s * v)])
 
     def log_det(self, phi, aux):
-        sd, rho = _sd(self.sd_scale, phi, aux), 1.0 / (1.0 + np.exp(-phi[1]))
+        sd, rho = _sd(self.sd_scale, phi, aux), self.rho(phi)
         return -np.sum(np.log(sd ** 2 * self._v(rho)))
 
     def constraints(self):
         return self._constraints
-
-    def log_prior(self, phi):
-        rho = 1.0 / (1.0 + np.exp(-phi[..., 1]))
-        return _sd_prior(phi) + 0.5 * np.log(rho) + 0.5 * np.log(1.0 - rho) - math.log(math.pi)
-
-    def start(self):
-        return np.array([np.log(0.5 / self.sd_scale), 0.0])
-
-    def factor(self, phi, aux):
-        return _sd(self.sd_scale, np.asarray(phi), aux)[..., None, None]
-
-    def reported(self, phi, aux):
-        phi = np.asarray(phi)
-        rho = 1.0 / (1.0 + np.exp(-phi[..., 1]))
-        return np.stack([_sd(self.sd_scale, phi, aux) * np.ones(phi.shape[:-1]), rho], axis=-1)
-
-    def labels(self, name, effects):
-        return [f"sd for {name}", f"rho for {name}"]
 
 
 STRUCTURED = {"rw1": IntrinsicTerm, "rw2": IntrinsicTerm, "icar": IntrinsicTerm, "ar1": Ar1Term, "bym2": Bym2Term}
