@@ -1,10 +1,11 @@
 """misterp: Multilevel Regression and Poststratification in Python.
 
-The stages, each callable alone: data (``read_survey``, ``read_frame``) ->
+The stages, each callable alone: data (``read_survey``, ``read_frame``, ``read_adjacency``) ->
 cells (``prepare``, with a family: ``BINOMIAL``, ``POISSON``, ``GAUSSIAN`` or its name) -> fit (``GlmEngine``, ``LaplaceEngine``, ``bootstrap``,
 ``BayesEngine``, ``InlaEngine``) -> ``cell_draws`` -> ``poststratify`` -> ``Estimate``.
 """
 
+from .data.adjacency import read_adjacency
 from .data.frame import Frame, read_frame
 from .data.survey import Survey, read_survey
 from .engines.bayes import BayesEngine, BayesFit, Priors
@@ -25,6 +26,7 @@ from .results.saved import load_fit, save_fit
 __all__ = [
     "BINOMIAL", "GAUSSIAN", "POISSON", "BayesEngine", "BayesFit", "Binomial", "BootstrapFit", "Cells", "CellDraws",
     "Estimate", "Family", "Fit", "Frame", "Gaussian", "GlmEngine", "GlmFit", "InlaEngine", "InlaFit", "LaplaceEngine", "MisterpInputError", "MisterpWarning", "MixedFit", "Priors", "Survey", "bootstrap",
-    "cell_draws", "collapse", "load_fit", "parse_formula", "poststratify", "prepare", "read_frame", "read_survey",
+    "cell_draws", "collapse", "load_fit", "parse_formula", "poststratify", "prepare", "read_adjacency", "read_frame",
+    "read_survey",
     "save_fit",
 ]
