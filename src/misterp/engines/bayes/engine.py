@@ -187,8 +187,9 @@ class BayesEngine:
         if data["slopes"] is not None:
             if self.parameterization == "whitened":
                 raise MisterpInputError(
-                    "Whitened coordinates take random intercepts only; a model with varying slopes samples in "
-                    "rstanarm's own (--parameterization noncentred, the default for it).")
+                    "Whitened coordinates take exchangeable random intercepts only; a model with varying slopes or "
+                    "structured terms (rw1, ar1, icar, bym2) samples in non-centred coordinates "
+                    "(--parameterization noncentred, the default for it).")
             return False
         return self.parameterization == "whitened" or (
             self.parameterization == "auto" and n_effects(data) <= MAX_WHITENED)
