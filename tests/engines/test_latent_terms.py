@@ -6,7 +6,7 @@ import pytest
 
 from misterp import Frame, InlaEngine, LaplaceEngine, Survey, cell_draws, poststratify
 from misterp.data.adjacency import adjacency_from_table
-from misterp.engines.bayes.model import _structure_data, _unit_field
+from misterp.engines.bayes.model import _field_size, _unit_field
 from misterp.engines.inla.posterior import HyperPosterior
 from misterp.engines.terms import Ar1Term, Bym2Term, IntrinsicTerm
 from misterp.model.cells import prepare
@@ -81,12 +81,10 @@ def test_bayes_fields_have_the_terms_covariance(kind):
     import numpyro
 
     s = Structure(kind, tuple("abcdefgh"), EDGES if kind == "bym2" else np.zeros((0, 2), int))
-    data = _structure_data(s)
-    size = {"ar1": 8, "bym2": 8 + data.get("basis", np.zeros((0, 0))).shape[1]}.get(kind, data.get("basis",
-                                                                                   np.zeros((0, 0))).shape[1])
+    size = _field_size(s, 8)
     rho = {"ar1": 0.4, "bym2": 0.3}.get(kind)
     with numpyro.handlers.substitute(data={"rho_0": rho} if rho is not None else {}):
-        M = np.column_stack([np.asarray(_unit_field(0, data, np.eye(size)[j], 8)) for j in range(size)])
+        M = np.column_stack([np.asarray(_unit_field(0, s, np.eye(size)[j], 8)) for j in range(size)])
     term = {"ar1": Ar1Term, "bym2": Bym2Term}.get(kind, IntrinsicTerm)(s, sd_scale=1.0)
     phi = np.array([0.0, {"ar1": np.arctanh(0.4), "bym2": np.log(0.3 / 0.7)}.get(kind, 0.0)])[:term.n_phi]
     assert np.allclose(M @ M.T, _constrained_covariance(term, phi)[:8, :8], atol=1e-5)

@@ -135,7 +135,14 @@ class Structure:
     def field_basis(self, islands: bool = True) -> np.ndarray:
         """B (J, r) with B z, z ~ N(0, I_r), the constrained field at sd 1 (the covariance R^+ on the
         constraints' space): R's eigenvectors of positive eigenvalue, each over the root of its eigenvalue.
-        Without ``islands`` (bym2's phi), an island's row is 0. The ordered kinds' rw1 and rw2 only."""
+        Without ``islands`` (bym2's phi), an island's row is 0. Not for ar1. Computed once (a county graph's
+        eigendecomposition takes seconds)."""
+        cache = self.__dict__.setdefault("_bases", {})
+        if islands not in cache:
+            cache[islands] = self._field_basis(islands)
+        return cache[islands]
+
+    def _field_basis(self, islands: bool) -> np.ndarray:
         R = self.matrix().toarray()
         if not islands:
             R[self.islands, self.islands] = 0.0  # an island's phi is not part of any field

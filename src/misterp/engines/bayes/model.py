@@ -141,22 +141,8 @@ def _slope_data(cells: Cells) -> dict:
     cols, vals = design.random_entries(cells.table)
     return {"cols": cols.T, "vals": vals.T, "n_effects": tuple(int(k) for k in design.n_effects),
             "n_levels": tuple(int(j) for j in design.n_levels),
-            "structures": tuple(_structure_data(design.structure(k)) for k in range(len(design.group_terms)))}
-
-
-def _structure_data(structure) -> dict | None:
-    """A structured term's arrays for :func:`_term_effects`: its kind, the constrained field's basis (rw1, rw2,
-    icar, bym2's phi), and bym2's connected areas and scaling factors."""
-    if structure is None:
-        return None
-    out = {"kind": structure.kind}
-    if structure.kind != "ar1":
-        out["basis"] = structure.field_basis(islands=structure.kind != "bym2")
-    if structure.kind == "bym2":
-        connected = np.ones(structure.n_levels)
-        connected[structure.islands] = 0.0
-        out.update(connected=connected, scale=structure.scale_factors)
-    return out
+            # each term's Structure (None for decov): the sampler reads its basis (:func:`_unit_field`)
+            "structures": tuple(design.structure(k) for k in range(len(design.group_terms)))}
 
 
 def model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, intercept_loc, aux_scale, sd_scale, cols,
@@ -250,22 +236,28 @@ def _term_effects(slopes: dict, sd_scale: float, aux):
     return numpyro.deterministic("b", jnp.concatenate(pieces))
 
 
-def _field_size(structure: dict, J: int) -> int:
+def _basis(structure) -> np.ndarray:
+    """The constrained field's basis B (J, r) (:meth:`misterp.model.terms.Structure.field_basis`): bym2's phi
+    leaves the islands out."""
+    return structure.field_basis(islands=structure.kind != "bym2")
+
+
+def _field_size(structure, J: int) -> int:
     """The standard normals a structured term takes: the basis's columns, J for ar1, J + columns for bym2."""
-    if structure["kind"] == "ar1":
+    if structure.kind == "ar1":
         return J
-    return structure["basis"].shape[1] + (J if structure["kind"] == "bym2" else 0)
+    return _basis(structure).shape[1] + (J if structure.kind == "bym2" else 0)
 
 
-def _unit_field(k: int, structure: dict, z, J: int):
+def _unit_field(k: int, structure, z, J: int):
     """A structured term's effects at sd 1 from its standard normals z (:func:`_field_size`), (J,)."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
-    kind = structure["kind"]
+    kind = structure.kind
     if kind in ("rw1", "rw2", "icar"):
-        return jnp.asarray(structure["basis"]) @ z
+        return jnp.asarray(_basis(structure)) @ z
     if kind == "ar1":
         rho = numpyro.sample(f"rho_{k}", dist.Uniform(-1.0, 1.0))
         powers = jnp.concatenate([jnp.ones(1), jnp.cumprod(jnp.full(J - 1, rho))])   # rho^0 .. rho^(J-1)
@@ -274,6 +266,7 @@ def _unit_field(k: int, structure: dict, z, J: int):
         L = jnp.where(lag >= 0, powers[np.maximum(lag, 0)], 0.0) * jnp.where(first, 1.0, jnp.sqrt(1.0 - rho ** 2))
         return L @ z
     rho = numpyro.sample(f"rho_{k}", dist.Beta(0.5, 0.5))
-    connected, theta = jnp.asarray(structure["connected"]), z[:J]
-    phi = jnp.asarray(structure["basis"]) @ z[J:]
-    return jnp.sqrt(1.0 - rho * connected) * theta + jnp.sqrt(rho / jnp.asarray(structure["scale"])) * connected * phi
+    connected = np.ones(J)
+    connected[structure.islands] = 0.0
+    theta, phi = z[:J], jnp.asarray(_basis(structure)) @ z[J:]
+    return jnp.sqrt(1.0 - rho * connected) * theta + jnp.sqrt(rho / structure.scale_factors) * connected * phi
