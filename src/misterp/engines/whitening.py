@@ -60,10 +60,14 @@ def pilot_expansion(cells: Cells, data: dict, prior_only: bool) -> dict:
     """
     names = cells.design.fixed_names
     columns = ([np.ones((cells.n_cells, 1))] if data["has_intercept"] else []) + [data["Xc"]]
-    q = len(data["term_of_level"])
-    Z = np.zeros((cells.n_cells, q))
-    for col in data["cols"]:
-        Z[np.arange(cells.n_cells), col] = 1.0
+    terms = data.get("whitened_terms")
+    if terms is None:
+        q = len(data["term_of_level"])
+        Z = np.zeros((cells.n_cells, q))
+        for col in data["cols"]:
+            Z[np.arange(cells.n_cells), col] = 1.0
+    else:  # structured terms: b = M w (bayes.model.whitened_terms)
+        Z = cells.design.random_matrix(cells.table).toarray() @ terms["M"]
     A = np.hstack(columns + [Z])
     if prior_only:
         return {"H": np.zeros((A.shape[1],) * 2), "r": np.zeros(A.shape[1])}
@@ -74,7 +78,12 @@ def pilot_expansion(cells: Cells, data: dict, prior_only: bool) -> dict:
                 from .laplace import LaplaceEngine
 
                 pilot = LaplaceEngine().fit(cells)
-                coef, b, dispersion = pilot.beta, pilot.b, pilot.sigma ** 2
+                if terms is None:
+                    coef, b, dispersion = pilot.beta, pilot.b, pilot.sigma ** 2
+                else:  # the hyperparameters' mode (laplace's structured fit); w from b by least squares
+                    point, p = pilot.point_coef(), len(names)
+                    coef, dispersion = point[:p], float(pilot.dispersion_draws(1)[0, 0])
+                    b = np.linalg.lstsq(terms["M"], point[p:], rcond=None)[0]
             else:
                 from .glm import GlmEngine
 
@@ -202,3 +211,4 @@ def whitened_effects(p, has_intercept, coef_scale, intercept_scale, intercept_lo
         b = x[k + p:]
         numpyro.deterministic("z", b / sigma[jnp.asarray(term_of_level)])
     return alpha, beta, b
+

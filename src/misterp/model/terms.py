@@ -134,21 +134,33 @@ class Structure:
 
     def field_basis(self, islands: bool = True) -> np.ndarray:
         """B (J, r) with B z, z ~ N(0, I_r), the constrained field at sd 1 (the covariance R^+ on the
-        constraints' space): R's eigenvectors of positive eigenvalue, each over the root of its eigenvalue.
-        Without ``islands`` (bym2's phi), an island's row is 0. Not for ar1. Computed once (a county graph's
+        constraints' space): per component, R's eigenvectors of positive eigenvalue, each over the root of
+        its eigenvalue, so that every column lies in one component (:meth:`basis_components`). Without
+        ``islands`` (bym2's phi), an island has no column. Not for ar1. Computed once (a county graph's
         eigendecomposition takes seconds)."""
+        return self._basis(islands)[0]
+
+    def basis_components(self, islands: bool = True) -> np.ndarray:
+        """The component (an index into :attr:`components`) of each column of :meth:`field_basis`, (r,)."""
+        return self._basis(islands)[1]
+
+    def _basis(self, islands: bool) -> tuple[np.ndarray, np.ndarray]:
         cache = self.__dict__.setdefault("_bases", {})
         if islands not in cache:
-            cache[islands] = self._field_basis(islands)
+            R = self.matrix().tocsr()
+            columns, owners = [], []
+            for c, comp in enumerate(self.components):
+                if len(comp) == 1 and not islands:
+                    continue
+                values, vectors = np.linalg.eigh(R[comp][:, comp].toarray())
+                keep = values > 1e-9 * max(values.max(), 1.0)
+                block = np.zeros((self.n_levels, int(keep.sum())))
+                block[comp] = vectors[:, keep] / np.sqrt(values[keep])
+                columns.append(block)
+                owners.append(np.full(block.shape[1], c))
+            cache[islands] = (np.hstack(columns + [np.zeros((self.n_levels, 0))]),
+                              np.concatenate(owners + [np.zeros(0, int)]).astype(int))
         return cache[islands]
-
-    def _field_basis(self, islands: bool) -> np.ndarray:
-        R = self.matrix().toarray()
-        if not islands:
-            R[self.islands, self.islands] = 0.0  # an island's phi is not part of any field
-        values, vectors = np.linalg.eigh(R)
-        keep = values > 1e-9 * max(values.max(), 1.0)
-        return vectors[:, keep] / np.sqrt(values[keep])
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "levels": [_plain(v) for v in self.levels],

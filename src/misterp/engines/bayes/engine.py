@@ -184,12 +184,12 @@ class BayesEngine:
         if self.parameterization not in ("auto", "whitened", "noncentred"):
             raise ValueError("parameterization must be 'auto', 'whitened' or 'noncentred', "
                              f"not {self.parameterization!r}")
-        if data["slopes"] is not None:
+        if data["slopes"] is not None and data.get("whitened_terms") is None:
             if self.parameterization == "whitened":
                 raise MisterpInputError(
-                    "Whitened coordinates take exchangeable random intercepts only; a model with varying slopes or "
-                    "structured terms (rw1, ar1, icar, bym2) samples in non-centred coordinates "
-                    "(--parameterization noncentred, the default for it).")
+                    "Whitened coordinates take random intercepts and rw1, rw2, icar and bym2 terms; a model with "
+                    "varying slopes or ar1 terms samples in non-centred coordinates (--parameterization noncentred, "
+                    "the default for it).")
             return False
         return self.parameterization == "whitened" or (
             self.parameterization == "auto" and n_effects(data) <= MAX_WHITENED)

@@ -32,7 +32,9 @@ LIKELIHOODS = ("auto", "cells", "moments")
 
 def n_effects(data: dict) -> int:
     """Intercept, coefficients and group effects: the length of the whitened vector."""
-    return int(data["has_intercept"]) + data["Xc"].shape[1] + len(data["term_of_level"])
+    terms = data.get("whitened_terms")
+    effects = len(data["term_of_level"]) if terms is None else terms["M"].shape[1]
+    return int(data["has_intercept"]) + data["Xc"].shape[1] + effects
 
 
 def work(data: dict) -> int:
@@ -89,6 +91,8 @@ def model_data(cells: Cells, priors, likelihood: str = "auto") -> dict:
     if np.any(design.n_effects > 1) or not all(g.intercept and not g.structured for g in design.group_terms):
         data["slopes"] = _slope_data(cells)
         data["term_of_level"] = np.zeros(design.n_random, dtype=int)  # the effects' count, for n_effects
+        if any(g.structured for g in design.group_terms):
+            data["whitened_terms"] = whitened_terms(design)
     data["moments"] = _moments(cells, data, likelihood)
     return data
 
@@ -145,8 +149,63 @@ def _slope_data(cells: Cells) -> dict:
             "structures": tuple(design.structure(k) for k in range(len(design.group_terms)))}
 
 
+def whitened_terms(design) -> dict | None:
+    """Structured terms in coordinates w with independent normal priors, b = M w, for the whitened
+    parameterization; None where a term has none (slopes, ar1, whose map depends on rho).
+
+    An iid term's w is b (sd sigma); rw1, rw2 and icar take w ~ N(0, sigma^2 I_r) and M = B, their constrained
+    field's basis; bym2 takes (theta', w'), sds sigma sqrt(1 - rho) (an island's sigma) and sigma sqrt(rho / s),
+    and M = [I, B]: b = theta' + B w' is bym2's u. Returns M (q, n_w), and per coordinate its ``term``, its
+    ``part`` (0 plain, 1 bym2's theta, 2 bym2's phi) and ``extra`` (theta's connectedness, phi's scaling
+    factor)."""
+    from scipy.linalg import block_diag
+
+    blocks, term, part, extra = [], [], [], []
+    for k, (K, J) in enumerate(zip(design.n_effects, design.n_levels)):
+        structure = design.structure(k)
+        # ar1's map depends on rho; whitened with its tridiagonal precision (JAX's own Cholesky derivative) it
+        # took 142 leapfrog steps an iteration and diverged where non-centred coordinates take about 130
+        if K > 1 or not design.group_terms[k].intercept or getattr(structure, "kind", None) == "ar1":
+            return None
+        if structure is None or structure.kind != "bym2":
+            block = np.eye(J) if structure is None else structure.field_basis()
+            blocks.append(block)
+            term += [k] * block.shape[1]
+            part += [0] * block.shape[1]
+            extra += [1.0] * block.shape[1]
+            continue
+        B = structure.field_basis(islands=False)
+        connected = np.ones(J)
+        connected[structure.islands] = 0.0
+        owners = structure.basis_components(islands=False)
+        scale = np.array([structure.scale_factors[structure.components[c][0]] for c in owners])
+        blocks.append(np.hstack([np.eye(J), B]))
+        term += [k] * (J + B.shape[1])
+        part += [1] * J + [2] * B.shape[1]
+        extra += list(connected) + list(scale)
+    return {"M": block_diag(*blocks), "term": np.array(term), "part": np.array(part), "extra": np.array(extra)}
+
+
+def _coordinate_sds(terms: dict, sigma):
+    """Each whitened coordinate's prior sd (:func:`whitened_terms`), sampling bym2's rho_k."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    rho = jnp.zeros(len(sigma))
+    for k in sorted(set(terms["term"][terms["part"] > 0].tolist())):
+        rho = rho.at[k].set(numpyro.sample(f"rho_{k}", dist.Beta(0.5, 0.5)))
+    part, extra, r = terms["part"], terms["extra"], rho[jnp.asarray(terms["term"])]
+    # each branch finite everywhere, so that where's unused branch gives no NaN gradient
+    theta = jnp.sqrt(1.0 - r * np.where(part == 1, extra, 0.0))
+    phi = jnp.sqrt(r / np.where(part == 2, extra, 1.0))
+    factor = jnp.where(part == 1, theta, jnp.where(part == 2, phi, 1.0))
+    return sigma[jnp.asarray(terms["term"])] * factor
+
+
 def model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, intercept_loc, aux_scale, sd_scale, cols,
-          term_of_level, n_terms, stats, family, slopes=None, prior_only=False, H=None, r=None, moments=None):
+          term_of_level, n_terms, stats, family, slopes=None, prior_only=False, H=None, r=None, moments=None,
+          whitened_terms=None):
     """rstanarm's model; effects non-centred (b = sigma z), or whitened when H and r are given.
 
     A family with an outcome scale (gaussian) has a residual sd ``aux`` =
@@ -159,7 +218,18 @@ def model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, intercep
     aux = 1.0
     if aux_scale is not None:
         aux = numpyro.deterministic("aux", aux_scale * numpyro.sample("aux_unscaled", dist.Exponential(1.0)))
-    if slopes is not None:
+    if whitened_terms is not None and H is not None:  # structured terms in whitened coordinates
+        from ..whitening import whitened_effects
+
+        tau = numpyro.sample("tau", dist.Gamma(jnp.ones(n_terms), 1.0))
+        sigma = numpyro.deterministic("sigma", sd_scale * tau * aux)
+        sds = _coordinate_sds(whitened_terms, sigma)
+        alpha, beta, w = whitened_effects(Xc.shape[1], has_intercept, coef_scale, intercept_scale, intercept_loc,
+                                          sds, np.arange(len(whitened_terms["term"])), H, r)
+        for k in range(n_terms):
+            numpyro.deterministic(f"factor_{k}", jnp.reshape(sigma[k], (1, 1)))
+        b = numpyro.deterministic("b", jnp.asarray(whitened_terms["M"]) @ w)
+    elif slopes is not None:
         alpha = numpyro.sample("alpha", dist.Normal(intercept_loc, intercept_scale)) if has_intercept else 0.0
         beta = numpyro.sample("beta", dist.Normal(0.0, jnp.asarray(coef_scale))) if Xc.shape[1] else None
         b = _term_effects(slopes, sd_scale, aux)
