@@ -114,3 +114,11 @@ def test_structure_round_trips_through_json():
     s = Structure("bym2", (1, 2, 3), np.array([[0, 1]]))
     back = Structure.from_json(s.to_json(), np.int64)
     assert back.levels == (1, 2, 3) and back.edges.tolist() == [[0, 1]] and back.kind == "bym2"
+
+
+def test_rw2_without_a_linear_fixed_effect_says_it_has_no_trend():
+    data = pd.DataFrame({"y": [0, 1, 1, 0], "age": ["a", "b", "c", "d"], "k": [1, 2, 3, 4]})
+    _, notes = build_structures(parse_formula("y ~ rw2(age)"), data)
+    assert "carries no linear trend" in notes[0]
+    _, notes = build_structures(parse_formula("y ~ factor(age) + rw2(age)"), data)
+    assert notes == []

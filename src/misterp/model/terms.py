@@ -205,6 +205,10 @@ def build_structures(formula, survey: pd.DataFrame, frame: pd.DataFrame | None =
         values = _values([survey, frame], col)
         if term.kind in ORDERED:
             structure = Structure(term.kind, tuple(_ordered(col, values, order.get(col))))
+            if term.kind == "rw2" and not any(col in f.columns for f in formula.fixed):
+                notes.append(f"{term.name} carries no linear trend across {col!r} (its effects sum to 0, and so do k "
+                             f"times them): a fixed effect must carry it, such as the level's position 1, 2, ... as a "
+                             "numeric column in the formula")
         else:
             structure, note = _spatial(term, col, values, frame, adjacency)
             notes += note
