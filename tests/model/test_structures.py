@@ -122,3 +122,9 @@ def test_rw2_without_a_linear_fixed_effect_says_it_has_no_trend():
     assert "carries no linear trend" in notes[0]
     _, notes = build_structures(parse_formula("y ~ factor(age) + rw2(age)"), data)
     assert notes == []
+
+
+def test_table_areas_of_another_type_than_the_column_are_a_clear_error():
+    data = pd.DataFrame({"y": [0, 1], "fips": [1001, 1003]})
+    with pytest.raises(MisterpInputError, match="not values of 'fips'"):
+        build_structures(parse_formula("y ~ icar(fips)"), data, adjacency=_adjacency([("1001", "AB")]))

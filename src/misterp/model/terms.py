@@ -270,7 +270,13 @@ def _spatial(term, col: str, values: pd.Index, frame, adjacency: Adjacency | Non
     edges = np.array([(position[a], position[b]) for a, b in adjacency.pairs if a in position and b in position],
                      dtype=int).reshape(-1, 2)
     dtype = values.dtype if len(values) else object
-    levels = tuple(text[a] if a in text else pd.Series([a]).astype(dtype).iloc[0] for a in names)
+    try:
+        levels = tuple(text[a] if a in text else pd.Series([a]).astype(dtype).iloc[0] for a in names)
+    except (TypeError, ValueError):
+        raise MisterpInputError(
+            f"The adjacency table {adjacency.source!r} names areas such as {[a for a in names if a not in text][:5]} "
+            f"that are not values of {col!r} ({dtype} in the survey). Check that the table and the survey code "
+            f"{col!r} the same way.") from None
     structure = Structure(term.kind, levels, edges)
     islands = [str(structure.levels[i]) for i in structure.islands]
     if islands:
