@@ -560,7 +560,9 @@ def _fit_model(args, cells, notes: list[str]):
                      f"exceed the {DEFAULT_MAX_EFFECTS:,} the inla engine takes by default (--engine inla fits them "
                      "too, on its sparse path, in several times laplace's time)")
     elif getattr(args, "default_engine", False):
-        notes.append("engine: inla, the default (--engine laplace gives lme4's glmer fit, --engine bayes samples the "
+        laplace = ("its hyperparameters' posterior mode" if any(g.structured for g in cells.design.group_terms)
+                   else "lme4's glmer fit")
+        notes.append(f"engine: inla, the default (--engine laplace gives {laplace}, --engine bayes samples the "
                      "posterior by NUTS)" if args.engine == "inla" else
                      f"engine: {args.engine}, the default with --bootstrap or --ml (lme4's fit, as bootMer refits it)")
     notes += [f"warning: {m}" for m in model.problems()]
