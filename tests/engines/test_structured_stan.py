@@ -100,3 +100,25 @@ def test_bayes_matches_the_stan_posterior_without_divergences(data, model):
     if model != "ar1":
         assert not fit.remedy_note and fit.mean_steps < 40
     _check_posterior(fit, draws, data[1], model)
+
+
+def test_inla_matches_brms_bym2_without_islands(cces_all):
+    """brms's car(type = "bym2") on the 48 contiguous states (no islands, which brms cannot take), with its
+    priors set to ours (tests/fixtures/r/make_bym2_brms.R): the state estimates as against Stan."""
+    rows = pd.read_csv(FIXTURES / "cces_biased4000_rows.csv")["row"]
+    survey = cces_all.iloc[rows - 1]
+    survey = Survey(survey[~survey["state"].isin(["AK", "HI"])], "abortion")
+    frame = pd.read_csv(CCES / "poststrat_df.csv")
+    frame = Frame(frame[~frame["state"].isin(["AK", "HI"])], "n")
+    cells, _ = prepare(survey, frame, "abortion ~ male + (1|eth) + (1|educ) + (1|age) + bym2(state)",
+                       adjacency=read_adjacency("us-states"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MisterpWarning)
+        fit = InlaEngine().fit(cells)
+    ours, ref = poststratify(cell_draws(fit, frame), frame, by="state").table, pd.read_csv(
+        FIXTURES / "bym2_brms_state.csv")
+    assert ours["state"].tolist() == ref["state"].tolist()
+    gap = np.abs(ours["estimate"].to_numpy() - ref["mean"].to_numpy()) / ref["sd"].to_numpy()
+    ratio = np.abs(ours["sd"].to_numpy() / ref["sd"].to_numpy() - 1)
+    assert np.median(gap) < 0.1 and gap.max() < 0.35, (np.median(gap), gap.max())
+    assert np.median(ratio) < 0.1 and ratio.max() < 0.3, (np.median(ratio), ratio.max())
