@@ -157,27 +157,36 @@ def test_laplace_and_inla_fit_structured_terms_and_fill_an_unsampled_area(spatia
 
 
 def test_whitened_coordinates_give_each_terms_prior(spatial):
-    """The bayes engine's whitened coordinates (b = M w, w independent normal): M diag(sd^2) M' is each term's
-    covariance, bym2's included."""
+    """The bayes engine's whitened coordinates (b = M w, w normal with precision P): M P^-1 M' is each term's
+    covariance, bym2's and ar1's (tridiagonal P) included, and P's log determinant is the one the density
+    takes."""
     import jax.numpy as jnp
 
-    from misterp.engines.bayes.model import _coordinate_sds, whitened_terms
+    from misterp.engines.bayes.model import _coordinate_precision, whitened_terms
 
     import numpyro
 
     from misterp.engines.terms import latent_terms
 
     survey, frame, ring = spatial
-    for formula in ("y ~ x + bym2(area) + rw1(age)", "y ~ x + icar(area) + (1|age)"):
+    for formula in ("y ~ x + bym2(area) + rw1(age)", "y ~ x + icar(area) + (1|age)", "y ~ x + ar1(age) + bym2(area)"):
         design = prepare(survey, frame, formula, adjacency=ring)[0].design
         terms = whitened_terms(design)
-        sigma, rho = np.array([0.7, 0.4]), 0.35
-        with numpyro.handlers.substitute(data={"rho_0": rho}):
-            sds = np.asarray(_coordinate_sds(terms, jnp.asarray(sigma)))
-        cov = terms["M"] @ np.diag(sds ** 2) @ terms["M"].T
+        sigma = np.array([0.7, 0.4])
+        rho = {k: (-0.6 if design.structure(k).kind == "ar1" else 0.35) for k in range(2)
+               if design.structure(k) is not None and design.structure(k).kind in ("ar1", "bym2")}
+        with numpyro.handlers.substitute(data={f"rho_{k}": v for k, v in rho.items()}):
+            d, band, log_det = _coordinate_precision(terms, jnp.asarray(sigma))
+        P = np.diag(np.asarray(d))
+        if band is not None:
+            P += np.diag(np.asarray(band), 1) + np.diag(np.asarray(band), -1)
+        assert float(log_det) == pytest.approx(np.linalg.slogdet(P)[1], rel=1e-5)
+        cov = terms["M"] @ np.linalg.inv(P) @ terms["M"].T
         start = 0
         for k, (J, latent) in enumerate(zip(design.n_levels, latent_terms(design, 1.0))):
-            phi = np.array([np.log(sigma[k]), np.log(rho / (1 - rho))])[:latent.n_phi]
+            r = rho.get(k, 0.5)
+            link = np.arctanh(r) if getattr(design.structure(k), "kind", None) == "ar1" else np.log(r / (1 - r))
+            phi = np.array([np.log(sigma[k]), link])[:latent.n_phi]
             expected = _constrained_covariance(latent, phi)[:J, :J]
             assert np.allclose(cov[start:start + J, start:start + J], expected, atol=1e-5), design.group_names[k]
             start += J

@@ -178,18 +178,35 @@ def whiten(d, eps, H, r):
     return _WHITEN(d, eps, H, r)
 
 
-def whitened_effects(p, has_intercept, coef_scale, intercept_scale, intercept_loc, sigma, term_of_level, H, r):
+def whiten_banded(d, band, eps, H, r):
+    """:func:`whiten` for a prior precision with a first off-diagonal ``band`` (m - 1,) beside its diagonal d
+    (an ar1 term's): P = H + diag(d) + band's two diagonals; JAX differentiates the Cholesky factor itself."""
+    import jax
+    import jax.numpy as jnp
+
+    P = H + jnp.diag(d) + jnp.diag(band, 1) + jnp.diag(band, -1)
+    L = jnp.linalg.cholesky(P)
+    u = jax.scipy.linalg.solve_triangular(L, r, lower=True)
+    x = jax.scipy.linalg.solve_triangular(L.T, u + eps, lower=False)
+    return x, jnp.sum(jnp.log(jnp.diag(L)))
+
+
+def whitened_effects(p, has_intercept, coef_scale, intercept_scale, intercept_loc, sigma, term_of_level, H, r,
+                     band=None, log_det=None):
     """NumPyro sites of the effects: eps, the priors' and Jacobian's factor, and
     (alpha, beta, b) as deterministic sites (b also as z = b / sigma).
 
-    The intercept's prior may have a location m (a gaussian's mean(y)): the
-    expansion's mean P^-1 (r + d m) gains its prior precision times m.
+    The group effects' prior precision is diag(sigma[term_of_level]^-2), or, given ``band`` (the effects'
+    first off-diagonal) and ``log_det`` (that precision's log determinant), tridiagonal where the band is
+    not zero. The intercept's prior may have a location m (a gaussian's mean(y)): the expansion's mean
+    P^-1 (r + d m) gains its prior precision times m.
     """
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
-    precision = [jnp.full(int(has_intercept), intercept_scale ** -2.0), jnp.asarray(coef_scale) ** -2.0]
+    fixed = [jnp.full(int(has_intercept), intercept_scale ** -2.0), jnp.asarray(coef_scale) ** -2.0]
+    precision = list(fixed)
     if sigma is not None:
         precision.append(sigma[jnp.asarray(term_of_level)] ** -2.0)
     precision = jnp.concatenate(precision)
@@ -198,11 +215,21 @@ def whitened_effects(p, has_intercept, coef_scale, intercept_scale, intercept_lo
         location = location.at[0].set(intercept_loc)
     eps = numpyro.sample("eps", dist.ImproperUniform(dist.constraints.real, (), (len(r),)))
     # the location's precision is fixed (the intercept's), so r + d m is a constant of the model
-    x, log_det = whiten(precision, eps, jnp.asarray(H), jnp.asarray(r) + precision * location)
+    shift = jnp.asarray(r) + precision * location
+    if band is None:
+        x, log_det_l = whiten(precision, eps, jnp.asarray(H), shift)
+        prior_log_det = jnp.sum(jnp.log(precision))
+    else:
+        n_fixed = len(r) - len(band) - 1
+        full_band = jnp.concatenate([jnp.zeros(n_fixed), band])
+        x, log_det_l = whiten_banded(precision, full_band, eps, jnp.asarray(H), shift)
+        prior_log_det = jnp.sum(jnp.log(jnp.concatenate(fixed))) + log_det
     # the normal priors of x (up to constants) and the change of variables' log Jacobian
     offset_x = x - location
-    numpyro.factor("effects", -0.5 * jnp.sum(precision * offset_x * offset_x) + 0.5 * jnp.sum(jnp.log(precision))
-                   - log_det)
+    quadratic = jnp.sum(precision * offset_x * offset_x)
+    if band is not None:
+        quadratic = quadratic + 2.0 * jnp.sum(full_band * offset_x[:-1] * offset_x[1:])
+    numpyro.factor("effects", -0.5 * quadratic + 0.5 * prior_log_det - log_det_l)
     k = int(has_intercept)
     alpha = numpyro.deterministic("alpha", x[0]) if has_intercept else 0.0
     beta = numpyro.deterministic("beta", x[k:k + p]) if p else None
@@ -211,4 +238,3 @@ def whitened_effects(p, has_intercept, coef_scale, intercept_scale, intercept_lo
         b = x[k + p:]
         numpyro.deterministic("z", b / sigma[jnp.asarray(term_of_level)])
     return alpha, beta, b
-

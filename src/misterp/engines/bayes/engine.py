@@ -187,9 +187,9 @@ class BayesEngine:
         if data["slopes"] is not None and data.get("whitened_terms") is None:
             if self.parameterization == "whitened":
                 raise MisterpInputError(
-                    "Whitened coordinates take random intercepts and rw1, rw2, icar and bym2 terms; a model with "
-                    "varying slopes or ar1 terms samples in non-centred coordinates (--parameterization noncentred, "
-                    "the default for it).")
+                    "Whitened coordinates take random intercepts and rw1, rw2, ar1, icar and bym2 terms; a model "
+                    "with varying slopes samples in non-centred coordinates (--parameterization noncentred, the "
+                    "default for it).")
             return False
         return self.parameterization == "whitened" or (
             self.parameterization == "auto" and n_effects(data) <= MAX_WHITENED)

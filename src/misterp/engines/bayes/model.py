@@ -150,24 +150,30 @@ def _slope_data(cells: Cells) -> dict:
 
 
 def whitened_terms(design) -> dict | None:
-    """Structured terms in coordinates w with independent normal priors, b = M w, for the whitened
-    parameterization; None where a term has none (slopes, ar1, whose map depends on rho).
+    """Structured terms in coordinates w whose prior, given the hyperparameters, is normal with a known
+    precision, b = M w, for the whitened parameterization; None where a term has none (slopes).
 
     An iid term's w is b (sd sigma); rw1, rw2 and icar take w ~ N(0, sigma^2 I_r) and M = B, their constrained
     field's basis; bym2 takes (theta', w'), sds sigma sqrt(1 - rho) (an island's sigma) and sigma sqrt(rho / s),
-    and M = [I, B]: b = theta' + B w' is bym2's u. Returns M (q, n_w), and per coordinate its ``term``, its
-    ``part`` (0 plain, 1 bym2's theta, 2 bym2's phi) and ``extra`` (theta's connectedness, phi's scaling
-    factor)."""
+    and M = [I, B]: b = theta' + B w' is bym2's u; ar1 takes w = b (M = I), whose precision is tridiagonal
+    (:func:`_coordinate_precision`). Returns M (q, n_w), and per coordinate its ``term``, its ``part`` (0
+    plain, 1 bym2's theta, 2 bym2's phi, 3 ar1) and ``extra`` (theta's connectedness, phi's scaling factor,
+    ar1's count of neighbours in its chain: 1 at either end, 2 inside)."""
     from scipy.linalg import block_diag
 
     blocks, term, part, extra = [], [], [], []
     for k, (K, J) in enumerate(zip(design.n_effects, design.n_levels)):
         structure = design.structure(k)
-        # ar1's map depends on rho; whitened with its tridiagonal precision (JAX's own Cholesky derivative) it
-        # took 142 leapfrog steps an iteration and diverged where non-centred coordinates take about 130
-        if K > 1 or not design.group_terms[k].intercept or getattr(structure, "kind", None) == "ar1":
+        if K > 1 or not design.group_terms[k].intercept:
             return None
-        if structure is None or structure.kind != "bym2":
+        kind = getattr(structure, "kind", None)
+        if kind == "ar1":
+            blocks.append(np.eye(J))
+            term += [k] * J
+            part += [3] * J
+            extra += [1.0] + [2.0] * (J - 2) + [1.0]
+            continue
+        if kind != "bym2":
             block = np.eye(J) if structure is None else structure.field_basis()
             blocks.append(block)
             term += [k] * block.shape[1]
@@ -186,21 +192,40 @@ def whitened_terms(design) -> dict | None:
     return {"M": block_diag(*blocks), "term": np.array(term), "part": np.array(part), "extra": np.array(extra)}
 
 
-def _coordinate_sds(terms: dict, sigma):
-    """Each whitened coordinate's prior sd (:func:`whitened_terms`), sampling bym2's rho_k."""
+def _coordinate_precision(terms: dict, sigma):
+    """The whitened coordinates' prior precision (:func:`whitened_terms`), sampling each bym2's and ar1's
+    rho_k: its diagonal d (n_w,), its first off-diagonal (n_w - 1,) or None when every term's is diagonal,
+    and its log determinant.
+
+    An ar1 term of marginal sd s has precision T / (s^2 (1 - rho^2)), T tridiagonal with 1 + rho^2 inside the
+    diagonal, 1 at its ends and -rho beside it; its log determinant is -2 J log s - (J - 1) log(1 - rho^2).
+    """
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
+    part, extra, term = terms["part"], terms["extra"], terms["term"]
     rho = jnp.zeros(len(sigma))
-    for k in sorted(set(terms["term"][terms["part"] > 0].tolist())):
-        rho = rho.at[k].set(numpyro.sample(f"rho_{k}", dist.Beta(0.5, 0.5)))
-    part, extra, r = terms["part"], terms["extra"], rho[jnp.asarray(terms["term"])]
+    for k in sorted(set(term[part > 0].tolist())):
+        prior = dist.Uniform(-1.0, 1.0) if part[term == k][0] == 3 else dist.Beta(0.5, 0.5)
+        rho = rho.at[k].set(numpyro.sample(f"rho_{k}", prior))
+    r, s = rho[jnp.asarray(term)], sigma[jnp.asarray(term)]
     # each branch finite everywhere, so that where's unused branch gives no NaN gradient
-    theta = jnp.sqrt(1.0 - r * np.where(part == 1, extra, 0.0))
-    phi = jnp.sqrt(r / np.where(part == 2, extra, 1.0))
-    factor = jnp.where(part == 1, theta, jnp.where(part == 2, phi, 1.0))
-    return sigma[jnp.asarray(terms["term"])] * factor
+    theta = 1.0 - r * np.where(part == 1, extra, 0.0)
+    phi = r / np.where(part == 2, extra, 1.0)
+    ar1 = (1.0 + np.where(extra > 1.0, 1.0, 0.0) * r * r) / (1.0 - jnp.where(part == 3, r * r, 0.0))
+    d = jnp.where(part == 1, 1.0 / theta, jnp.where(part == 2, 1.0 / phi, jnp.where(part == 3, ar1, 1.0))) / s ** 2
+    chained = part == 3
+    first = chained & np.concatenate([[True], term[1:] != term[:-1]])
+    # ar1's log(1 - rho^2) once per coordinate after a chain's first
+    log_det = jnp.sum(jnp.log(d)) if not chained.any() else (
+        jnp.sum(jnp.where(chained, -jnp.log(s ** 2) - np.where(first, 0.0, 1.0) * jnp.log1p(-r * r),
+                          jnp.log(d))))
+    if not chained.any():
+        return d, None, log_det
+    linked = chained[1:] & chained[:-1] & (term[1:] == term[:-1])
+    band = jnp.where(linked, -r[1:] / ((1.0 - r[1:] * r[1:]) * s[1:] ** 2), 0.0)
+    return d, band, log_det
 
 
 def model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, intercept_loc, aux_scale, sd_scale, cols,
@@ -223,9 +248,10 @@ def model(Xc, xbar, offset, has_intercept, coef_scale, intercept_scale, intercep
 
         tau = numpyro.sample("tau", dist.Gamma(jnp.ones(n_terms), 1.0))
         sigma = numpyro.deterministic("sigma", sd_scale * tau * aux)
-        sds = _coordinate_sds(whitened_terms, sigma)
+        d, band, log_det = _coordinate_precision(whitened_terms, sigma)
         alpha, beta, w = whitened_effects(Xc.shape[1], has_intercept, coef_scale, intercept_scale, intercept_loc,
-                                          sds, np.arange(len(whitened_terms["term"])), H, r)
+                                          d ** -0.5, np.arange(len(whitened_terms["term"])), H, r, band=band,
+                                          log_det=log_det)
         for k in range(n_terms):
             numpyro.deterministic(f"factor_{k}", jnp.reshape(sigma[k], (1, 1)))
         b = numpyro.deterministic("b", jnp.asarray(whitened_terms["M"]) @ w)
