@@ -8,13 +8,14 @@ import pandas as pd
 import pytest
 from scipy.special import gammaln
 
-from misterp.model.family import BINOMIAL, GAUSSIAN, RowOutcome, family_named
+from misterp.errors import MisterpInputError
+from misterp.model.family import BINOMIAL, CATEGORICAL, GAUSSIAN, RowOutcome, family_named
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "misterp"
 FAMILY_MODULE = PACKAGE / "model" / "family.py"
 # names of outcome distributions and links, and the functions that compute them
 FORBIDDEN = {"binomial", "bernoulli", "poisson", "gaussian", "logit", "logistic", "probit", "cloglog", "expit",
-             "logaddexp", "log_choose", "gammaln"}
+             "logaddexp", "log_choose", "gammaln", "multinomial", "softmax"}
 # the binomial family's statistics: other modules ask the family, never name them
 STAT_NAMES = {"successes", "trials"}
 
@@ -161,3 +162,49 @@ def test_higher_derivatives_continue_the_working_weights(name, stats):
     assert fourth == pytest.approx(numeric, rel=1e-6, abs=1e-9)
     weights = (family.working(stats, eta + h)[1] - family.working(stats, eta - h)[1]) / (2 * h)
     assert third == pytest.approx(-weights, rel=1e-6, abs=1e-9)
+
+
+def _categorical_stats(rng, n_cells=25, K=4):
+    counts = rng.multinomial(6, np.full(K, 1.0 / K), size=n_cells).astype(float)
+    return {"counts": counts, "trials": counts.sum(axis=1)}
+
+
+def test_categorical_family_pieces_agree():
+    """The score is the log-likelihood's gradient in each linear predictor, the weight block its negative
+    Hessian, the shares sum to 1 and the link inverts the mean."""
+    family = CATEGORICAL.bind(pd.Series(["b", "a", "d", "c"], name="y"))
+    assert family.categories == ("a", "b", "c", "d") and family.predictor_names == ("b", "c", "d")
+    rng = np.random.default_rng(1)
+    stats = _categorical_stats(rng)
+    eta = rng.normal(size=(25, 3))
+    mu, w, r, _ = family.working(stats, eta)
+    assert np.allclose(mu.sum(axis=1), 1.0) and np.allclose(family.link_function(mu), eta)
+    h = 1e-5
+    for j in range(3):
+        step = np.zeros(3)
+        step[j] = h
+        grad = (family.loglik(stats, eta + step) - family.loglik(stats, eta - step)) / (2 * h)
+        np.testing.assert_allclose(grad, r[:, j], rtol=1e-6, atol=1e-7)
+        _, _, r_plus, _ = family.working(stats, eta + step)
+        _, _, r_minus, _ = family.working(stats, eta - step)
+        np.testing.assert_allclose(-(r_plus - r_minus) / (2 * h), w[:, :, j], rtol=1e-5, atol=1e-7)
+        dmu = (family.mean(eta + step) - family.mean(eta - step)) / (2 * h)
+        np.testing.assert_allclose(dmu, family.mean_deriv(eta)[:, :, j], rtol=1e-6, atol=1e-9)
+    # the constant makes it the multinomial's log-probability
+    from scipy.stats import multinomial
+
+    expected = [multinomial.logpmf(stats["counts"][c], stats["trials"][c], mu[c]) for c in range(25)]
+    np.testing.assert_allclose(family.loglik(stats, eta), expected)
+
+
+def test_categorical_reference_and_bad_input():
+    y = pd.Series(["no", "yes", "maybe"], name="vote")
+    family = CATEGORICAL.bind(y)
+    assert family.reference == "maybe"
+    assert CATEGORICAL.__class__(reference="yes").bind(y).predictor_names == ("maybe", "no")
+    with pytest.raises(MisterpInputError, match="--reference 'nope' names no category"):
+        CATEGORICAL.__class__(reference="nope").bind(y)
+    with pytest.raises(MisterpInputError, match="single category"):
+        CATEGORICAL.bind(pd.Series(["yes", "yes"], name="vote"))
+    # a saved fit rebuilds the bound family from its state
+    assert family_named("categorical", family.state()) == family

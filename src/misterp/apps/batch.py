@@ -378,7 +378,7 @@ def load_spec(path, out=None) -> Spec:
     subsets = _subsets(source, spec.get("subsets"))
     formulas = _formulas(source, spec["formulas"], outcomes)
     options = _options(source, spec.get("options"), folder, digests)
-    default = default_engine(options.get("bootstrap"), options.get("ml"))
+    default = default_engine(options.get("bootstrap"), options.get("ml"), options.get("family", "binomial"))
     engines = _names(source, "engine", spec.get("engine", default), f"engines among {ENGINES}")
     if any(e not in ENGINES for e in engines):
         raise _spec_error(source, "engine", f"names {[e for e in engines if e not in ENGINES]}",
@@ -543,7 +543,7 @@ def run_job(job: Job) -> dict:
     from ..model.cells import prepare
     from ..model.family import family_named
     from ..model.formula import parse_formula
-    from .cli import _check_options, fit_and_poststratify, structure_options
+    from .cli import _check_options, family_from_args, fit_and_poststratify, structure_options
 
     start = time.perf_counter()
     record = {"key": job.key, "worker": _worker(), "table": None, "error": None, "notes": []}
@@ -557,7 +557,7 @@ def run_job(job: Job) -> dict:
             prepared = _CACHE.get(("cells", job.survey.digest, job.wave_rows, job.subset_query, job.formula,
                                    args.family, args.drop_missing, job.options),
                                   lambda: prepare(survey, frame, formula, drop_missing=args.drop_missing,
-                                                  family=family_named(args.family), **structure_options(args)))
+                                                  family=family_from_args(args), **structure_options(args)))
             estimate, notes, _ = fit_and_poststratify(args, formula, survey, frame, prepared)
     except MisterpInputError as e:
         return {**record, "status": "failed", "error": str(e), "seconds": time.perf_counter() - start}

@@ -76,9 +76,12 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
     fit.add_argument("--trials", metavar="COL",
                      help="survey given as cells: COL holds each row's respondents and the outcome its successes")
     fit.add_argument("--weights", metavar="COL", help="survey design weights (for the weighted comparison)")
-    fit.add_argument("--family", choices=["binomial", "poisson", "gaussian"], default="binomial",
-                     help="the outcome's family: binomial (0/1 answers, logit), poisson (counts, log) or gaussian "
-                          "(continuous, identity: lmer)")
+    fit.add_argument("--family", choices=["binomial", "poisson", "gaussian", "categorical"], default="binomial",
+                     help="the outcome's family: binomial (0/1 answers, logit), poisson (counts, log), gaussian "
+                          "(continuous, identity: lmer) or categorical (category names: a multinomial logit, "
+                          "estimates per category)")
+    fit.add_argument("--reference", metavar="NAME",
+                     help="categorical: the baseline category (default: the first in sorted order)")
     fit.add_argument("--ml", action="store_true",
                      help="gaussian with the laplace engine: maximum likelihood instead of lmer's default REML")
     fit.add_argument("--exposure", metavar="COL",
@@ -258,7 +261,6 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
     from ..data.checks import coverage
     from ..data.frame import FrameChunks
     from ..model.cells import coverage_columns, prepare
-    from ..model.family import family_named
     from ..results.compare import add_comparisons, frame_margins
     from ..results.extras import extra
     from ..results.interval_notes import interval_notes
@@ -272,7 +274,7 @@ def fit_and_poststratify(args, formula, survey, frame, prepared=None):
         levels = frame.distinct(structured + ([wave] if wave else [])) if streamed and (structured or wave) else \
             None
         prepared = prepare(survey, None if streamed else frame, formula, drop_missing=args.drop_missing,
-                           family=family_named(args.family), frame_levels=levels, **structure_options(args))
+                           family=family_from_args(args), frame_levels=levels, **structure_options(args))
         if wave:
             prepared = (prepared[0], list(prepared[1]) + _wave_notes(wave, survey, frame if not streamed else levels))
     cells, notes = prepared[0], list(prepared[1])
@@ -409,7 +411,6 @@ def _compare_command(args) -> int:
     """misterp compare: score every --formula by held-out data, then print the ranking."""
     from ..data.frame import read_frame
     from ..data.survey import read_survey
-    from ..model.family import family_named
     from ..model.formula import parse_formula
     from ..results.crossval import compare_models
 
@@ -430,7 +431,7 @@ def _compare_command(args) -> int:
     survey = read_survey(args.survey, formulas[0].response, weights=args.weights, join=args.join,
                          trials=args.trials, exposure=args.exposure, recode=args.map)
     frame = read_frame(args.frame, args.count, join=args.join)
-    table = compare_models(survey, frame, formulas, area=area, engine=_engine(args), family=family_named(args.family),
+    table = compare_models(survey, frame, formulas, area=area, engine=_engine(args), family=family_from_args(args),
                            folds=args.folds, seed=args.seed, schemes=args.cv, drop_missing=args.drop_missing,
                            **structure_options(args))
     for note in [] if args.quiet else table.attrs["notes"]:
@@ -483,10 +484,27 @@ def _exposure_weight(model, column: str | None) -> str | None:
 SETTING_EXAMPLES = {"prior_scale": 2.5, "sd_prior_scale": 1.0, "draws": 1000, "chains": 4, "warmup": 1000}
 
 
-def default_engine(bootstrap, ml) -> str:
+def default_engine(bootstrap, ml, family: str = "binomial") -> str:
     """The engine when none is named: inla, whose intervals integrate over the group sds
-    (docs/coverage.md); laplace for --bootstrap (bootMer refits glmer) and --ml (lmer's ML)."""
-    return "laplace" if bootstrap or ml else "inla"
+    (docs/coverage.md); laplace for --bootstrap (bootMer refits glmer), --ml (lmer's ML) and a
+    categorical outcome (whose linear predictors, one per category, inla does not take yet)."""
+    return "laplace" if bootstrap or ml or family == "categorical" else "inla"
+
+
+def family_from_args(args):
+    """The family that --family names, with --reference for a categorical one."""
+    from dataclasses import replace
+
+    from ..model.family import family_named
+
+    family = family_named(args.family)
+    reference = getattr(args, "reference", None)
+    if reference is None:
+        return family
+    if args.family != "categorical":
+        raise MisterpInputError(f"--reference names a categorical outcome's baseline category; it does not apply to "
+                                f"--family {args.family}. Drop it, or use --family categorical.")
+    return replace(family, reference=reference)
 
 
 def _check_options(args) -> None:
@@ -494,7 +512,7 @@ def _check_options(args) -> None:
     the default one (and ``args.default_engine`` says so)."""
     args.default_engine = args.engine is None
     if args.engine is None:
-        args.engine = default_engine(args.bootstrap, args.ml)
+        args.engine = default_engine(args.bootstrap, args.ml, args.family)
     for name in ("prior_scale", "sd_prior_scale", "draws", "chains", "warmup"):
         value = getattr(args, name, None)
         if value is not None and not value > (0 if name != "warmup" else -1):
@@ -564,6 +582,9 @@ def _fit_model(args, cells, notes: list[str]):
                    else "lme4's glmer fit")
         notes.append(f"engine: inla, the default (--engine laplace gives {laplace}, --engine bayes samples the "
                      "posterior by NUTS)" if args.engine == "inla" else
+                     "engine: laplace, the default for a categorical outcome (maximum likelihood with the Laplace "
+                     "approximation; the inla and bayes engines take one linear predictor per cell)"
+                     if cells.family.categories is not None else
                      f"engine: {args.engine}, the default with --bootstrap or --ml (lme4's fit, as bootMer refits it)")
     notes += [f"warning: {m}" for m in model.problems()]
     return model

@@ -263,6 +263,10 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
     block : int
         Refits solved together (vectorised); also the unit handed to a worker.
     """
+    if fit.family.categories is not None:
+        raise MisterpInputError(
+            f"The bootstrap of a {fit.family.name} outcome's fit is not built yet. Drop --bootstrap: the laplace "
+            "engine's normal-approximation draws give its intervals.")
     if not isinstance(fit, MixedFit):
         raise MisterpInputError(
             "The bootstrap refits lme4's glmer fit, which a model with structured terms (rw1, rw2, ar1, icar, bym2) "

@@ -22,7 +22,7 @@ from typing import ClassVar
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
-from ..errors import MisterpWarning
+from ..errors import MisterpInputError, MisterpWarning
 from ..model.cells import Cells
 
 UNSEEN_POLICIES = {
@@ -137,6 +137,30 @@ class Fit:
         note = f", {len(problems)} problem(s); see .problems()" if problems else ""
         return (f"<{type(self).__name__} {self.design.formula.text!r}: {self.family.name}, "
                 f"{self.cells.n_cells} cells{note}>")
+
+def require_one_predictor(cells: Cells, engine: str) -> None:
+    """Refuse, with the engines that fit it, a family whose linear predictors sit on a category axis, for an
+    engine that fits one linear predictor per cell."""
+    if cells.family.categories is not None:
+        raise MisterpInputError(
+            f"The {engine} engine fits one linear predictor per cell; a {cells.family.name} outcome has one per "
+            "category. Fit it with --engine laplace (maximum likelihood, the group effects integrated out by "
+            "the Laplace approximation, normal-approximation intervals) or --engine glm (fixed effects only).")
+
+
+def stacked_names(names: list[str], family) -> list[str]:
+    """Coefficient names for a family's stacked linear predictors: ``names`` for one, else
+    "<predictor>:<name>" per predictor (a category), predictor-major.
+
+    >>> import pandas as pd
+    >>> from misterp.model.family import CATEGORICAL
+    >>> stacked_names(["(Intercept)", "x"], CATEGORICAL.bind(pd.Series(list("abc"), name="y")))
+    ['b:(Intercept)', 'b:x', 'c:(Intercept)', 'c:x']
+    """
+    if family.n_predictors == 1:
+        return list(names)
+    return [f"{k}:{name}" for k in family.predictor_names for name in names]
+
 
 def varcorr_frame(names: list[str], effects: list[list[str]], sds: list[np.ndarray], cors: list[np.ndarray],
                   residual: float | None = None):

@@ -18,7 +18,8 @@ import pandas as pd
 
 from ..errors import MisterpInputError
 from ..model.cells import Cells
-from .fit import Fit, ParameterDraws, normal_draws, one_blas_thread, rank_problems, separation_problems, spd_solve
+from .fit import (Fit, ParameterDraws, normal_draws, one_blas_thread, rank_problems, separation_problems, spd_solve,
+                  stacked_names)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class GlmEngine:
         family, stats = cells.family, cells.stats
         with one_blas_thread():  # small solves: a second BLAS thread only spins
             beta, cov, converged = irls(cells.X, stats, cells.offset, family, self.tol, self.max_iter)
-        eta = cells.offset + cells.X @ beta
+        eta = stacked_predictor(cells.X, beta, cells.offset, family)
         # R's summary.glm: a gaussian's covariance scales by sigma^2 = RSS / (N - p)
         cov = cov * family.dispersion(stats, eta, len(beta))
         # R's logLik on the input rows: the cells' likelihood (sigma^2 by maximum likelihood) plus the rows' constant
@@ -52,32 +53,72 @@ class GlmEngine:
 def irls(X, stats, offset, family, tol=1e-12, max_iter=100):
     """Newton/IRLS for the fixed-effects model; returns (beta, cov, converged).
 
-    Under separation the fitted means run to the edge of their range and the
-    working weights underflow to 0; as R's ``glm.fit`` (whose ``mu.eta`` is at
-    least DBL_EPSILON) each weight is kept at least ``eps`` per respondent, so
-    the steps stay finite and the separated coefficients end large with huge
-    SEs, which ``GlmFit.problems`` reports.
+    With m linear predictors (a categorical family's), beta stacks one coefficient vector per
+    predictor, (m * p,), and the working weights are (n_cells, m, m) blocks; one predictor is the
+    case m = 1, R's ``glm.fit``. Under separation the fitted means run to the edge of their range
+    and the working weights underflow to 0; as ``glm.fit`` (whose ``mu.eta`` is at least
+    DBL_EPSILON) each weight is kept at least ``eps`` per respondent, so the steps stay finite and
+    the separated coefficients end large with huge SEs, which ``GlmFit.problems`` reports.
     """
     floor = np.finfo(float).eps * family.count(stats)
     eta = family.initial_eta(stats)
-    beta = np.zeros(X.shape[1])
+    m = family.n_predictors
+    beta = np.zeros(X.shape[1] * m)
     dev_old = np.inf
     for _ in range(max_iter):
         _, w, r, _ = family.working(stats, eta)
-        w = np.maximum(w, floor)
-        z = eta - offset + r / np.maximum(w, 1e-300)
-        xtwx = X.T @ (w[:, None] * X)
-        beta = spd_solve(xtwx, X.T @ (w * z))
-        eta = offset + X @ beta
+        w = floor_weights(w, floor)
+        # the working response's normal equations: X'W X beta = X'(W (eta - offset) + r)
+        gram = weighted_gram(X, w)
+        beta = spd_solve(gram, weighted_sum(X, times_weights(w, predictors(eta, m) - offset[:, None]) + predictors(r, m)))
+        eta = stacked_predictor(X, beta, offset, family)
         dev = -2.0 * family.loglik(stats, eta).sum()
         if abs(dev - dev_old) <= tol * (abs(dev) + 0.1):
             break
         dev_old = dev
     else:
-        return beta, spd_solve(xtwx, np.eye(X.shape[1])), False
+        return beta, spd_solve(gram, np.eye(len(beta))), False
     _, w, _, _ = family.working(stats, eta)
-    cov = spd_solve(X.T @ (np.maximum(w, floor)[:, None] * X), np.eye(X.shape[1]))
+    cov = spd_solve(weighted_gram(X, floor_weights(w, floor)), np.eye(len(beta)))
     return beta, cov, True
+
+
+def predictors(eta: np.ndarray, m: int) -> np.ndarray:
+    """Linear predictors as (n_cells, m), whether one (n_cells,) or m."""
+    return eta.reshape(len(eta), m)
+
+
+def stacked_predictor(X, beta: np.ndarray, offset: np.ndarray, family) -> np.ndarray:
+    """offset + X beta_k for each of the family's m stacked coefficient vectors: (n_cells, m) for a family with
+    categories (whose predictors sit on a last axis, even one), else (n_cells,)."""
+    eta = offset[:, None] + X @ beta.reshape(family.n_predictors, -1).T
+    return eta[:, 0] if family.categories is None else eta
+
+
+def floor_weights(w: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Working weights kept at least ``floor`` per cell (on a block's diagonal)."""
+    if w.ndim == 1:
+        return np.maximum(w, floor)
+    diagonal = np.einsum("cii->ci", w)
+    return w + np.einsum("ci,ij->cij", np.maximum(floor[:, None] - diagonal, 0.0), np.eye(w.shape[1]))
+
+
+def times_weights(w: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Each cell's weight (block) times its (n_cells, m) vector."""
+    return w[:, None] * v if w.ndim == 1 else np.einsum("cij,cj->ci", w, v)
+
+
+def weighted_gram(X, w: np.ndarray) -> np.ndarray:
+    """(X ⊗ I_m)' W (X ⊗ I_m) in predictor-major order, (m p, m p): X'WX for weights (n_cells,)."""
+    if w.ndim == 1:
+        return X.T @ (w[:, None] * X)
+    m, p = w.shape[1], X.shape[1]
+    return np.einsum("ca,ckl,cb->kalb", X, w, X).reshape(m * p, m * p)
+
+
+def weighted_sum(X, v: np.ndarray) -> np.ndarray:
+    """X' v_k for each column of ``v`` (n_cells, m), stacked predictor-major, (m p,)."""
+    return (X.T @ v).T.ravel()
 
 
 @dataclass(frozen=True, repr=False)
@@ -101,14 +142,18 @@ class GlmFit(Fit):
 
     @property
     def coef(self) -> pd.Series:
-        return pd.Series(self.beta, index=self.design.fixed_names)
+        return pd.Series(self.beta, index=stacked_names(self.design.fixed_names, self.family))
 
     def fixef(self) -> pd.Series:
         return self.coef
 
     def vcov(self) -> pd.DataFrame:
-        names = self.design.fixed_names
+        names = stacked_names(self.design.fixed_names, self.family)
         return pd.DataFrame(self.cov, index=names, columns=names)
+
+    def _eta(self) -> np.ndarray:
+        cells = self.cells
+        return stacked_predictor(cells.X, self.beta, cells.offset, self.family)
 
     def predict(self, newdata: pd.DataFrame, type: str = "response", se_fit: bool = False):
         """Predictions for ``newdata`` rows, as R's ``predict.glm``.
@@ -147,11 +192,10 @@ class GlmFit(Fit):
         """A gaussian's sigma^2 = RSS / (N - p), as R's glm (1 for binomial and poisson), repeated
         for each of ``n_draws`` replicates, (n_draws, 1)."""
         cells = self.cells
-        eta = cells.offset + cells.X @ self.beta
-        return np.full((n_draws, 1), cells.family.dispersion(cells.stats, eta, len(self.beta)))
+        return np.full((n_draws, 1), cells.family.dispersion(cells.stats, self._eta(), len(self.beta)))
 
     def problems(self) -> list[str]:
-        eta = self.cells.offset + self.cells.X @ self.beta
+        eta = self._eta()
         messages = [] if self.converged else [
             "glm did not converge: fitted means may be at the edge of their range (separation); "
             "merge sparse categories or use the laplace engine with those terms as grouping terms."]

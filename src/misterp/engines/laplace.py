@@ -68,6 +68,10 @@ class LaplaceEngine:
         return fit
 
     def _fit(self, cells: Cells, start: np.ndarray | None, u0: np.ndarray | None) -> "MixedFit":
+        if cells.family.categories is not None:  # a categorical outcome's K - 1 linear predictors
+            from .stacked import stacked_fit
+
+            return stacked_fit(cells)
         if any(g.structured for g in cells.design.group_terms):
             return structured_fit(cells)
         if cells.family.profiled:

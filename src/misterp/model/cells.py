@@ -110,6 +110,7 @@ def collapse(survey: Survey, formula, family: Family | str = DEFAULT_FAMILY, str
         )
     data = survey.data
     require_columns(data, formula.columns, "survey")
+    family = family.bind(data[formula.response])  # a categorical family learns its categories here
     rows = family.rows(data, formula, trials=survey.trials, exposure=survey.exposure)
     offset_values(formula, data, "survey")  # named by the survey's rows, before they become cells
     predictors = formula.predictors

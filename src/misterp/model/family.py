@@ -20,7 +20,7 @@ Example
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -117,6 +117,15 @@ class Family(Protocol):
     stats: tuple[str, ...]
     response: str  # the statistic a simulation redraws; the others stay fixed
     profiled: bool  # a linear model: the mixed engine is lmer's profiled deviance, not the Laplace one
+    # linear predictors per cell, m: eta is (..., n_cells) for one, (..., n_cells, m) for more
+    n_predictors: int
+    # the outcome's categories, whose shares the mean gives on a last axis (..., n_cells, K); None for a
+    # family whose mean is one number per cell
+    categories: tuple | None
+    predictor_names: tuple  # the linear predictors' labels ("" for the only one)
+
+    def bind(self, values: pd.Series) -> "Family": ...
+    def state(self) -> dict: ...
 
     def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
              exposure: str | None = None) -> RowOutcome: ...
@@ -140,8 +149,25 @@ class Family(Protocol):
     def boundary(self, stats: dict, eta: np.ndarray) -> str | None: ...
 
 
+class OnePredictor:
+    """What the one-number-per-cell families share: one linear predictor, a mean with no category axis,
+    and nothing learned from the outcome's values."""
+
+    n_predictors = 1
+    categories = None
+    predictor_names = ("",)
+
+    def bind(self, values: pd.Series) -> "Family":
+        """The family for this outcome column: itself (its checks come with ``rows``)."""
+        return self
+
+    def state(self) -> dict:
+        """What a saved fit records beside the family's name to rebuild it: nothing."""
+        return {}
+
+
 @dataclass(frozen=True)
-class Binomial:
+class Binomial(OnePredictor):
     """Binomial response with the logit link.
 
     A cell's statistics are ``successes`` and ``trials`` (respondent counts).
@@ -341,7 +367,7 @@ class Binomial:
 
 
 @dataclass(frozen=True)
-class Poisson:
+class Poisson(OnePredictor):
     """Poisson counts with the log link, and an exposure.
 
     A cell's statistics are ``count`` (the outcome summed over its
@@ -504,7 +530,7 @@ class Poisson:
 
 
 @dataclass(frozen=True)
-class Gaussian:
+class Gaussian(OnePredictor):
     """Continuous outcomes with the identity link and a residual sd sigma.
 
     A cell's statistics are ``n`` (respondents), ``total`` (sum of y) and
@@ -657,6 +683,206 @@ class Gaussian:
         return None
 
 
+@dataclass(frozen=True)
+class Categorical:
+    """Baseline-category multinomial logit, as nnet's ``multinom`` and brms's ``categorical()``.
+
+    The outcome column holds category names. Category k other than the reference has its own linear
+    predictor eta_k (its own fixed effects, group effects and group sds); the reference's is 0, and a
+    cell's shares are softmax(0, eta_1, ..., eta_m). A cell's statistics are ``counts`` (n_cells, K), its
+    respondents per category in ``categories`` order, and ``trials`` (n_cells,).
+
+    ``Categorical()`` is unbound; :meth:`bind` learns the categories from the outcome column (sorted,
+    or in the order given) and checks the reference, by default the first.
+    """
+
+    categories: tuple | None = None
+    reference: str | None = None
+    name: str = "categorical"
+    link: str = "logit"
+    stats: tuple[str, ...] = ("counts", "trials")
+    response: str = "counts"
+    profiled: bool = False
+
+    @property
+    def n_predictors(self) -> int:
+        return len(self.categories) - 1
+
+    @property
+    def reference_index(self) -> int:
+        return self.categories.index(self.reference)
+
+    @property
+    def predictor_names(self) -> tuple:
+        """The non-reference categories, in order: each names a linear predictor."""
+        return tuple(c for c in self.categories if c != self.reference)
+
+    def bind(self, values: pd.Series) -> "Categorical":
+        """This family for an outcome column: its categories (the column's distinct values, sorted, unless
+        given) and its reference category, checked."""
+        present = sorted({str(v) for v in values.dropna()})
+        categories = tuple(str(c) for c in self.categories) if self.categories else tuple(present)
+        unknown = sorted(set(present) - set(categories))
+        if unknown:
+            raise MisterpInputError(
+                f"The outcome {values.name!r} holds {unknown}, which the categories given ({list(categories)}) "
+                "lack. Name every category, or recode those answers.")
+        if len(categories) < 2:
+            raise MisterpInputError(
+                f"The outcome {values.name!r} holds a single category, {categories[0] if categories else 'none'!r}: "
+                "a categorical model needs at least two. Check the outcome column, or the rows selected.")
+        reference = categories[0] if self.reference is None else str(self.reference)
+        if reference not in categories:
+            raise MisterpInputError(
+                f"--reference {reference!r} names no category of the outcome {values.name!r}, whose categories are "
+                f"{list(categories)}. Name one of them.")
+        return replace(self, categories=categories, reference=reference)
+
+    def state(self) -> dict:
+        return {"categories": list(self.categories), "reference": self.reference}
+
+    def _bound(self) -> None:
+        if self.categories is None:
+            raise ValueError("bind the categorical family to an outcome column first (Categorical.bind)")
+
+    # -- respondents -> cells ------------------------------------------------
+    def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
+             exposure: str | None = None) -> RowOutcome:
+        """Each row's category, as its index in ``categories`` (the RowOutcome's ``total``)."""
+        self._bound()
+        if formula.trials or formula.failures or trials or exposure:
+            raise MisterpInputError(
+                "A categorical outcome takes one column of category names, a row per respondent; cbind(), "
+                "--trials and --exposure describe binomial and count outcomes. Drop them.")
+        values = data[formula.response].astype(str)
+        codes = pd.Categorical(values, categories=self.categories).codes
+        if (codes < 0).any():
+            bad = sorted(set(values[codes < 0]))[:5]
+            raise MisterpInputError(
+                f"Outcome column {formula.response!r} holds {bad}, which are not among the categories "
+                f"{list(self.categories)}. Recode those rows.")
+        return RowOutcome(codes.astype(float), np.ones(len(codes)), 0.0)
+
+    def cell_stats(self, rows: RowOutcome, cell: np.ndarray, n_cells: int) -> dict[str, np.ndarray]:
+        """Rows summed by ``cell`` index (n_rows,) into counts (n_cells, K) and trials (n_cells,)."""
+        K = len(self.categories)
+        index = cell * K + rows.total.astype(np.int64)
+        counts = np.bincount(index, weights=rows.count, minlength=n_cells * K).reshape(n_cells, K)
+        return {"counts": counts, "trials": counts.sum(axis=1)}
+
+    def check_cell_stats(self, stats: dict, response: str) -> None:
+        """Raise when only one category was answered: nothing to model."""
+        answered = [c for c, n in zip(self.categories, stats["counts"].sum(axis=0)) if n > 0]
+        if len(answered) < 2:
+            raise MisterpInputError(
+                f"Every respondent answered {answered[0]!r} to {response!r}, so there is nothing to model. Check "
+                "the outcome coding, or the rows selected.")
+
+    @staticmethod
+    def count(stats: dict) -> np.ndarray:
+        """Respondents per cell, (n_cells,)."""
+        return stats["trials"]
+
+    @staticmethod
+    def observed_mean(stats: dict) -> np.ndarray:
+        """Each cell's raw shares, (n_cells, K)."""
+        return stats["counts"] / stats["trials"][:, None]
+
+    # -- link --------------------------------------------------------------
+    def _full(self, eta: np.ndarray) -> np.ndarray:
+        """The linear predictors with the reference's 0 in its place, (..., K)."""
+        return np.insert(np.asarray(eta, float), self.reference_index, 0.0, axis=-1)
+
+    def mean(self, eta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Shares (..., n_cells, K) from linear predictors (..., n_cells, m): the softmax with the reference
+        at 0 (``out`` is not used: the shares have another shape)."""
+        full = self._full(eta)
+        full -= full.max(axis=-1, keepdims=True)
+        np.exp(full, out=full)
+        full /= full.sum(axis=-1, keepdims=True)
+        return full
+
+    def link_function(self, mu: np.ndarray) -> np.ndarray:
+        """log(mu_k / mu_reference) for each non-reference category, (..., m)."""
+        mu = np.asarray(mu, float)
+        logs = np.log(mu)
+        return np.delete(logs - logs[..., [self.reference_index]], self.reference_index, axis=-1)
+
+    def mean_deriv(self, eta: np.ndarray) -> np.ndarray:
+        """d mu_k / d eta_j = mu_k (delta - mu_j), with j the category of predictor j, (..., n_cells, K, m)."""
+        mu = self.mean(eta)
+        others = np.delete(np.arange(len(self.categories)), self.reference_index)
+        return mu[..., :, None] * (np.eye(len(self.categories))[:, others] - mu[..., None, others])
+
+    def initial_eta(self, stats: dict) -> np.ndarray:
+        """log((n_k + 1/2) / (n_reference + 1/2)), (n_cells, m)."""
+        return self.link_function(stats["counts"] + 0.5)
+
+    # -- likelihood ----------------------------------------------------------
+    def _log_shares(self, eta: np.ndarray) -> np.ndarray:
+        full = self._full(eta)
+        return full - np.logaddexp.reduce(full, axis=-1, keepdims=True)
+
+    def loglik(self, stats: dict, eta: np.ndarray, constant: bool = True, dispersion: float = 1.0) -> np.ndarray:
+        """Cell log-likelihoods sum_k n_k log mu_k, (..., n_cells); with the multinomial coefficient unless
+        ``constant=False``."""
+        kernel = np.sum(stats["counts"] * self._log_shares(eta), axis=-1)
+        return kernel + self.log_constant(stats) if constant else kernel
+
+    @staticmethod
+    def log_constant(stats: dict) -> np.ndarray:
+        """log(n! / prod n_k!), (n_cells,)."""
+        return gammaln(stats["trials"] + 1.0) - gammaln(stats["counts"] + 1.0).sum(axis=-1)
+
+    def working(self, stats: dict, eta: np.ndarray):
+        """Newton pieces: (shares (n_cells, K), weights n (diag(p) - p p') over the non-reference shares p
+        (n_cells, m, m), the score n_k - n p_k (n_cells, m), None)."""
+        mu = self.mean(eta)
+        p = np.delete(mu, self.reference_index, axis=-1)
+        n = stats["trials"][:, None]
+        weights = n[:, :, None] * (p[:, :, None] * np.eye(p.shape[1]) - p[:, :, None] * p[:, None, :])
+        residual = np.delete(stats["counts"], self.reference_index, axis=-1) - n * p
+        return mu, weights, residual, None
+
+    def higher_derivatives(self, stats: dict, eta: np.ndarray):
+        raise NotImplementedError("the Laplace approximation's next-order terms take one linear predictor")
+
+    @staticmethod
+    def dispersion(stats: dict, eta: np.ndarray, n_params: int) -> float:
+        """1: the multinomial variance is fixed by its shares."""
+        return 1.0
+
+    @staticmethod
+    def outcome_scale(stats: dict) -> None:
+        return None
+
+    def simulate(self, stats: dict, mu: np.ndarray, rng: np.random.Generator, dispersion: float = 1.0) -> dict:
+        """New counts drawn at shares ``mu`` (..., n_cells, K), same trials."""
+        n = np.broadcast_to(stats["trials"].astype(np.int64), mu.shape[:-1])
+        counts = rng.multinomial(n, mu / mu.sum(axis=-1, keepdims=True)).astype(float)
+        return {"counts": counts, "trials": np.broadcast_to(stats["trials"], mu.shape[:-1])}
+
+    def numpyro_likelihood(self, stats: dict, eta, dispersion=1.0) -> None:
+        """The observed site ``y`` of a NumPyro model at linear predictors ``eta`` (n_cells, m)."""
+        import jax.numpy as jnp
+        import numpyro
+        import numpyro.distributions as dist
+
+        full = jnp.insert(eta, self.reference_index, 0.0, axis=-1)
+        numpyro.sample("y", dist.Multinomial(total_count=jnp.asarray(stats["trials"]), logits=full),
+                       obs=jnp.asarray(stats["counts"]))
+
+    @staticmethod
+    def quadratic(stats: dict) -> None:
+        return None
+
+    def boundary(self, stats: dict, eta: np.ndarray) -> str | None:
+        """How many survey cells expect fewer than ``EDGE_COUNT`` answers of some category, or None."""
+        expected = stats["trials"][:, None] * np.exp(self._log_shares(eta))
+        k = int(np.sum(expected.min(axis=-1) < EDGE_COUNT))
+        return f"fitted shares numerically 0 occurred in {k} of {len(expected)} survey cells" if k else None
+
+
 def _within(stats: dict) -> np.ndarray:
     """Within-cell sums of squares about each cell's mean."""
     return stats["within"]
@@ -681,15 +907,19 @@ def log_choose(n: np.ndarray, k: np.ndarray) -> np.ndarray:
 BINOMIAL = Binomial()
 POISSON = Poisson()
 GAUSSIAN = Gaussian()
+CATEGORICAL = Categorical()  # unbound: prepare() binds it to the outcome's categories
 DEFAULT_FAMILY = BINOMIAL  # yes/no survey answers: what MRP models first
-FAMILIES = {f.name: f for f in (BINOMIAL, POISSON, GAUSSIAN)}
+FAMILIES = {f.name: f for f in (BINOMIAL, POISSON, GAUSSIAN, CATEGORICAL)}
 
 
-def family_named(name: str) -> Family:
-    """The family of that name (as saved fits record it)."""
+def family_named(name: str, state: dict | None = None) -> Family:
+    """The family of that name, with the ``state`` a saved fit records (:meth:`Family.state`)."""
     if name not in FAMILIES:
         raise MisterpInputError(f"Unknown family {name!r}; misterp knows {sorted(FAMILIES)}.")
-    return FAMILIES[name]
+    family = FAMILIES[name]
+    if state:
+        family = replace(family, **{k: tuple(v) if isinstance(v, list) else v for k, v in state.items()})
+    return family
 
 
 def as_family(family: "Family | str") -> Family:

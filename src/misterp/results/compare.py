@@ -170,22 +170,31 @@ def add_comparisons(estimate: Estimate, survey: Survey, frame, design: Design, d
     rows = family.rows(data, design.formula, trials=survey.trials, exposure=survey.exposure)
     totals, counts, denominators = rows.total, rows.count, rows.denominator
     by, table, notes = estimate.by, estimate.table.copy(), []
+    # a family with categories has K rows per group: a row's share is its category's respondents over the group's
+    K = 1 if family.categories is None else len(family.categories)
     if all(c in data.columns for c in by):
-        position = _group_of(data, table, by)
+        if K == 1:
+            position = _group_of(data, table, by)
+        else:
+            answered = data.assign(category=np.asarray(family.categories)[totals.astype(int)])
+            position = _group_of(answered, table, by + ["category"])
+            totals = np.ones(len(data))
     else:
         position = None
         notes.append(f"the survey has no column(s) {[c for c in by if c not in data.columns]}: "
                      "no raw or raked comparisons by group")
 
     def by_group(weights, values=totals, ratio=True):
-        """Weighted outcome totals / weighted denominators per group (the totals alone without ``ratio``)."""
+        """Weighted outcome totals / weighted denominators per group (the totals alone without ``ratio``); the
+        group's denominators (and, without ``ratio``, the values) summed over its K category rows."""
         if position is None:
             return np.full(len(table), np.nan if ratio else 0.0)
         ok = position >= 0
-        num = np.bincount(position[ok], weights=(weights * values)[ok], minlength=len(table))
+        group = position[ok] // K  # the table's rows run K per group
         if not ratio:
-            return num
-        den = np.bincount(position[ok], weights=(weights * denominators)[ok], minlength=len(table))
+            return np.repeat(np.bincount(group, weights=(weights * values)[ok], minlength=len(table) // K), K)
+        num = np.bincount(position[ok], weights=(weights * values)[ok], minlength=len(table))
+        den = np.repeat(np.bincount(group, weights=(weights * denominators)[ok], minlength=len(table) // K), K)
         return np.divide(num, den, out=np.full(len(table), np.nan), where=den > 0)
 
     table["raw_mean"] = extra("the raw survey mean", notes, by_group, np.ones(len(data)), default=np.nan)

@@ -27,7 +27,7 @@ from typing import Iterator
 import numpy as np
 
 from ..data.frame import Frame
-from ..engines.fit import Fit
+from ..engines.fit import Fit, ParameterDraws
 from ..model.family import DEFAULT_FAMILY, Family
 
 CHUNK = 256  # draws turned into cell predictions at a time
@@ -59,11 +59,37 @@ class LinearDraws:
         return self.coef.shape[0]
 
     def chunks(self, size: int) -> Iterator[np.ndarray]:
-        """Yield cell means, (<= size, n_cells) per chunk, in draw order."""
+        """Yield cell means, (<= size, n_cells) per chunk, in draw order; a family with categories gives
+        their shares, (<= size, n_cells, K)."""
+        m = self.family.n_predictors
         for start in range(0, self.n_draws, size):
-            eta = np.asarray(self.matrix @ self.coef[start:start + size].T).T  # one (size, n_cells) array,
-            eta += self.offset                                                 # updated in place
+            coef = self.coef[start:start + size]
+            if self.family.categories is not None:  # predictors and shares on last axes
+                yield self.family.mean(stacked_eta(self.matrix, coef, self.offset, m))
+                continue
+            eta = np.asarray(self.matrix @ coef.T).T  # one (size, n_cells) array,
+            eta += self.offset                        # updated in place
             yield self.family.mean(eta, out=eta)
+
+
+def stacked_eta(matrix, coef: np.ndarray, offset: np.ndarray, m: int) -> np.ndarray:
+    """Linear predictors of m stacked coefficient blocks: ``coef`` (n_draws, m k) predictor-major, ``matrix``
+    (n_cells, k); returns (n_draws, n_cells, m), or (n_cells, m) for one coefficient vector (m k,)."""
+    single = coef.ndim == 1
+    coef = np.atleast_2d(coef)
+    n_draws = coef.shape[0]
+    eta = np.asarray(matrix @ coef.reshape(n_draws * m, -1).T)  # (n_cells, n_draws m)
+    eta = eta.reshape(-1, n_draws, m).transpose(1, 0, 2) + offset[:, None]
+    return eta[0] if single else eta
+
+
+def delta_jacobian(slope: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """d mean / d coef for each cell: (n_cells, k) from one predictor's slope (n_cells,), or (n_cells, K, m k)
+    from a family with categories (slope (n_cells, K, m), coefficients stacked predictor-major)."""
+    if slope.ndim == 1:
+        return slope[:, None] * X
+    n, K, m = slope.shape
+    return np.einsum("ckm,cp->ckmp", slope, X).reshape(n, K, m * X.shape[1])
 
 
 @dataclass(frozen=True)
@@ -72,16 +98,16 @@ class CellDraws:
 
     Attributes
     ----------
-    point : (n_cells,) array
+    point : (n_cells,) array, or (n_cells, K) shares for a family with categories
         Point predictions of the cell means (lme4's ``predict(type = "response")``,
         or the mean of a posterior's).
     draws : LinearDraws, optional
         Simulation, posterior or bootstrap draws.
     method : str
         How ``draws`` were made; the interval's label starts with it.
-    se : (n_cells,) array, optional
+    se : (n_cells,) or (n_cells, K) array, optional
         Response-scale standard errors of ``point`` (``predict(se.fit = TRUE)``).
-    delta : (jacobian (n_cells, k), cov (k, k)), optional
+    delta : (jacobian (n_cells, k) or (n_cells, K, k), cov (k, k)), optional
         For the delta-method sd of a poststratified mean.
     unseen : dict
         Grouping term -> levels in the frame that the survey never saw.
@@ -89,6 +115,8 @@ class CellDraws:
         The interval these predictions call for ("draws", "quantile",
         "delta"); by default "draws" when there are draws, else "delta" when
         the delta pieces are there, else "none".
+    categories : tuple, optional
+        The outcome's categories, when the means are their shares (the last axis of ``point``).
     """
 
     point: np.ndarray
@@ -98,6 +126,7 @@ class CellDraws:
     delta: tuple | None = None
     unseen: dict = field(default_factory=dict)
     interval: str | None = None
+    categories: tuple | None = None
 
     @property
     def default_interval(self) -> str:
@@ -176,23 +205,39 @@ class Predictor:
         matrix, extra_term, unseen = design.linear_map(data, unseen=fit.unseen)
         offset = design.offset(data)
         draws = None
+        m = family.n_predictors
         if self.params is not None:
             levels = _extra_levels(design, extra_term, unseen, fit.unseen)
-            new = _new_effects(self.params, levels, design.n_effects, self.level_key)
-            draws = LinearDraws(np.hstack([self.params.coef, new]), matrix, offset, family)
+            draws = LinearDraws(self._with_new_effects(levels, design.n_effects, family), matrix, offset, family)
+        width = None if self.coef is None else len(self.coef) // m  # coefficients per linear predictor
         if fit.point == "mean":
             point = sum(chunk.sum(axis=0) for chunk in draws.chunks(CHUNK)) / draws.n_draws
         else:
-            eta = offset + matrix[:, :len(self.coef)] @ self.coef
+            eta = stacked_eta(matrix[:, :width], self.coef, offset, m) if family.categories is not None else (
+                offset + matrix[:, :width] @ self.coef)
             point = family.mean(eta)
         se = delta = None
         if self.cov is not None and with_delta:
-            X = matrix[:, :len(self.coef)].toarray()
-            slope = family.mean_deriv(eta)
-            se = slope * np.sqrt(np.einsum("ij,jk,ik->i", X, self.cov, X))
-            delta = (slope[:, None] * X, self.cov)
+            jacobian = delta_jacobian(family.mean_deriv(eta), matrix[:, :width].toarray())
+            se = np.sqrt(np.einsum("...j,jk,...k->...", jacobian, self.cov, jacobian))
+            delta = (jacobian, self.cov)
         return CellDraws(point=point, draws=draws, method=fit.method, interval=fit.interval, se=se, delta=delta,
-                         unseen=unseen)
+                         unseen=unseen, categories=family.categories)
+
+
+    def _with_new_effects(self, levels: list, n_effects: np.ndarray, family) -> np.ndarray:
+        """The parameter draws with the new effects of unseen levels after each linear predictor's block
+        (the ``scale`` of a fit of a family with categories holds each predictor's list of term factors)."""
+        params, m = self.params, family.n_predictors
+        if not levels:
+            return params.coef
+        if family.categories is None:
+            return np.hstack([params.coef, _new_effects(params, levels, n_effects, self.level_key)])
+        n_draws = len(params.coef)
+        new = [_new_effects(ParameterDraws(params.coef, params.scale[k]), levels, n_effects, self.level_key + k)
+               for k in range(m)]
+        return np.concatenate([params.coef.reshape(n_draws, m, -1), np.stack(new, axis=1)], axis=2).reshape(
+            n_draws, -1)
 
 
 def _extra_levels(design, extra_term: np.ndarray, unseen: dict, policy: str) -> list[tuple[int, str]]:

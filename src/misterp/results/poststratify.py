@@ -49,6 +49,7 @@ class GroupSums:
         self.key_frames: list = []    # the keys, as the frame's columns, in running order
         self.sums: dict = {}          # name -> array whose last axis is the groups
         self.unseen: dict = {}
+        self.categories = None        # the outcome's categories, when the means are their shares
 
     @property
     def n_groups(self) -> int:
@@ -76,18 +77,18 @@ class GroupSums:
         sums = self.sums
         sums["population"] += np.bincount(codes, weights=counts, minlength=G)
         sums["total"] += np.bincount(codes, weights=w, minlength=G)
-        sums["point"] += weights @ cells.point
+        sums["point"] += by_group(weights, cells.point)
         if self.interval in ("draws", "quantile"):
             if cells.draws is None:
                 raise ValueError("these predictions carry no draws")
             for start, chunk in zip(range(0, cells.draws.n_draws, self.chunk_size), cells.draws.chunks(self.chunk_size)):
-                sums["draws"][start:start + len(chunk)] += (weights @ chunk.T).T
+                sums["draws"][start:start + len(chunk)] += by_group(weights, np.moveaxis(chunk, 1, 0))
         elif self.interval == "delta":
-            sums["jacobian"] += (weights @ cells.delta[0]).T  # (k, n_groups): d sum / d params
+            sums["jacobian"] += by_group(weights, cells.delta[0])  # ([K,] k, n_groups): d sum / d params
             self.cov = cells.delta[1]
         elif self.interval == "cell-bounds":
-            sums["lower"] += weights @ (cells.point - 2 * cells.se)
-            sums["upper"] += weights @ (cells.point + 2 * cells.se)
+            sums["lower"] += by_group(weights, cells.point - 2 * cells.se)
+            sums["upper"] += by_group(weights, cells.point + 2 * cells.se)
         for term, labels in cells.unseen.items():
             self.unseen[term] = list(dict.fromkeys(self.unseen.get(term, []) + list(labels)))
 
@@ -98,13 +99,15 @@ class GroupSums:
         if self.interval not in ("draws", "quantile", "delta", "cell-bounds", "none"):
             raise ValueError(f"unknown interval {self.interval!r}")
         self.method = cells.method
-        names = ["population", "total", "point"]
-        names += {"delta": [], "cell-bounds": ["lower", "upper"]}.get(self.interval, [])
-        self.sums = {name: np.zeros(0) for name in names}
+        self.categories = cells.categories
+        per_cell = () if cells.categories is None else (len(cells.categories),)  # a category axis before groups
+        self.sums = {name: np.zeros(0) for name in ("population", "total")}
+        names = ["point"] + {"delta": [], "cell-bounds": ["lower", "upper"]}.get(self.interval, [])
+        self.sums.update({name: np.zeros(per_cell + (0,)) for name in names})
         if self.interval in ("draws", "quantile") and cells.draws is not None:
-            self.sums["draws"] = np.zeros((cells.draws.n_draws, 0))
+            self.sums["draws"] = np.zeros((cells.draws.n_draws,) + per_cell + (0,))
         if self.interval == "delta":
-            self.sums["jacobian"] = np.zeros((cells.delta[0].shape[1], 0))
+            self.sums["jacobian"] = np.zeros(per_cell + (cells.delta[0].shape[-1], 0))
 
     def _codes(self, data: pd.DataFrame) -> np.ndarray:
         """Running group number of each row of ``data``, numbering new groups."""
@@ -159,8 +162,8 @@ class GroupSums:
                 lower, upper = np.quantile(group_draws, [0.025, 0.975], axis=0)
                 label = f"{method} central 95%"
         elif interval == "delta":
-            grad = sums["jacobian"].T / safe[:, None]  # (n_groups, k): d estimate / d params
-            sd = np.sqrt(np.einsum("gi,ij,gj->g", grad, self.cov, grad))
+            grad = sums["jacobian"] / safe  # ([K,] k, n_groups): d estimate / d params
+            sd = np.sqrt(np.einsum("...ig,ij,...jg->...g", grad, self.cov, grad))
             lower, upper = estimate - 2 * sd, estimate + 2 * sd
             label = "delta-method ±2sd"
         elif interval == "cell-bounds":
@@ -169,12 +172,30 @@ class GroupSums:
         else:
             label = "none"
         empty = population <= 0
+        sd = np.broadcast_to(sd, np.shape(estimate))
+        lower, upper = np.broadcast_to(lower, np.shape(estimate)), np.broadcast_to(upper, np.shape(estimate))
+        if group_draws is not None:
+            group_draws[..., empty] = np.nan
+        if self.categories is not None:  # a row per group and category, groups first
+            K = len(self.categories)
+            keys = keys.loc[np.repeat(keys.index, K)].reset_index(drop=True).assign(
+                category=np.tile(self.categories, len(population)))
+            estimate, sd, lower, upper = (np.asarray(a).T.ravel() for a in (estimate, sd, lower, upper))
+            population, empty = np.repeat(population, K), np.repeat(empty, K)
+            if group_draws is not None:
+                group_draws = np.swapaxes(group_draws, 1, 2).reshape(len(group_draws), -1)
         table = keys.assign(estimate=estimate, sd=sd, lower=lower, upper=upper, population=population,
                             interval=label)
         table.loc[empty, ["estimate", "sd", "lower", "upper"]] = np.nan
-        if group_draws is not None:
-            group_draws[:, empty] = np.nan
         return Estimate(table.reset_index(drop=True), self.by, group_draws, self.unseen)
+
+
+def by_group(weights, values: np.ndarray) -> np.ndarray:
+    """Weighted sums of ``values`` (n_units, ...) into the groups of ``weights`` (n_groups, n_units),
+    with the groups on the last axis: (..., n_groups)."""
+    values = np.asarray(values)
+    flat = np.asarray(weights @ values.reshape(len(values), -1))  # (n_groups, prod of the other axes)
+    return np.moveaxis(flat, 0, -1).reshape(values.shape[1:] + (weights.shape[0],))
 
 
 def row_codes(data: pd.DataFrame, columns: list) -> tuple[np.ndarray, np.ndarray]:

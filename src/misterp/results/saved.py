@@ -43,6 +43,7 @@ from ..engines.fit import Fit
 from ..engines.glm import GlmFit
 from ..engines.inla import InlaFit
 from ..engines.laplace import MixedFit
+from ..engines.stacked import StackedFit
 from ..errors import MisterpInputError
 from ..model.cells import Cells
 from ..model.family import family_named
@@ -51,7 +52,7 @@ from ..model.terms import Structure
 
 FORMAT = "misterp-fit"
 VERSION = 2
-KINDS = {cls.kind: cls for cls in (GlmFit, MixedFit, BootstrapFit, BayesFit, InlaFit)}
+KINDS = {cls.kind: cls for cls in (GlmFit, MixedFit, BootstrapFit, BayesFit, InlaFit, StackedFit)}
 OLD_MAGIC = b"misterp-fit\n"  # version 1: a pickle behind this header
 
 
@@ -61,7 +62,7 @@ def save_fit(fit: Fit, path) -> None:
     columns, arrays = _table_arrays(cells.table)
     fit_meta, fit_arrays = fit.saved_state()
     meta = {"format": FORMAT, "version": VERSION, "kind": fit.kind, "formula": cells.design.formula.text,
-            "family": cells.family.name, "row_constant": cells.row_constant, "columns": columns,
+            "family": cells.family.name, "family_state": cells.family.state(), "row_constant": cells.row_constant, "columns": columns,
             "stats": list(cells.stats), "fit": fit_meta,
             "structures": {name: st.to_json() for name, st in cells.design.structures.items()}}
     arrays.update({f"cells.stats.{k}": np.asarray(v) for k, v in cells.stats.items()})
@@ -112,7 +113,7 @@ def load_fit(path) -> Fit:
             f"{meta.get('kind')!r}; this misterp reads version {VERSION} fits of kinds {sorted(KINDS)}. "
             "Fit the model again with this version.")
     try:
-        family = family_named(meta["family"])
+        family = family_named(meta["family"], meta.get("family_state"))
         table = _table_from_arrays(meta["columns"], arrays)
         stats = {k: arrays[f"cells.stats.{k}"] for k in meta["stats"]}
         formula = parse_formula(meta["formula"])
@@ -131,13 +132,15 @@ def load_fit(path) -> Fit:
 
 def _check_shapes(fit: Fit) -> None:
     """Raise ValueError unless the fit's arrays fit its design (a damaged file can hold any shapes)."""
-    design = fit.design
-    k = len(design.fixed_names) + design.n_random
+    design, m = fit.design, fit.family.n_predictors
+    k = (len(design.fixed_names) + design.n_random) * m  # one block per linear predictor
     draws = fit.parameter_draws(2, np.random.default_rng(0))
     cov = fit.coef_cov()
+    # a family with categories keeps each predictor's list of term factors
+    scales = [draws.scale] if draws is None or fit.family.categories is None else draws.scale
     shapes = [fit.point_coef().shape == (k,), cov is None or cov.shape == (k, k),
-              draws is None or (draws.coef.shape[1:] == (k,) and [f.shape[1:] for f in draws.scale]
-                                 == [(K, K) for K in design.n_effects])]
+              draws is None or (draws.coef.shape[1:] == (k,) and all(
+                  [f.shape[1:] for f in scale] == [(K, K) for K in design.n_effects] for scale in scales))]
     if not all(shapes):
         raise ValueError(f"its arrays do not match the model's {k} coefficients")
 

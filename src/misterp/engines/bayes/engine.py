@@ -15,6 +15,7 @@ import numpy as np
 from ...errors import MisterpInputError, MisterpWarning
 from ...model.cells import Cells
 from ..jax_config import ensure_jax
+from ..fit import require_one_predictor
 from .fit import BayesFit
 from .inference_data import SAMPLER_FIELDS, sample_stats
 from .model import model, model_data, n_effects, work
@@ -100,6 +101,7 @@ class BayesEngine:
         adapt_delta 0.99 (Stan's standard advice, automated), and the fit says
         so in ``remedy_note``.
         """
+        require_one_predictor(cells, "bayes")
         from ..whitening import pilot_expansion
 
         data = model_data(cells, self.priors, self.likelihood)

@@ -14,7 +14,7 @@ from scipy.optimize import minimize
 from ...errors import MisterpInputError
 from ...model.cells import Cells
 from ..bayes import Priors
-from ..fit import one_blas_thread
+from ..fit import one_blas_thread, require_one_predictor
 from .design import integration_points
 from .fit import InlaFit
 from .posterior import HyperPosterior, Inner
@@ -65,6 +65,7 @@ class InlaEngine:
 
     def fit_unwarned(self, cells: Cells) -> InlaFit:
         """:meth:`fit` without the warnings, for a caller that gives them itself."""
+        require_one_predictor(cells, "inla")
         try:
             return self._fit(cells)
         except (FloatingPointError, np.linalg.LinAlgError) as error:

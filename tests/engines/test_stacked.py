@@ -1,0 +1,65 @@
+"""The laplace engine's fit of a family with several linear predictors (engines/stacked.py)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import minimize
+
+from conftest import FIXTURES
+from misterp import Frame, LaplaceEngine, Survey, cell_draws, poststratify
+from misterp.engines.stacked import LaplaceObjective, StackedProblem
+from misterp.model.cells import prepare
+from misterp.model.family import CATEGORICAL
+
+CHILE = "vote ~ sex + education + (1|region) + (1|age_group)"
+
+
+@pytest.fixture(scope="module")
+def cces_biased(cces_all):
+    rows = pd.read_csv(FIXTURES / "cces_biased4000_rows.csv")["row"]
+    return cces_all.iloc[rows - 1]
+
+
+@pytest.fixture(scope="module")
+def chile():
+    survey = Survey(pd.read_csv(FIXTURES / "chile_survey.csv"), "vote")
+    frame = Frame(pd.read_csv(FIXTURES / "chile_frame.csv"), "n")
+    cells, _ = prepare(survey, frame, CHILE, family=CATEGORICAL)
+    return cells, frame, LaplaceEngine().fit(cells)
+
+
+def test_two_categories_are_glmer(cces_biased):
+    """A categorical outcome of two answers is a yes/no one: its fit is lme4's glmer to rounding."""
+    formula = "abortion ~ male + (1|eth) + (1|age) + (1|state)"
+    binary = LaplaceEngine().fit(prepare(Survey(cces_biased, "abortion"), None, formula)[0])
+    named = cces_biased.assign(choice=np.where(cces_biased["abortion"] == 1, "yes", "no"))
+    cells, _ = prepare(Survey(named, "choice"), None, formula.replace("abortion", "choice"), family=CATEGORICAL)
+    fit = LaplaceEngine().fit(cells)
+    assert fit.loglik == pytest.approx(binary.loglik, abs=1e-6)
+    np.testing.assert_allclose(fit.beta[0], binary.fixef().to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(fit.sigma[0], binary.varcorr()["sd"].to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(fit.b[0], binary.point_coef()[2:], atol=1e-4)
+
+
+def test_the_maximum_beats_a_direct_maximisation_of_the_same_laplace_approximation(chile):
+    cells, _, fit = chile
+    prob = StackedProblem(cells)
+    m, p, T = prob.m, prob.p, prob.n_terms
+    objective = LaplaceObjective(prob, np.zeros((m, p)))
+
+    def f(x):  # sds as |x| keeps the direct search unconstrained
+        return objective.full(x[:m * p].reshape(m, p), np.abs(x[m * p:]).reshape(m, T))
+
+    direct = minimize(f, np.concatenate([np.zeros(m * p), np.full(m * T, 0.5)]), method="Powell",
+                      options={"xtol": 1e-8, "ftol": 1e-12, "maxfev": 40000})
+    assert fit.loglik >= -0.5 * direct.fun - 1e-6, (fit.loglik, -0.5 * direct.fun)
+    assert fit.converged
+
+
+def test_shares_sum_to_one_in_every_draw(chile):
+    cells, frame, fit = chile
+    est = poststratify(cell_draws(fit, frame, seed=3), frame, by="age_group")
+    assert est.table["category"].tolist()[:4] == ["A", "N", "U", "Y"]
+    assert np.allclose(est.draws.reshape(len(est.draws), 6, 4).sum(axis=2), 1.0)
+    assert np.allclose(est.table.groupby("age_group")["estimate"].sum(), 1.0)
+    assert (est.table["lower"] < est.table["estimate"]).all() and (est.table["estimate"] < est.table["upper"]).all()
