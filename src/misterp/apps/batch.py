@@ -541,7 +541,6 @@ def run_job(job: Job) -> dict:
     from threadpoolctl import threadpool_limits
 
     from ..model.cells import prepare
-    from ..model.family import family_named
     from ..model.formula import parse_formula
     from .cli import _check_options, family_from_args, fit_and_poststratify, structure_options
 
