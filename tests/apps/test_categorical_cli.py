@@ -51,3 +51,52 @@ def test_bad_categorical_input_is_one_paragraph(capsys, tmp_path):
         capsys, "fit", "--survey", SURVEY, "--frame", FRAME, "--count", "n", "--formula", "vote ~ sex",
         "--reference", "A")
     assert "--engine laplace" in bad(capsys, *fit_args("--engine", "bayes"))
+
+
+@pytest.fixture(scope="module")
+def election(tmp_path_factory):
+    from misterp.sim.simulate import election_simulation
+
+    sim = election_simulation(seed=1)
+    folder = tmp_path_factory.mktemp("election")
+    for name, table in (("survey", sim.survey), ("frame", sim.frame.data), ("choices", sim.choices)):
+        table.to_csv(folder / f"{name}.csv", index=False)
+    return folder, sim.truth
+
+
+def test_turnout_times_choice_recovers_a_simulated_election(election, capsys):
+    """Party shares per seat among the seat's voters, with party C standing in half the seats: the truth
+    sum N t p / sum N t inside the ±2 sd intervals for most seats, C at 0 where it does not stand."""
+    folder, truth = election
+    code, _, err = run(capsys, "fit", "--survey", folder / "survey.csv", "--frame", folder / "frame.csv",
+                       "--count", "N", "--family", "categorical", "--formula", "vote ~ male + (1|age) + (1|seat)",
+                       "--turnout", "voted ~ male + (1|age) + (1|seat)", "--choices", folder / "choices.csv",
+                       "--by", "seat", "--out", folder / "est.csv")
+    assert code == 0, err
+    assert "the choice model on the" in err and "renormalised over its area's choice set" in err
+    table = pd.read_csv(folder / "est.csv").merge(truth, on=["seat", "category"], suffixes=("", "_true"))
+    stands = table["share"] > 0
+    assert (table.loc[~stands, "estimate"] == 0).all() and (~stands).sum() == 10
+    inside = (table["estimate"] - table["share"]).abs() < 2 * table["sd"]
+    assert inside[stands].mean() >= 0.85, inside[stands].mean()
+    assert np.sqrt(((table["estimate"] - table["share"])[stands] ** 2).mean()) < 0.06
+    turnout = table.drop_duplicates("seat")
+    assert ((turnout["turnout"] - turnout["turnout_true"]).abs() < 2 * turnout["turnout_sd"]).mean() >= 0.85
+
+
+def test_bad_turnout_and_choices_input(election, capsys, tmp_path):
+    folder, _ = election
+    survey = pd.read_csv(folder / "survey.csv")
+    coded = tmp_path / "coded.csv"
+    survey.assign(voted=survey["voted"].map({0: "no", 1: "yes"})).to_csv(coded, index=False)
+    base = ("fit", "--frame", folder / "frame.csv", "--count", "N", "--family", "categorical", "--formula",
+            "vote ~ male + (1|seat)")
+    err = bad(capsys, *base, "--survey", coded, "--turnout", "voted ~ male + (1|seat)")
+    assert "'voted' must hold only 0 and 1" in err
+    lonely = tmp_path / "choices.csv"
+    pd.read_csv(folder / "choices.csv").query("seat != 'S03'").to_csv(lonely, index=False)
+    assert "have no category in the choice sets" in bad(capsys, *base, "--survey", folder / "survey.csv",
+                                                        "--turnout", "voted ~ male + (1|seat)", "--choices", lonely)
+    assert "--choices sets which categories" in bad(capsys, "fit", "--survey", folder / "survey.csv", "--frame",
+                                                    folder / "frame.csv", "--count", "N", "--formula",
+                                                    "voted ~ male", "--choices", lonely)

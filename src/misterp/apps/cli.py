@@ -82,6 +82,13 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
                           "estimates per category)")
     fit.add_argument("--reference", metavar="NAME",
                      help="categorical: the baseline category (default: the first in sorted order)")
+    fit.add_argument("--turnout", metavar="FORMULA",
+                     help="a turnout model, e.g. \"voted ~ age + (1|state)\" (its outcome 0/1): fitted on the whole "
+                          "survey by the same engine, the choice model then among those who voted (== 1), and every "
+                          "share weighted by each cell's turnout, draw by draw, with the turnout beside it")
+    fit.add_argument("--choices", metavar="FILE",
+                     help="categorical: the categories that stand in each area (columns: the frame's area column, "
+                          "category); each cell's shares are renormalised over its area's set")
     fit.add_argument("--ml", action="store_true",
                      help="gaussian with the laplace engine: maximum likelihood instead of lmer's default REML")
     fit.add_argument("--exposure", metavar="COL",
@@ -249,7 +256,36 @@ def _run_fit(args):
     survey = read_survey(args.survey, formula.response, weights=args.weights, join=args.join, trials=args.trials,
                          exposure=args.exposure, recode=args.map)
     chunks = FrameChunks(args.frame, args.count, join=tuple(args.join or ()))
+    if getattr(args, "turnout", None):
+        survey = _fit_turnout(args, survey)
     return fit_and_poststratify(args, formula, survey, chunks)
+
+
+def _fit_turnout(args, survey):
+    """Fit --turnout's model on the whole survey (its fit kept in ``args.turnout_fit``, its notes in
+    ``args.turnout_notes``); return the survey of those who voted, for the choice model."""
+    from dataclasses import replace
+
+    from ..data.survey import read_survey
+    from ..model.cells import prepare
+    from ..model.family import BINOMIAL
+    from ..model.formula import parse_formula
+
+    import pandas as pd
+
+    turnout = parse_formula(args.turnout)
+    voters = read_survey(args.survey, turnout.response, weights=args.weights, join=args.join, recode=args.map)
+    cells, notes = prepare(voters, None, turnout, drop_missing=args.drop_missing, family=BINOMIAL)
+    # the same engine and settings, for a yes/no outcome
+    options = argparse.Namespace(**{**vars(args), "family": "binomial", "reference": None, "bootstrap": None,
+                                    "default_engine": False})
+    notes = [f"turnout model: {n}" for n in notes]
+    args.turnout_fit = _fit_model(options, cells, notes)
+    voted = pd.to_numeric(voters.data[turnout.response], errors="coerce").to_numpy() == 1
+    args.turnout_notes = notes + [
+        f"turnout: {turnout.text} fitted by the {args.engine} engine on {cells.n_respondents} respondents; the "
+        f"choice model on the {int(voted.sum())} who voted ({turnout.response} == 1)"]
+    return replace(survey, data=survey.data[voted].reset_index(drop=True))
 
 
 def fit_and_poststratify(args, formula, survey, frame, prepared=None):
@@ -343,6 +379,9 @@ def _poststratify_frame(args, model, frame, seed, weight, notes):
     from ..results.stream import poststratify_stream
 
     totals = [read_table(path, "calibration table") for path in args.calibrate]
+    turnout_fit, choices = getattr(args, "turnout_fit", None), getattr(args, "choices", None)
+    if turnout_fit is not None or choices:
+        return _poststratify_votes(args, model, turnout_fit, choices, seed, notes)
     if isinstance(frame, FrameChunks):
         estimate = poststratify_stream(model, frame, by=[args.by], seed=seed, weight=weight, totals=totals)[0]
     else:
@@ -353,6 +392,31 @@ def _poststratify_frame(args, model, frame, seed, weight, notes):
     if totals:
         notes.append(f"calibrated every draw to the totals in {', '.join(args.calibrate)} (a shift on the link scale)")
     return estimate
+
+
+def _poststratify_votes(args, model, turnout_fit, choices, seed, notes):
+    """Shares renormalised over --choices' sets and weighted by --turnout's model, draw by draw, on the
+    frame read whole."""
+    from ..data.frame import read_frame
+    from ..data.tables import read_table
+    from ..results.choices import restrict_choices
+    from ..results.draws import cell_draws
+    from ..results.poststratify import poststratify
+
+    if args.calibrate:
+        raise MisterpInputError("--calibrate does not combine with --turnout or --choices yet; drop one of them.")
+    frame = read_frame(args.frame, args.count, join=tuple(args.join or ()))
+    draws = cell_draws(model, frame, seed=seed)
+    if turnout_fit is not None and draws.draws is None:  # a glm's choice model: normal draws, paired with turnout's
+        draws = cell_draws(model, frame, seed=seed, n_draws=1000)
+    if choices:
+        draws = restrict_choices(draws, frame, read_table(choices, "choice sets"))
+        notes.append(f"each cell's shares renormalised over its area's choice set ({choices})")
+    weight = None
+    if turnout_fit is not None:
+        weight = cell_draws(turnout_fit, frame, seed=None if seed is None else seed + 1, n_draws=draws.draws.n_draws)
+        notes += args.turnout_notes
+    return poststratify(draws, frame, by=args.by, weight=weight)
 
 
 def _report_command(args) -> int:
@@ -522,6 +586,11 @@ def _check_options(args) -> None:
     wave = getattr(args, "wave", None)
     if wave:
         args.by = [wave] + [c for c in args.by if c != wave]
+    if getattr(args, "choices", None) and args.family != "categorical":
+        raise MisterpInputError("--choices sets which categories stand in each area, for a categorical outcome; use "
+                                "it with --family categorical, or drop it.")
+    if getattr(args, "turnout", None) and args.bootstrap:
+        raise MisterpInputError("--turnout pairs the two models' draws; --bootstrap does not combine with it. Drop one.")
     if args.bootstrap and args.engine != "laplace":
         raise MisterpInputError("--bootstrap refits a multilevel Laplace fit; use it with --engine laplace.")
     if args.ml and (args.family != "gaussian" or args.engine != "laplace"):

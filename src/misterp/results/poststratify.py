@@ -41,7 +41,7 @@ class GroupSums:
     rows: only with groups (and draws).
     """
 
-    def __init__(self, by=None, interval: str = "auto", chunk_size: int = 256, weight: str | None = None):
+    def __init__(self, by=None, interval: str = "auto", chunk_size: int = 256, weight: "str | CellDraws | None" = None):
         self.by = [by] if isinstance(by, str) else list(by or [])
         self.interval, self.chunk_size, self.weight = interval, chunk_size, weight
         self.method = "none"
@@ -58,9 +58,12 @@ class GroupSums:
     def add(self, data: pd.DataFrame, counts: np.ndarray, cells: CellDraws, unit: np.ndarray | None = None) -> None:
         """Add a chunk: ``data`` and ``counts`` (n_rows,) are its frame rows; ``cells`` predicts its distinct
         model cells (n_units), ``unit`` (n_rows,) being each row's (by default, one unit per row)."""
+        turnout = self.weight if isinstance(self.weight, CellDraws) else None
         if not self.sums:
-            self._start(cells)
-        if self.weight is not None:
+            self._start(cells, turnout)
+        if turnout is not None:
+            w = counts  # each cell's voters, N_c t_c, are counted draw by draw below
+        elif self.weight is not None:
             require_columns(data, [self.weight], "frame", "Name the frame's column of cell weights (exposures).")
             w = pd.to_numeric(data[self.weight], errors="coerce").to_numpy(float)
             if not np.all(np.isfinite(w) & (w >= 0)):
@@ -76,9 +79,12 @@ class GroupSums:
         weights = sp.csr_matrix((w, (codes, unit)), shape=(G, n_units))
         sums = self.sums
         sums["population"] += np.bincount(codes, weights=counts, minlength=G)
-        sums["total"] += np.bincount(codes, weights=w, minlength=G)
-        sums["point"] += by_group(weights, cells.point)
-        if self.interval in ("draws", "quantile"):
+        if turnout is not None:
+            self._add_turnout(weights, cells, turnout)
+        else:
+            sums["total"] += np.bincount(codes, weights=w, minlength=G)
+            sums["point"] += by_group(weights, cells.point)
+        if self.interval in ("draws", "quantile") and turnout is None:
             if cells.draws is None:
                 raise ValueError("these predictions carry no draws")
             for start, chunk in zip(range(0, cells.draws.n_draws, self.chunk_size), cells.draws.chunks(self.chunk_size)):
@@ -92,8 +98,29 @@ class GroupSums:
         for term, labels in cells.unseen.items():
             self.unseen[term] = list(dict.fromkeys(self.unseen.get(term, []) + list(labels)))
 
-    def _start(self, cells: CellDraws) -> None:
+    def _add_turnout(self, weights, cells: CellDraws, turnout: CellDraws) -> None:
+        """Shares weighted by each cell's turnout t_c, draw by draw with the turnout model's draws:
+        sum_c N_c t_c p_c over groups, and the voters sum_c N_c t_c beside them."""
+        if len(turnout.point) != len(cells.point):
+            raise MisterpInputError(f"The turnout predictions cover {len(turnout.point)} frame cells and the choice "
+                                    f"predictions {len(cells.point)}; predict both for the same frame.")
+        sums, t = self.sums, turnout.point
+        sums["total"] += weights @ t
+        sums["point"] += by_group(weights, cells.point * (t[:, None] if cells.point.ndim == 2 else t))
+        for start, chunk, voting in zip(range(0, cells.draws.n_draws, self.chunk_size),
+                                        cells.draws.chunks(self.chunk_size), turnout.draws.chunks(self.chunk_size)):
+            weighted = chunk * (voting[..., None] if chunk.ndim == 3 else voting)
+            sums["draws"][start:start + len(chunk)] += by_group(weights, np.moveaxis(weighted, 1, 0))
+            sums["voters"][start:start + len(chunk)] += by_group(weights, voting.T)
+
+    def _start(self, cells: CellDraws, turnout: CellDraws | None = None) -> None:
         """Fix the interval and the sums it needs, from the first chunk's predictions."""
+        if turnout is not None:
+            if cells.draws is None or turnout.draws is None or cells.draws.n_draws != turnout.draws.n_draws:
+                raise MisterpInputError(
+                    "Weighting by turnout pairs the choice model's draws with the turnout model's, draw by draw: "
+                    "predict both with draws, as many of each (cell_draws(fit, frame, n_draws=1000)).")
+            self.interval = "quantile" if cells.default_interval == "quantile" else "draws"
         if self.interval == "auto":
             self.interval = cells.default_interval
         if self.interval not in ("draws", "quantile", "delta", "cell-bounds", "none"):
@@ -106,6 +133,8 @@ class GroupSums:
         self.sums.update({name: np.zeros(per_cell + (0,)) for name in names})
         if self.interval in ("draws", "quantile") and cells.draws is not None:
             self.sums["draws"] = np.zeros((cells.draws.n_draws,) + per_cell + (0,))
+        if turnout is not None:
+            self.sums["voters"] = np.zeros((cells.draws.n_draws, 0))
         if self.interval == "delta":
             self.sums["jacobian"] = np.zeros(per_cell + (cells.delta[0].shape[-1], 0))
 
@@ -153,7 +182,12 @@ class GroupSums:
         group_draws = None
         interval, method = self.interval, self.method
         if interval in ("draws", "quantile"):
-            group_draws = sums["draws"] / safe
+            if "voters" in sums:  # each draw's shares among its own voters
+                voters = sums["voters"]
+                voters = np.where(voters > 0, voters, 1.0)
+                group_draws = sums["draws"] / (voters[:, None, :] if sums["draws"].ndim == 3 else voters)
+            else:
+                group_draws = sums["draws"] / safe
             sd = group_draws.std(axis=0, ddof=1)
             if interval == "draws":
                 lower, upper = estimate - 2 * sd, estimate + 2 * sd
@@ -186,6 +220,11 @@ class GroupSums:
                 group_draws = np.swapaxes(group_draws, 1, 2).reshape(len(group_draws), -1)
         table = keys.assign(estimate=estimate, sd=sd, lower=lower, upper=upper, population=population,
                             interval=label)
+        if "voters" in sums:  # the turnout beside the shares: voters over the population, and its draws' sd
+            K = 1 if self.categories is None else len(self.categories)
+            people = np.where(sums["population"] > 0, sums["population"], 1.0)
+            table["turnout"] = np.repeat(sums["total"] / people, K)
+            table["turnout_sd"] = np.repeat((sums["voters"] / people).std(axis=0, ddof=1), K)
         table.loc[empty, ["estimate", "sd", "lower", "upper"]] = np.nan
         return Estimate(table.reset_index(drop=True), self.by, group_draws, self.unseen)
 
@@ -210,7 +249,7 @@ def row_codes(data: pd.DataFrame, columns: list) -> tuple[np.ndarray, np.ndarray
 
 
 def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto",
-                 chunk_size: int = 256, weight: str | None = None) -> Estimate:
+                 chunk_size: int = 256, weight: "str | CellDraws | None" = None) -> Estimate:
     """Weight cell predictions by frame counts, overall or ``by`` frame columns.
 
     Parameters
@@ -228,10 +267,14 @@ def poststratify(cells: CellDraws, frame: Frame, by=None, interval: str = "auto"
         "cell-bounds" is the article's GLM interval: poststratify point -/+ 2 se.
     chunk_size : int
         Draws reduced at a time.
-    weight : str, optional
+    weight : str or CellDraws, optional
         A frame column to weight cells by instead of their counts: each
         cell's total exposure E_c turns a count model's estimate into the
         rate sum(E mu) / sum(E). ``population`` still sums the counts.
+        Or a turnout model's predictions for the same frame rows: each
+        share becomes sum_c N_c t_c p_c / sum_c N_c t_c, draw by draw (the
+        two models' draws paired in order), with the groups' ``turnout``
+        and ``turnout_sd`` beside it.
 
     Returns
     -------

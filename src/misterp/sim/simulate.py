@@ -212,3 +212,63 @@ def panel_simulation(seed: int = 1, n_waves: int = 24, per_wave: int = 120, skip
     population = (frame["truth"] * frame["N"]).groupby(frame["wave"]).sum() / frame["N"].groupby(frame["wave"]).sum()
     return PanelSimulation(survey, Frame(frame, "N"), pd.DataFrame({"wave": waves, "truth": population.to_numpy()}),
                            tuple(skipped))
+
+
+@dataclass(frozen=True)
+class ElectionSimulation:
+    """A simulated election poll with known turnout and party shares per seat.
+
+    Attributes
+    ----------
+    survey : DataFrame
+        One row per respondent: ``voted`` (0/1), ``vote`` (the party; missing for those who did not vote),
+        ``seat``, ``age``, ``male``.
+    frame : Frame
+        Every seat x age x male cell, counts ``N`` (no truth columns).
+    choices : DataFrame
+        The parties standing in each seat (``seat``, ``category``): party C stands only in the first half.
+    truth : DataFrame
+        Per seat and party (``seat``, ``category``): ``share`` = sum N t p / sum N t, and the seat's ``turnout``.
+    """
+
+    survey: pd.DataFrame
+    frame: Frame
+    choices: pd.DataFrame
+    truth: pd.DataFrame
+
+
+def election_simulation(seed: int = 1, n: int = 5000, n_seats: int = 20) -> ElectionSimulation:
+    """Turnout logit(t) = -0.4 + 0.35 age + 0.2 male + seat effect N(0, 0.3²); party choice among voters a
+    multinomial logit over A, B, C (A the baseline) with B: 0.2 - 0.25 age + 0.3 male + seat N(0, 0.5²) and
+    C: -0.5 + 0.15 age + seat N(0, 0.4²), renormalised over the seat's parties; ``n`` respondents drawn with
+    the young and women under-sampled."""
+    rng = np.random.default_rng(seed)
+    seats = np.array([f"S{k:02d}" for k in range(1, n_seats + 1)])
+    ages = np.array(["18-34", "35-54", "55+"])
+    s, a, m = (x.ravel() for x in np.meshgrid(np.arange(n_seats), np.arange(3), [0, 1], indexing="ij"))
+    counts = np.round(rng.uniform(2e3, 8e3, len(s))).astype(float)
+    turnout = 1 / (1 + np.exp(-(-0.4 + 0.35 * a + 0.2 * m + rng.normal(0, 0.3, n_seats)[s])))
+    eta_b = 0.2 - 0.25 * a + 0.3 * m + rng.normal(0, 0.5, n_seats)[s]
+    eta_c = -0.5 + 0.15 * a + rng.normal(0, 0.4, n_seats)[s]
+    stands_c = s < n_seats // 2
+    weights = np.stack([np.ones(len(s)), np.exp(eta_b), np.exp(eta_c) * stands_c], axis=1)
+    shares = weights / weights.sum(axis=1, keepdims=True)
+    frame = pd.DataFrame({"seat": seats[s], "age": ages[a], "male": m, "N": counts})
+    reach = counts * np.array([0.4, 1.0, 1.3])[a] * (1 + 0.5 * m)
+    chosen = rng.choice(len(s), n, p=reach / reach.sum())
+    voted = rng.random(n) < turnout[chosen]
+    parties = np.array(["A", "B", "C"])
+    picks = np.array([rng.choice(3, p=shares[c]) for c in chosen])
+    survey = frame.iloc[chosen][["seat", "age", "male"]].reset_index(drop=True).assign(
+        voted=voted.astype(int), vote=np.where(voted, parties[picks], None))
+    choices = pd.DataFrame([(seats[k], p) for k in range(n_seats) for p in (("A", "B", "C") if k < n_seats // 2
+                                                                            else ("A", "B"))],
+                           columns=["seat", "category"])
+    voters = counts * turnout
+    rows = []
+    for k in range(n_seats):
+        here = s == k
+        share = (voters[here, None] * shares[here]).sum(axis=0) / voters[here].sum()
+        rows += [(seats[k], p, share[j], voters[here].sum() / counts[here].sum()) for j, p in enumerate(parties)]
+    truth = pd.DataFrame(rows, columns=["seat", "category", "share", "turnout"])
+    return ElectionSimulation(survey[["voted", "vote", "seat", "age", "male"]], Frame(frame, "N"), choices, truth)
