@@ -50,7 +50,7 @@ def test_bad_categorical_input_is_one_paragraph(capsys, tmp_path):
     assert "--reference names a categorical outcome's baseline" in bad(
         capsys, "fit", "--survey", SURVEY, "--frame", FRAME, "--count", "n", "--formula", "vote ~ sex",
         "--reference", "A")
-    assert "--engine laplace" in bad(capsys, *fit_args("--engine", "bayes"))
+    assert "--engine laplace" in bad(capsys, *fit_args("--engine", "inla"))
 
 
 @pytest.fixture(scope="module")

@@ -63,3 +63,23 @@ def test_shares_sum_to_one_in_every_draw(chile):
     assert np.allclose(est.draws.reshape(len(est.draws), 6, 4).sum(axis=2), 1.0)
     assert np.allclose(est.table.groupby("age_group")["estimate"].sum(), 1.0)
     assert (est.table["lower"] < est.table["estimate"]).all() and (est.table["estimate"] < est.table["upper"]).all()
+
+
+def test_bayes_samples_brms_categorical_model(chile, tmp_path):
+    """A short run: brms's categorical() priors, shares that sum to 1 in every draw and sit near the Laplace
+    fit's, and a saved fit that predicts the same."""
+    from misterp import BayesEngine, load_fit, save_fit
+
+    cells, frame, laplace = chile
+    fit = BayesEngine(seed=4, chains=2, warmup=300, draws=300, progress=False, remedy=False).fit(cells)
+    assert fit.kind == "bayes-stacked" and set(fit.samples) >= {"alpha", "beta", "sigma", "z"}
+    assert fit.samples["sigma"].shape == (2, 300, 3, 2)
+    est = poststratify(cell_draws(fit, frame), frame, by="region")
+    assert np.allclose(est.draws.reshape(600, 5, 4).sum(axis=2), 1.0)
+    near = poststratify(cell_draws(laplace, frame, seed=1), frame, by="region").table
+    assert np.abs(est.table["estimate"] - near["estimate"]).max() < 0.03
+    path = tmp_path / "fit.npz"
+    save_fit(fit, path)
+    again = poststratify(cell_draws(load_fit(path), frame), frame, by="region").table
+    np.testing.assert_allclose(again["estimate"], est.table["estimate"])
+    assert fit.fixef().index[0] == "N:(Intercept)" and len(fit.varcorr()) == 6

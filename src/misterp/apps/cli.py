@@ -652,7 +652,8 @@ def _fit_model(args, cells, notes: list[str]):
         notes.append(f"engine: inla, the default (--engine laplace gives {laplace}, --engine bayes samples the "
                      "posterior by NUTS)" if args.engine == "inla" else
                      "engine: laplace, the default for a categorical outcome (maximum likelihood with the Laplace "
-                     "approximation; the inla and bayes engines take one linear predictor per cell)"
+                     "approximation; --engine bayes samples brms's categorical() model; the inla engine takes one "
+                     "linear predictor per cell)"
                      if cells.family.categories is not None else
                      f"engine: {args.engine}, the default with --bootstrap or --ml (lme4's fit, as bootMer refits it)")
     notes += [f"warning: {m}" for m in model.problems()]

@@ -145,7 +145,8 @@ def require_one_predictor(cells: Cells, engine: str) -> None:
         raise MisterpInputError(
             f"The {engine} engine fits one linear predictor per cell; a {cells.family.name} outcome has one per "
             "category. Fit it with --engine laplace (maximum likelihood, the group effects integrated out by "
-            "the Laplace approximation, normal-approximation intervals) or --engine glm (fixed effects only).")
+            "the Laplace approximation, normal-approximation intervals), --engine bayes (brms's categorical() "
+            "model) or --engine glm (fixed effects only).")
 
 
 def stacked_names(names: list[str], family) -> list[str]:

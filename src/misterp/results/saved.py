@@ -43,6 +43,7 @@ from ..engines.fit import Fit
 from ..engines.glm import GlmFit
 from ..engines.inla import InlaFit
 from ..engines.laplace import MixedFit
+from ..engines.bayes.stacked import StackedBayesFit
 from ..engines.stacked import StackedFit
 from ..errors import MisterpInputError
 from ..model.cells import Cells
@@ -52,7 +53,7 @@ from ..model.terms import Structure
 
 FORMAT = "misterp-fit"
 VERSION = 2
-KINDS = {cls.kind: cls for cls in (GlmFit, MixedFit, BootstrapFit, BayesFit, InlaFit, StackedFit)}
+KINDS = {cls.kind: cls for cls in (GlmFit, MixedFit, BootstrapFit, BayesFit, InlaFit, StackedFit, StackedBayesFit)}
 OLD_MAGIC = b"misterp-fit\n"  # version 1: a pickle behind this header
 
 

@@ -15,10 +15,10 @@ import numpy as np
 from ...errors import MisterpInputError, MisterpWarning
 from ...model.cells import Cells
 from ..jax_config import ensure_jax
-from ..fit import require_one_predictor
 from .fit import BayesFit
 from .inference_data import SAMPLER_FIELDS, sample_stats
 from .model import model, model_data, n_effects, work
+from .stacked import StackedBayesFit, stacked_model
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,12 @@ class BayesEngine:
         adapt_delta 0.99 (Stan's standard advice, automated), and the fit says
         so in ``remedy_note``.
         """
-        require_one_predictor(cells, "bayes")
         from ..whitening import pilot_expansion
 
         data = model_data(cells, self.priors, self.likelihood)
         data["prior_only"] = self.prior_only
-        whitened = self._whitened(data)
+        # a family with categories samples brms's categorical() model, non-centred as brms does
+        whitened = cells.family.categories is None and self._whitened(data)
         if whitened:  # the pilot fit serves the remedy's rerun too
             data.update(pilot_expansion(cells, data, self.prior_only))
         if work(data) >= ESTIMATE_MIN_WORK:
@@ -142,7 +142,8 @@ class BayesEngine:
         import jax
         from numpyro.infer.util import initialize_model
 
-        info = initialize_model(jax.random.PRNGKey(self.seed), model, model_kwargs=data)
+        chosen = stacked_model if data["family"].categories is not None else model
+        info = initialize_model(jax.random.PRNGKey(self.seed), chosen, model_kwargs=data)
         grad = jax.jit(jax.grad(info.potential_fn))
         position = info.param_info.z
         jax.block_until_ready(grad(position))  # compile
@@ -162,7 +163,9 @@ class BayesEngine:
         from numpyro.infer import MCMC, NUTS
         from threadpoolctl import threadpool_limits
 
-        kernel = NUTS(model, target_accept_prob=adapt_delta, max_tree_depth=self.max_tree_depth)
+        stacked = cells.family.categories is not None
+        kernel = NUTS(stacked_model if stacked else model, target_accept_prob=adapt_delta,
+                      max_tree_depth=self.max_tree_depth)
         method = self._chain_method()
         bars = self.progress and work(data) >= PROGRESS_MIN_WORK
         if self.progress and not bars and sys.stderr.isatty():
@@ -177,8 +180,9 @@ class BayesEngine:
         samples = {k: np.asarray(v, dtype=np.float64) for k, v in draws.items() if k != "eps"}
         stats = sample_stats(mcmc.get_extra_fields(group_by_chain=True))
         depth_hits = stats["n_steps"] >= 2 ** self.max_tree_depth - 1
-        return BayesFit(cells, samples, data["xbar"], int(stats["diverging"].sum()), int(depth_hits.sum()),
-                        float(stats["n_steps"].mean()), replace(self, adapt_delta=adapt_delta), sample_stats=stats)
+        return (StackedBayesFit if stacked else BayesFit)(
+            cells, samples, data["xbar"], int(stats["diverging"].sum()), int(depth_hits.sum()),
+            float(stats["n_steps"].mean()), replace(self, adapt_delta=adapt_delta), sample_stats=stats)
 
     def _whitened(self, data: dict) -> bool:
         from ..whitening import MAX_WHITENED
