@@ -100,3 +100,35 @@ def test_bad_turnout_and_choices_input(election, capsys, tmp_path):
     assert "--choices sets which categories" in bad(capsys, "fit", "--survey", folder / "survey.csv", "--frame",
                                                     folder / "frame.csv", "--count", "N", "--formula",
                                                     "voted ~ male", "--choices", lonely)
+
+
+WVS, WVS_FRAME = FIXTURES / "wvs_survey.csv", FIXTURES / "wvs_frame.csv"
+
+
+def ordinal_args(*extra, survey=WVS, formula="poverty ~ religion + gender + (1|country)"):
+    return ("fit", "--survey", survey, "--frame", WVS_FRAME, "--count", "n", "--family", "ordinal", "--formula",
+            formula, *extra)
+
+
+def test_an_ordinal_outcome_by_country(capsys, tmp_path):
+    out = tmp_path / "est.csv"
+    code, _, err = run(capsys, *ordinal_args("--levels", "Too Little,About Right,Too Much", "--by", "country",
+                                             "--out", out))
+    assert code == 0, err
+    table = pd.read_csv(out)
+    assert table["category"].tolist()[:3] == ["Too Little", "About Right", "Too Much"] and len(table) == 12
+    assert np.allclose(table.groupby("country")["estimate"].sum(), 1.0)
+    # a numeric outcome takes its numeric order
+    scored = tmp_path / "scored.csv"
+    pd.read_csv(WVS).assign(score=lambda d: d["poverty"].map({"Too Little": 1, "About Right": 2, "Too Much": 10})
+                            ).to_csv(scored, index=False)
+    code, _, err = run(capsys, *ordinal_args("--out", out, survey=scored, formula="score ~ religion + (1|country)"))
+    assert code == 0, err
+    assert pd.read_csv(out)["category"].astype(str).tolist() == ["1", "2", "10"]
+
+
+def test_bad_ordinal_input_is_one_paragraph(capsys):
+    assert "whose order misterp does not guess: give it with --levels" in bad(capsys, *ordinal_args())
+    assert "it misses ['Too Much']" in bad(capsys, *ordinal_args("--levels", "Too Little,About Right"))
+    assert "it names ['Plenty']" in bad(capsys, *ordinal_args("--levels", "Too Little,About Right,Too Much,Plenty"))
+    assert "--levels orders an ordinal outcome" in bad(capsys, *fit_args("--levels", "A,N"))

@@ -208,3 +208,26 @@ def test_categorical_reference_and_bad_input():
         CATEGORICAL.bind(pd.Series(["yes", "yes"], name="vote"))
     # a saved fit rebuilds the bound family from its state
     assert family_named("categorical", family.state()) == family
+
+
+def test_ordinal_family_pieces_agree():
+    """The cumulative logit's score and negative Hessian in its K - 1 linear predictors, by differences."""
+    from misterp.model.family import ORDINAL
+
+    family = ORDINAL.bind(pd.Series([3, 1, 2, 2], name="y"))
+    assert family.categories == ("1", "2", "3") and family.predictor_names == ("1|2", "2|3")
+    rng = np.random.default_rng(2)
+    stats = _categorical_stats(rng, K=3)
+    eta = np.sort(rng.normal(size=(25, 2)), axis=1)
+    mu, w, r, _ = family.working(stats, eta)
+    assert np.allclose(mu.sum(axis=1), 1.0) and np.allclose(family.link_function(mu), eta)
+    h = 1e-5
+    for j in range(2):
+        step = np.zeros(2)
+        step[j] = h
+        grad = (family.loglik(stats, eta + step) - family.loglik(stats, eta - step)) / (2 * h)
+        np.testing.assert_allclose(grad, r[:, j], rtol=1e-5, atol=1e-6)
+        r_plus, r_minus = family.working(stats, eta + step)[2], family.working(stats, eta - step)[2]
+        np.testing.assert_allclose(-(r_plus - r_minus) / (2 * h), w[:, :, j], rtol=1e-4, atol=1e-6)
+        dmu = (family.mean(eta + step) - family.mean(eta - step)) / (2 * h)
+        np.testing.assert_allclose(dmu, family.mean_deriv(eta)[:, :, j], rtol=1e-6, atol=1e-9)

@@ -76,10 +76,13 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
     fit.add_argument("--trials", metavar="COL",
                      help="survey given as cells: COL holds each row's respondents and the outcome its successes")
     fit.add_argument("--weights", metavar="COL", help="survey design weights (for the weighted comparison)")
-    fit.add_argument("--family", choices=["binomial", "poisson", "gaussian", "categorical"], default="binomial",
+    fit.add_argument("--family", choices=["binomial", "poisson", "gaussian", "categorical", "ordinal"],
+                     default="binomial",
                      help="the outcome's family: binomial (0/1 answers, logit), poisson (counts, log), gaussian "
-                          "(continuous, identity: lmer) or categorical (category names: a multinomial logit, "
-                          "estimates per category)")
+                          "(continuous, identity: lmer), categorical (category names: a multinomial logit) or "
+                          "ordinal (ordered levels: a cumulative logit); the last two give a share per category")
+    fit.add_argument("--levels", metavar="L1,L2,...",
+                     help="ordinal: the outcome's levels from lowest to highest (default: a numeric outcome's order)")
     fit.add_argument("--reference", metavar="NAME",
                      help="categorical: the baseline category (default: the first in sorted order)")
     fit.add_argument("--turnout", metavar="FORMULA",
@@ -552,23 +555,28 @@ def default_engine(bootstrap, ml, family: str = "binomial") -> str:
     """The engine when none is named: inla, whose intervals integrate over the group sds
     (docs/coverage.md); laplace for --bootstrap (bootMer refits glmer), --ml (lmer's ML) and a
     categorical outcome (whose linear predictors, one per category, inla does not take yet)."""
-    return "laplace" if bootstrap or ml or family == "categorical" else "inla"
+    return "laplace" if bootstrap or ml or family in ("categorical", "ordinal") else "inla"
 
 
 def family_from_args(args):
-    """The family that --family names, with --reference for a categorical one."""
+    """The family that --family names, with --reference for a categorical one and --levels for an ordinal one."""
     from dataclasses import replace
 
     from ..model.family import family_named
 
     family = family_named(args.family)
-    reference = getattr(args, "reference", None)
-    if reference is None:
-        return family
-    if args.family != "categorical":
+    reference, levels = getattr(args, "reference", None), getattr(args, "levels", None)
+    if reference is not None and args.family != "categorical":
         raise MisterpInputError(f"--reference names a categorical outcome's baseline category; it does not apply to "
                                 f"--family {args.family}. Drop it, or use --family categorical.")
-    return replace(family, reference=reference)
+    if levels is not None and args.family != "ordinal":
+        raise MisterpInputError(f"--levels orders an ordinal outcome's levels; it does not apply to --family "
+                                f"{args.family}. Drop it, or use --family ordinal.")
+    if reference is not None:
+        family = replace(family, reference=reference)
+    if levels is not None:
+        family = replace(family, categories=tuple(v.strip() for v in levels.split(",") if v.strip()))
+    return family
 
 
 def _check_options(args) -> None:
@@ -651,9 +659,9 @@ def _fit_model(args, cells, notes: list[str]):
                    else "lme4's glmer fit")
         notes.append(f"engine: inla, the default (--engine laplace gives {laplace}, --engine bayes samples the "
                      "posterior by NUTS)" if args.engine == "inla" else
-                     "engine: laplace, the default for a categorical outcome (maximum likelihood with the Laplace "
-                     "approximation; --engine bayes samples brms's categorical() model; the inla engine takes one "
-                     "linear predictor per cell)"
+                     f"engine: laplace, the default for a {cells.family.name} outcome (maximum likelihood with the "
+                     "Laplace approximation; --engine bayes samples brms's model; the inla engine takes one linear "
+                     "predictor per cell)"
                      if cells.family.categories is not None else
                      f"engine: {args.engine}, the default with --bootstrap or --ml (lme4's fit, as bootMer refits it)")
     notes += [f"warning: {m}" for m in model.problems()]

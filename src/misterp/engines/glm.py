@@ -29,7 +29,7 @@ class GlmEngine:
     tol: float = 1e-12
     max_iter: int = 100
 
-    def fit(self, cells: Cells) -> "GlmFit":
+    def fit(self, cells: Cells) -> "Fit":
         """Fit; a :class:`misterp.MisterpWarning` when IRLS does not converge."""
         if cells.design.group_terms:
             raise MisterpInputError(
@@ -37,6 +37,10 @@ class GlmEngine:
                 f"{cells.design.group_names}. Use the laplace engine, or write them as fixed effects."
             )
         family, stats = cells.family, cells.stats
+        if family.shares_slopes:  # cut points and shared slopes (ordinal::clm): the multi-predictor Newton
+            from .stacked import stacked_fit
+
+            return stacked_fit(cells)
         with one_blas_thread():  # small solves: a second BLAS thread only spins
             beta, cov, converged = irls(cells.X, stats, cells.offset, family, self.tol, self.max_iter)
         eta = stacked_predictor(cells.X, beta, cells.offset, family)

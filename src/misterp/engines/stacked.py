@@ -1,19 +1,25 @@
-"""The Laplace fit of a family with several linear predictors (a categorical outcome's m = K - 1).
+"""The Laplace fit of a family with several linear predictors eta_1..eta_m per cell.
 
-Predictor k has its own fixed effects beta_k (p,) and, for every grouping term, its own effects b_k = sigma_kt u
-with u ~ N(0, I) and its own sd sigma_kt, as brms's ``categorical()`` with ``(1|g)``: the terms of different
-predictors are independent. With the effects integrated out by the Laplace approximation at their conditional
-mode u^,
+Two layouts of the parameters serve the families (``family.shares_slopes``):
 
-    -2 log L(beta, sigma) ~ -2 loglik(eta^) + |u^|^2 + log det(I + Lambda Z'WZ Lambda),
+- separate (a categorical outcome, m = K - 1): predictor k has its own fixed effects beta_k and, for every
+  grouping term, its own effects b_k = sigma_kt u_k and sd sigma_kt, independent across predictors, as brms's
+  ``categorical()`` with ``(1|g)``;
+- shared (an ordinal outcome's cut points, m = K - 1): eta_j = theta_j - x'beta - z'b, one beta, one b = sigma_t u
+  and one sd per term, the intercept replaced by the cut points, as ``ordinal::clmm``.
 
-W the (n_cells, m, m) blocks of the family's working weights and Lambda = diag(sigma) on the stacked u: glmer's
-objective, with W's blocks in place of its diagonal. As glmer, the fit first takes the joint mode of beta and u
-given sigma and optimizes sigma alone (nAGQ = 0), then optimizes beta and sigma together (nAGQ = 1); sigma >= 0,
-so an sd may sit at 0 where the data give no variance (brms's prior keeps it off 0).
+Either way eta_j = offset + A_j(sigma) v for one vector v = (fixed part, u) with u ~ N(0, I), and with u
+integrated out by the Laplace approximation at its conditional mode u^,
 
-Every array of coefficients is predictor-major: predictor k's block is its fixed effects then its group effects
-in the design's order, the layout the Fit protocol's stacked coefficients take (``misterp.cell_draws``).
+    -2 log L(fixed, sigma) ~ -2 loglik(eta^) + |u^|^2 + log det(I + sum_jk A_uj' W_jk A_uk),
+
+W the (n_cells, m, m) blocks of the log-likelihood's negative Hessian in the eta_j: glmer's objective with W's
+blocks in place of its diagonal. As glmer, the fit first takes the joint mode of the fixed part and u given sigma
+and optimizes sigma alone (nAGQ = 0), then optimizes the fixed part and sigma together (nAGQ = 1); sigma >= 0,
+so an sd may sit at 0 where the data give no variance (a Bayesian prior keeps it off 0).
+
+The Fit protocol's coefficients are predictor-major blocks, predictor j's being the fixed effects then the group
+effects that make eta_j (:meth:`Layout.stacked`): the layout ``misterp.cell_draws`` reads for every engine.
 """
 
 from __future__ import annotations
@@ -26,110 +32,183 @@ from scipy.optimize import minimize
 
 from ..errors import MisterpInputError
 from ..model.cells import Cells
-from .fit import Fit, ParameterDraws, normal_draws, rank_problems, separation_problems, spd_solve, stacked_names
+from .fit import Fit, ParameterDraws, normal_draws, rank_problems, separation_problems, spd_solve
 
-NEWTON_TOL = 1e-10   # a Newton step's largest change in u (or beta) at convergence
-GRADIENT_STEP = 1e-5  # central differences of the Laplace objective in (beta, sigma)
+NEWTON_TOL = 1e-10   # a Newton step's largest change in v at convergence
+GRADIENT_STEP = 1e-5  # central differences of the Laplace objective in (fixed part, sigma)
 
 
-class StackedProblem:
-    """A multi-predictor model's data for the Laplace objective: X (n, p), dense Z (n, q), each level's term."""
+class Layout:
+    """How one parameter vector v = (fixed part, u) and the sds make every cell's m linear predictors.
+
+    Attributes
+    ----------
+    m, p, q, n_terms : int
+        Predictors, fixed-effect columns, group effects per predictor, grouping terms.
+    n_fixed : int
+        Entries of v before u: m p (separate), or m cut points and the p - 1 slopes (shared).
+    n_sd : int
+        Sds: m n_terms (separate) or n_terms (shared).
+    """
 
     def __init__(self, cells: Cells):
-        design = cells.design
+        design, family = cells.design, cells.family
         if any(g.structured or not g.intercept for g in design.group_terms) or np.any(design.n_effects > 1):
             raise MisterpInputError(
-                f"A {cells.family.name} outcome takes random intercepts such as (1|g) by the laplace engine; "
+                f"A {family.name} outcome takes random intercepts such as (1|g) by the laplace engine; "
                 f"{design.group_names} has varying slopes or structured terms. Write them as (1|g) terms.")
-        self.cells, self.family, self.stats = cells, cells.family, cells.stats
-        self.X, self.Z = cells.X, design.random_matrix(cells.table).toarray()
-        self.offset = cells.offset
-        self.m, self.p, self.q = cells.family.n_predictors, self.X.shape[1], self.Z.shape[1]
-        self.n_terms = len(design.group_terms)
+        self.shared = family.shares_slopes
+        if self.shared and np.any(cells.offset != 0):
+            raise MisterpInputError(f"An {family.name} outcome's model takes no offset (its cut points stand for the "
+                                    "intercept). Drop offset() from the formula.")
+        self.names = design.fixed_names
+        self.m, self.p = family.n_predictors, len(self.names)
+        self.q, self.n_terms = int(design.n_random), len(design.group_terms)
         self.term_of_level = np.repeat(np.arange(self.n_terms), design.n_levels)
+        if self.shared and "(Intercept)" not in self.names:
+            raise MisterpInputError(f"An {family.name} outcome's cut points take the intercept's place: keep the "
+                                    "formula's intercept (drop '- 1' or '+ 0').")
+        self.intercept = self.names.index("(Intercept)") if "(Intercept)" in self.names else None
+        self.n_fixed = self.m + self.p - 1 if self.shared else self.m * self.p
+        self.n_sd = self.n_terms if self.shared else self.m * self.n_terms
+        self.n_u = self.q if self.shared else self.m * self.q
 
     def scales(self, sigma: np.ndarray) -> np.ndarray:
-        """Lambda's diagonal per predictor, (m, q), from the sds (m, n_terms), or flat (m n_terms,)."""
-        return np.reshape(sigma, (self.m, self.n_terms))[:, self.term_of_level]
+        """Each u entry's sd, (n_u,)."""
+        if not self.n_terms:
+            return np.zeros(0)
+        sigma = np.reshape(sigma, (-1, self.n_terms))
+        return sigma[:, self.term_of_level].ravel()
 
-    def loglik(self, eta: np.ndarray) -> float:
-        return float(self.family.loglik(self.stats, eta, constant=False).sum())
+    def design(self, X: np.ndarray, Z: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """A (m, n_cells, n_fixed + n_u): eta_j = offset + A_j v."""
+        m, p, q, n = self.m, self.p, self.q, len(X)
+        A = np.zeros((m, n, self.n_fixed + self.n_u))
+        scaled = Z * self.scales(sigma)[None, :q] if self.shared else None
+        slopes = [i for i in range(p) if i != self.intercept]
+        for j in range(m):
+            if self.shared:  # theta_j - x'beta - z'b
+                A[j, :, j] = 1.0
+                A[j, :, m:m + p - 1] = -X[:, slopes]
+                A[j, :, self.n_fixed:] = -scaled
+            else:
+                A[j, :, j * p:(j + 1) * p] = X
+                lam = self.scales(sigma)[j * q:(j + 1) * q]
+                A[j, :, self.n_fixed + j * q:self.n_fixed + (j + 1) * q] = Z * lam
+        return A
+
+    def start(self, family, stats: dict) -> np.ndarray:
+        """A starting fixed part: each predictor's intercept (cut point) at its cells' pooled link value."""
+        v = np.zeros(self.n_fixed)
+        pooled = family.initial_eta({k: a.sum(axis=0, keepdims=True) for k, a in stats.items()})[0]
+        if self.shared:
+            v[:self.m] = pooled
+        elif self.intercept is not None:
+            v[self.intercept::self.p][:self.m] = pooled
+        return v
+
+    def stacked(self, fixed: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The Fit protocol's coefficients from the fixed part (..., n_fixed) and effects b (..., n_u): predictor
+        j's block is its p fixed effects (a cut point in the intercept's place, the slopes negated when shared)
+        then its q group effects, (..., m (p + q))."""
+        lead = fixed.shape[:-1]
+        if not self.shared:
+            blocks = np.concatenate([fixed.reshape(lead + (self.m, self.p)), b.reshape(lead + (self.m, self.q))],
+                                    axis=-1)
+            return blocks.reshape(lead + (-1,))
+        slopes = [i for i in range(self.p) if i != self.intercept]
+        block = np.zeros(lead + (self.m, self.p + self.q))
+        block[..., self.intercept] = fixed[..., :self.m]
+        block[..., slopes] = -fixed[..., None, self.m:]
+        block[..., self.p:] = -b[..., None, :]
+        return block.reshape(lead + (-1,))
+
+    def fixed_names(self, family) -> list[str]:
+        """Names of the fixed part: "<category>:<name>" per predictor, or the cut points then the slopes."""
+        if self.shared:
+            return list(family.predictor_names) + [n for n in self.names if n != "(Intercept)"]
+        return [f"{k}:{name}" for k in family.predictor_names for name in self.names]
+
+    def sd_names(self, family, group_names: list[str]) -> list[tuple[str, str]]:
+        """(term, predictor) of each sd; the predictor is "" when the sds are shared."""
+        if self.shared:
+            return [(name, "") for name in group_names]
+        return [(name, k) for k in family.predictor_names for name in group_names]
 
 
 def _predictors(A: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """A_k v_k for each predictor, (n, m), from A (m, n, d) and v (m, d)."""
-    return np.stack([A[k] @ v[k] for k in range(len(v))], axis=1)
+    """A_j v for each predictor, (n, m)."""
+    return np.stack([a @ v for a in A], axis=1)
 
 
 def _gram(A: np.ndarray, w: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    """sum_n A_k[n]' w[n, k, l] A_l[n] in (k, l) blocks plus the penalty's diagonal, (m d, m d)."""
-    m, _, d = A.shape
-    H = np.empty((m * d, m * d))
-    for k in range(m):
-        for l in range(k, m):
-            block = (A[k] * w[:, k, l][:, None]).T @ A[l]
-            H[k * d:(k + 1) * d, l * d:(l + 1) * d] = block
-            H[l * d:(l + 1) * d, k * d:(k + 1) * d] = block.T
-    H[np.diag_indices_from(H)] += np.tile(penalty, m)
+    """sum_jk A_j' diag(w[:, j, k]) A_k plus diag(penalty), (d, d)."""
+    m = len(A)
+    H = np.diag(penalty).astype(float)
+    for j in range(m):
+        for k in range(j, m):
+            block = (A[j] * w[:, j, k][:, None]).T @ A[k]
+            H += block if j == k else block + block.T
     return H
 
 
-def _mode(prob: StackedProblem, A: np.ndarray, base: np.ndarray, penalty: np.ndarray, v: np.ndarray):
-    """Maximize loglik(base + A_k v_k) - |penalty * v|^2 / 2 over v (m, d) by Newton with step halving.
+def _mode(family, stats, A: np.ndarray, base: np.ndarray, penalty: np.ndarray, v: np.ndarray):
+    """Maximize loglik(base + A_j v) - |penalty^(1/2) v|^2 / 2 over v by Newton with step halving.
 
-    A : (m, n, d), one design per predictor; base : (n, m); penalty : (d,) 1 on u, 0 on beta.
-    Returns (v, eta, the penalized Hessian (m d, m d), the penalized log-likelihood)."""
+    A : (m, n, d); base : (n, m); penalty : (d,) 1 on u, 0 elsewhere. Returns (v, the penalized negative
+    Hessian (d, d) at the mode, the penalized log-likelihood)."""
     def value(v):
         eta = base + _predictors(A, v)
-        return eta, prob.loglik(eta) - 0.5 * float(np.sum(penalty * v * v))
+        return eta, float(family.loglik(stats, eta, constant=False).sum()) - 0.5 * float(np.sum(penalty * v * v))
 
     eta, current = value(v)
     for _ in range(100):
-        _, w, r, _ = prob.family.working(prob.stats, eta)
-        g = np.stack([A[k].T @ r[:, k] for k in range(len(v))]) - penalty * v
-        step = spd_solve(_gram(A, w, penalty), g.ravel()).reshape(v.shape)
+        _, w, r, _ = family.working(stats, eta)
+        g = sum(a.T @ r[:, j] for j, a in enumerate(A)) - penalty * v
+        step = spd_solve(_gram(A, w, penalty), g)
         for _ in range(30):
             new_eta, new = value(v + step)
             if new >= current - 1e-12 * abs(current):
                 break
             step = step / 2
-        v, eta, moved, current = v + step, new_eta, np.abs(step).max(), new
+        v, eta, moved, current = v + step, new_eta, np.abs(step).max(initial=0.0), new
         if moved < NEWTON_TOL:
             break
-    _, w, _, _ = prob.family.working(prob.stats, eta)
-    return v, eta, _gram(A, w, penalty), current
+    _, w, _, _ = family.working(stats, eta)
+    return v, _gram(A, w, penalty), current
 
 
 class LaplaceObjective:
-    """-2 log L of the Laplace approximation, in (beta, sigma) or, profiling beta at the joint mode, in sigma;
-    each call starts Newton from the last mode."""
+    """-2 log L of the Laplace approximation, in (fixed part, sigma) or, the fixed part profiled at the joint
+    mode, in sigma; each call starts Newton from the last mode."""
 
-    def __init__(self, prob: StackedProblem, beta: np.ndarray):
-        self.prob = prob
-        self.u = np.zeros((prob.m, prob.q))
-        self.beta = beta.copy()  # (m, p)
+    def __init__(self, cells: Cells, layout: Layout):
+        self.cells, self.layout = cells, layout
+        self.X, self.Z = cells.X, cells.design.random_matrix(cells.table).toarray()
+        self.base = np.broadcast_to(cells.offset[:, None], (cells.n_cells, layout.m))
+        self.fixed = layout.start(cells.family, cells.stats)
+        self.u = np.zeros(layout.n_u)
 
-    def _u_design(self, sigma: np.ndarray) -> np.ndarray:
-        prob = self.prob
-        return prob.Z[None, :, :] * prob.scales(sigma)[:, None, :]  # (m, n, q)
+    def _mode(self, A, base, penalty, v):
+        return _mode(self.cells.family, self.cells.stats, A, base, penalty, v)
 
-    def full(self, beta: np.ndarray, sigma: np.ndarray) -> float:
-        """nAGQ = 1: u at its mode given beta and sigma."""
-        prob = self.prob
-        base = prob.offset[:, None] + prob.X @ beta.T
-        self.u, eta, H, penalized = _mode(prob, self._u_design(sigma), base, np.ones(prob.q), self.u)
+    def full(self, fixed: np.ndarray, sigma: np.ndarray) -> float:
+        """nAGQ = 1: u at its mode given the fixed part and sigma."""
+        A = self.layout.design(self.X, self.Z, sigma)
+        k = self.layout.n_fixed
+        base = self.base + _predictors(A[:, :, :k], fixed)
+        self.u, H, penalized = self._mode(A[:, :, k:], base, np.ones(self.layout.n_u), self.u)
         return -2.0 * penalized + np.linalg.slogdet(H)[1]
 
     def profiled(self, sigma: np.ndarray) -> float:
-        """nAGQ = 0: beta and u at their joint mode given sigma; the log determinant over u alone."""
-        prob = self.prob
-        A = np.concatenate([np.broadcast_to(prob.X, (prob.m,) + prob.X.shape), self._u_design(sigma)], axis=2)
-        penalty = np.concatenate([np.zeros(prob.p), np.ones(prob.q)])
-        v, eta, H, penalized = _mode(prob, A, np.broadcast_to(prob.offset[:, None], (len(prob.offset), prob.m)),
-                                     penalty, np.concatenate([self.beta, self.u], axis=1))
-        self.beta, self.u = v[:, :prob.p], v[:, prob.p:]
-        keep = np.tile(penalty, prob.m) > 0
-        return -2.0 * penalized + np.linalg.slogdet(H[np.ix_(keep, keep)])[1]
+        """nAGQ = 0: the fixed part and u at their joint mode given sigma; the log determinant over u alone."""
+        layout = self.layout
+        A = layout.design(self.X, self.Z, sigma)
+        penalty = np.concatenate([np.zeros(layout.n_fixed), np.ones(layout.n_u)])
+        v, H, penalized = self._mode(A, self.base, penalty, np.concatenate([self.fixed, self.u]))
+        self.fixed, self.u = v[:layout.n_fixed], v[layout.n_fixed:]
+        k = layout.n_fixed
+        return -2.0 * penalized + np.linalg.slogdet(H[k:, k:])[1]
 
 
 def _central_gradient(f, x: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -155,52 +234,50 @@ def _minimize(f, x0: np.ndarray, lower: np.ndarray):
 
 def stacked_fit(cells: Cells) -> "StackedFit":
     """The Laplace maximum-likelihood fit of a multi-predictor family (see the module's notes)."""
-    from .glm import irls
-
-    prob = StackedProblem(cells)
-    m, p, T = prob.m, prob.p, prob.n_terms
-    beta0, _, _ = irls(prob.X, prob.stats, prob.offset, prob.family)
-    objective = LaplaceObjective(prob, beta0.reshape(m, p))
-    first = _minimize(objective.profiled, np.ones(m * T), np.zeros(m * T))
-    sigma0, beta1 = first.x, objective.beta.copy()
-    x0 = np.concatenate([beta1.ravel(), sigma0])
-    lower = np.concatenate([np.full(m * p, -np.inf), np.zeros(m * T)])
-    second = _minimize(lambda x: objective.full(x[:m * p].reshape(m, p), x[m * p:].reshape(m, T)), x0, lower)
-    beta, sigma = second.x[:m * p].reshape(m, p), second.x[m * p:].reshape(m, T)
-    deviance = objective.full(beta, sigma)  # leaves objective.u at this mode
-    u = objective.u
-    b = prob.scales(sigma) * u
-    # the normal approximation of (beta, u) at the mode, mapped to (beta, b)
-    A = np.concatenate([np.broadcast_to(prob.X, (m,) + prob.X.shape), objective._u_design(sigma)], axis=2)
-    eta = prob.offset[:, None] + _predictors(A, np.concatenate([beta, u], axis=1))
-    _, w, _, _ = prob.family.working(prob.stats, eta)
-    d = p + prob.q
-    H = _gram(A, w, np.concatenate([np.zeros(p), np.ones(prob.q)]))
-    scale = np.concatenate([np.ones((m, p)), prob.scales(sigma)], axis=1).ravel()
-    cov = spd_solve(H, np.eye(m * d)) * np.outer(scale, scale)
+    layout = Layout(cells)
+    objective = LaplaceObjective(cells, layout)
+    k, s = layout.n_fixed, layout.n_sd
+    if s:
+        first = _minimize(objective.profiled, np.ones(s), np.zeros(s))
+        x0 = np.concatenate([objective.fixed, first.x])
+        lower = np.concatenate([np.full(k, -np.inf), np.zeros(s)])
+        second = _minimize(lambda x: objective.full(x[:k], x[k:]), x0, lower)
+        fixed, sigma, converged = second.x[:k], second.x[k:], bool(first.success and second.success)
+    else:  # no grouping terms: the maximum likelihood itself (as ordinal::clm, nnet::multinom)
+        objective.profiled(np.zeros(0))
+        fixed, sigma, converged = objective.fixed, np.zeros(0), True
+    deviance = objective.full(fixed, sigma)  # leaves objective.u at this mode
+    # the normal approximation of (fixed part, u) at the mode, mapped to (fixed part, b)
+    A = layout.design(objective.X, objective.Z, sigma)
+    v = np.concatenate([fixed, objective.u])
+    _, w, _, _ = cells.family.working(cells.stats, objective.base + _predictors(A, v))
+    H = _gram(A, w, np.concatenate([np.zeros(k), np.ones(layout.n_u)]))
+    scale = np.concatenate([np.ones(k), layout.scales(sigma)])
+    cov = spd_solve(H, np.eye(len(v))) * np.outer(scale, scale)
     loglik = -0.5 * deviance + cells.row_constant
-    return StackedFit(cells, beta, b, sigma, cov, loglik, bool(first.success and second.success))
+    return StackedFit(cells, fixed, layout.scales(sigma) * objective.u, sigma, cov, loglik, converged)
 
 
 @dataclass(frozen=True, repr=False)
 class StackedFit(Fit):
-    """A multi-predictor family's Laplace fit: per predictor its fixed effects, group effects and sds.
+    """A multi-predictor family's Laplace fit (see :class:`Layout` for its parameters).
 
     Attributes
     ----------
-    beta : (m, p) array
-    b : (m, q) array
-        Each predictor's group effects at their conditional mode.
-    sigma : (m, n_terms) array
-        Each predictor's sd of each grouping term.
-    cov : (m (p + q), m (p + q)) array
-        The normal approximation of the stacked (beta_k, b_k) blocks at the mode.
+    fixed : (n_fixed,) array
+        The fixed part: each predictor's fixed effects, or the cut points then the slopes.
+    b : (n_u,) array
+        The group effects at their conditional mode (each predictor's, or the shared ones).
+    sigma : (n_sd,) array
+        The group sds.
+    cov : (n_fixed + n_u, n_fixed + n_u) array
+        The normal approximation of (fixed, b) at the mode.
     loglik : float
         The Laplace approximation of the log-likelihood at the maximum.
     """
 
     cells: Cells
-    beta: np.ndarray
+    fixed: np.ndarray
     b: np.ndarray
     sigma: np.ndarray
     cov: np.ndarray
@@ -213,50 +290,62 @@ class StackedFit(Fit):
     unseen = "level"
 
     @property
+    def layout(self) -> Layout:
+        return Layout(self.cells)
+
+    @property
     def coef(self) -> pd.Series:
-        """The fixed effects, "<category>:<name>"."""
-        return pd.Series(self.beta.ravel(), index=stacked_names(self.design.fixed_names, self.family))
+        """The fixed part, named (clmm's cut points then slopes; per category for a categorical outcome)."""
+        return pd.Series(self.fixed, index=self.layout.fixed_names(self.family))
 
     def fixef(self) -> pd.Series:
         return self.coef
 
     def varcorr(self) -> pd.DataFrame:
-        """Each predictor's sd of each grouping term (term, predictor, sd)."""
-        return pd.DataFrame([(name, k, self.sigma[i, t]) for i, k in enumerate(self.family.predictor_names)
-                             for t, name in enumerate(self.design.group_names)], columns=["term", "predictor", "sd"])
+        """The group sds (term, predictor, sd); the predictor is "" where the predictors share them."""
+        names = self.layout.sd_names(self.family, self.design.group_names)
+        return pd.DataFrame([(t, k, s) for (t, k), s in zip(names, self.sigma)], columns=["term", "predictor", "sd"])
 
     def summary(self) -> str:
-        p = self.beta.shape[1]
-        se = np.sqrt(np.diag(self.cov)).reshape(self.beta.shape[0], -1)[:, :p].ravel()
-        fixed = pd.DataFrame({"Estimate": self.beta.ravel(), "Std. Error": se}, index=self.coef.index)
+        se = np.sqrt(np.diag(self.cov))[:len(self.fixed)]
+        fixed = pd.DataFrame({"Estimate": self.fixed, "Std. Error": se}, index=self.coef.index)
+        kind = "cumulative-logit" if self.family.shares_slopes else "multinomial-logit"
         return "\n".join([
-            f"Multinomial-logit mixed model fit by maximum likelihood (Laplace approximation) [{self.family.name}]",
-            f" Formula: {self.design.formula.text}   reference category: {self.family.reference}",
+            f"{kind.capitalize()} mixed model fit by maximum likelihood (Laplace approximation) [{self.family.name}]",
+            f" Formula: {self.design.formula.text}   categories: {', '.join(self.family.categories)}",
             f" logLik: {self.loglik:.4f}", "", "Random effects (sd):", self.varcorr().to_string(index=False), "",
             "Fixed effects:", fixed.to_string(float_format=lambda v: f"{v:.5f}")])
 
     # -- the Fit protocol --------------------------------------------------------
     def point_coef(self) -> np.ndarray:
-        return np.concatenate([self.beta, self.b], axis=1).ravel()
+        return self.layout.stacked(self.fixed, self.b)
 
     def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws:
         n_draws = 1000 if n_draws is None else n_draws
-        coef = normal_draws(self.point_coef(), self.cov, n_draws, rng)
-        # per predictor, its terms' sds: an unseen level's effect in that predictor's linear predictor
-        scale = [[np.broadcast_to(s, (n_draws, 1, 1)) for s in row] for row in self.sigma]
+        layout = self.layout
+        v = normal_draws(np.concatenate([self.fixed, self.b]), self.cov, n_draws, rng)
+        coef = layout.stacked(v[:, :layout.n_fixed], v[:, layout.n_fixed:])
+        # per predictor, its terms' factors: an unseen level's effect in that predictor's linear predictor (shared
+        # effects enter every eta_j with sign -1, and draw one z for all, see cell_draws)
+        sigma = np.reshape(self.sigma, (-1, layout.n_terms)) if layout.n_terms else np.zeros((layout.m, 0))
+        sign = -1.0 if layout.shared else 1.0
+        scale = [[np.full((n_draws, 1, 1), sign * sd) for sd in sigma[0 if layout.shared else j]]
+                 for j in range(layout.m)]
         return ParameterDraws(coef, scale)
 
     def problems(self) -> list[str]:
-        cells = self.cells
-        eta = cells.offset[:, None] + cells.X @ self.beta.T + cells.design.random_matrix(cells.table) @ self.b.T
+        cells, layout = self.cells, self.layout
+        eta = cells.offset[:, None] + _predictors(
+            layout.design(cells.X, cells.design.random_matrix(cells.table).toarray(), np.ones(layout.n_sd)),
+            np.concatenate([self.fixed, self.b]))
         notes = [] if self.converged else ["the Laplace optimization did not report convergence; check the sds"]
         return rank_problems(cells) + notes + separation_problems(cells, eta)
 
     def saved_state(self) -> tuple[dict, dict]:
         return ({"loglik": self.loglik, "converged": self.converged},
-                {"beta": self.beta, "b": self.b, "sigma": self.sigma, "cov": self.cov})
+                {"fixed": self.fixed, "b": self.b, "sigma": self.sigma, "cov": self.cov})
 
     @classmethod
     def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "StackedFit":
-        return cls(cells, arrays["beta"], arrays["b"], arrays["sigma"], arrays["cov"], meta["loglik"],
+        return cls(cells, arrays["fixed"], arrays["b"], arrays["sigma"], arrays["cov"], meta["loglik"],
                    meta["converged"])

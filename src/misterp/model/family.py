@@ -123,6 +123,9 @@ class Family(Protocol):
     # family whose mean is one number per cell
     categories: tuple | None
     predictor_names: tuple  # the linear predictors' labels ("" for the only one)
+    # whether the predictors share the model's slopes and group effects, each with its own intercept (an ordinal
+    # outcome's cut points: eta_j = theta_j - x'beta - z'b), rather than each having its own (a categorical one's)
+    shares_slopes: bool
 
     def bind(self, values: pd.Series) -> "Family": ...
     def state(self) -> dict: ...
@@ -156,6 +159,7 @@ class OnePredictor:
     n_predictors = 1
     categories = None
     predictor_names = ("",)
+    shares_slopes = False
 
     def bind(self, values: pd.Series) -> "Family":
         """The family for this outcome column: itself (its checks come with ``rows``)."""
@@ -703,6 +707,7 @@ class Categorical:
     stats: tuple[str, ...] = ("counts", "trials")
     response: str = "counts"
     profiled: bool = False
+    shares_slopes = False
 
     @property
     def n_predictors(self) -> int:
@@ -883,6 +888,134 @@ class Categorical:
         return f"fitted shares numerically 0 occurred in {k} of {len(expected)} survey cells" if k else None
 
 
+@dataclass(frozen=True)
+class Ordinal(Categorical):
+    """Cumulative logit for ordered levels, as ``ordinal::clmm`` and brms's ``cumulative()``.
+
+    P(Y <= j) = F(theta_j - eta) for the K - 1 cut points theta_1 < ... < theta_{K-1}, F the logistic cdf and
+    eta = x'beta + z'b without an intercept (the cut points take its place). As linear predictors, eta_j =
+    theta_j - eta (``shares_slopes``: every eta_j has the slopes and group effects with sign -1 and its own
+    cut point), and a cell's shares are F(eta_j) - F(eta_{j-1}), with F(eta_0) = 0 and F(eta_K) = 1. The cell
+    statistics are a categorical outcome's: ``counts`` (n_cells, K) in the levels' order, and ``trials``.
+
+    ``Ordinal()`` is unbound; :meth:`bind` takes the order from ``categories`` (``--levels``), else from the
+    values' numeric order, and refuses text levels without an order.
+    """
+
+    name: str = "ordinal"
+    shares_slopes = True
+
+    @property
+    def predictor_names(self) -> tuple:
+        """The cut points, "<level>|<next level>"."""
+        return tuple(f"{a}|{b}" for a, b in zip(self.categories[:-1], self.categories[1:]))
+
+    @property
+    def reference_index(self) -> int:
+        raise AttributeError("an ordinal outcome has cut points, not a reference category")
+
+    def bind(self, values: pd.Series) -> "Ordinal":
+        present = list(pd.unique(values.dropna()))
+        texts = sorted({str(v) for v in present})
+        if self.categories:
+            order = tuple(str(c) for c in self.categories)
+            missing, extra = sorted(set(texts) - set(order)), sorted(set(order) - set(texts))
+            if missing or extra or len(set(order)) != len(order):
+                raise MisterpInputError(
+                    f"--levels {','.join(order)} must name each level of the outcome {values.name!r} once, in order; "
+                    + (f"it misses {missing}" if missing else "") + ("; " if missing and extra else "")
+                    + (f"it names {extra}, which the outcome never holds" if extra else "")
+                    + ("it repeats a level" if not (missing or extra) else "") + f". The outcome holds {texts}.")
+        else:
+            numbers = pd.to_numeric(pd.Series(present, dtype=object), errors="coerce")
+            if numbers.isna().any():
+                raise MisterpInputError(
+                    f"The ordinal outcome {values.name!r} holds the levels {texts}, whose order misterp does not "
+                    "guess: give it with --levels (for example --levels " + ",".join(texts[:3]) + ").")
+            order = tuple(str(present[i]) for i in np.argsort(numbers.to_numpy(float), kind="stable"))
+        if len(order) < 2:
+            raise MisterpInputError(
+                f"The outcome {values.name!r} holds a single level, {order[0] if order else 'none'!r}: an ordinal "
+                "model needs at least two. Check the outcome column, or the rows selected.")
+        return replace(self, categories=order, reference=None)
+
+    def state(self) -> dict:
+        return {"categories": list(self.categories)}
+
+    def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
+             exposure: str | None = None) -> RowOutcome:
+        self._bound()
+        return Categorical.rows(self, data.assign(**{formula.response: data[formula.response].astype(str)}),
+                                formula, trials=trials, exposure=exposure)
+
+    # -- link --------------------------------------------------------------
+    @staticmethod
+    def _cumulative(eta: np.ndarray) -> np.ndarray:
+        """F(eta_j) with F(eta_0) = 0 and F(eta_K) = 1 around them, (..., K + 1)."""
+        eta = np.asarray(eta, float)
+        edge = eta.shape[:-1] + (1,)
+        return np.concatenate([np.zeros(edge), expit(eta), np.ones(edge)], axis=-1)
+
+    def mean(self, eta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Shares (..., n_cells, K) from the K - 1 linear predictors eta_j = theta_j - eta."""
+        return np.diff(self._cumulative(eta), axis=-1)
+
+    def link_function(self, mu: np.ndarray) -> np.ndarray:
+        """logit of the cumulative shares, (..., K - 1)."""
+        return logit(np.cumsum(np.asarray(mu, float), axis=-1)[..., :-1])
+
+    def mean_deriv(self, eta: np.ndarray) -> np.ndarray:
+        """d mu_k / d eta_j: f_j where k = j, -f_j where k = j + 1 (f = F'), (..., n_cells, K, m)."""
+        g = expit(np.asarray(eta, float))
+        f = g * (1.0 - g)
+        K = f.shape[-1] + 1
+        out = np.zeros(f.shape[:-1] + (K, K - 1))
+        index = np.arange(K - 1)
+        out[..., index, index] = f
+        out[..., index + 1, index] = -f
+        return out
+
+    def initial_eta(self, stats: dict) -> np.ndarray:
+        """logit of each cell's cumulative shares, with 1/2 added to every count, (n_cells, m)."""
+        counts = stats["counts"] + 0.5
+        return self.link_function(counts / counts.sum(axis=-1, keepdims=True))
+
+    def _log_shares(self, eta: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(self.mean(eta), np.finfo(float).tiny))
+
+    def working(self, stats: dict, eta: np.ndarray):
+        """Newton pieces: (shares (n_cells, K), the negative Hessian of the log-likelihood in the K - 1 eta_j
+        (tridiagonal, (n_cells, m, m)), the score (n_cells, m), None)."""
+        g = expit(eta)
+        f = g * (1.0 - g)
+        mu = np.maximum(self.mean(eta), np.finfo(float).tiny)
+        n = stats["counts"]
+        below, above = n[:, :-1] / mu[:, :-1], n[:, 1:] / mu[:, 1:]  # n_j / p_j and n_{j+1} / p_{j+1}
+        score = f * (below - above)
+        m = eta.shape[-1]
+        weights = np.zeros((len(eta), m, m))
+        index = np.arange(m)
+        weights[:, index, index] = -(f * (1.0 - 2.0 * g) * (below - above)) + f * f * (
+            below / mu[:, :-1] + above / mu[:, 1:])
+        beside = -f[:, :-1] * f[:, 1:] * n[:, 1:-1] / mu[:, 1:-1] ** 2
+        weights[:, index[:-1], index[1:]] = beside
+        weights[:, index[1:], index[:-1]] = beside
+        return mu, weights, score, None
+
+    def numpyro_likelihood(self, stats: dict, eta, dispersion=1.0) -> None:
+        """The observed site ``y`` of a NumPyro model at linear predictors eta_j = theta_j - eta (n_cells, m)."""
+        import jax.numpy as jnp
+        import jax.scipy.special as jsp
+        import numpyro
+        import numpyro.distributions as dist
+
+        cumulative = jsp.expit(eta)
+        ones = jnp.ones(eta.shape[:-1] + (1,))
+        shares = jnp.diff(jnp.concatenate([0.0 * ones, cumulative, ones], axis=-1), axis=-1)
+        numpyro.sample("y", dist.Multinomial(total_count=jnp.asarray(stats["trials"]), probs=shares),
+                       obs=jnp.asarray(stats["counts"]))
+
+
 def _within(stats: dict) -> np.ndarray:
     """Within-cell sums of squares about each cell's mean."""
     return stats["within"]
@@ -908,8 +1041,9 @@ BINOMIAL = Binomial()
 POISSON = Poisson()
 GAUSSIAN = Gaussian()
 CATEGORICAL = Categorical()  # unbound: prepare() binds it to the outcome's categories
+ORDINAL = Ordinal()  # unbound: prepare() binds it to the outcome's levels in order
 DEFAULT_FAMILY = BINOMIAL  # yes/no survey answers: what MRP models first
-FAMILIES = {f.name: f for f in (BINOMIAL, POISSON, GAUSSIAN, CATEGORICAL)}
+FAMILIES = {f.name: f for f in (BINOMIAL, POISSON, GAUSSIAN, CATEGORICAL, ORDINAL)}
 
 
 def family_named(name: str, state: dict | None = None) -> Family:

@@ -234,8 +234,9 @@ class Predictor:
         if family.categories is None:
             return np.hstack([params.coef, _new_effects(params, levels, n_effects, self.level_key)])
         n_draws = len(params.coef)
-        new = [_new_effects(ParameterDraws(params.coef, params.scale[k]), levels, n_effects, self.level_key + k)
-               for k in range(m)]
+        # predictors that share their group effects (an ordinal outcome's) share an unseen level's draw too
+        new = [_new_effects(ParameterDraws(params.coef, params.scale[k]), levels, n_effects,
+                            self.level_key + (0 if family.shares_slopes else k)) for k in range(m)]
         return np.concatenate([params.coef.reshape(n_draws, m, -1), np.stack(new, axis=1)], axis=2).reshape(
             n_draws, -1)
 

@@ -1,14 +1,17 @@
-"""brms's ``categorical()`` model with random intercepts, as a NumPyro function, and its fit.
+"""brms's ``categorical()`` and ``cumulative()`` models with random intercepts, as a NumPyro function, and
+their fit.
 
-brms 2.18.0's default priors for this family (R/priors.R; prior_summary() on the fit agrees): each linear
-predictor mu_k has an intercept of the centred predictors ~ student_t(3, 0, 2.5) (prior_fe, line 667, whose
-prior def_dprior gives through def_scale_prior.brmsterms, lines 1105-1140: a logit link keeps the default
-student_t(3, 0, 2.5)); its coefficients are flat (class "b" takes no prior, line 671); every group sd is
-student_t(3, 0, 2.5) truncated at 0 (line 896-897, lb = "0"). Each predictor has its own group effects and sds,
-independent across predictors (``(1|g)``, not ``(1|ID|g)``), sampled non-centred as brms does: b = sd z.
+brms 2.18.0's default priors for these families (R/priors.R; prior_summary() on the fits agrees): every
+intercept of the centred predictors (a categorical predictor's, or an ordinal outcome's cut point) ~
+student_t(3, 0, 2.5) (prior_fe, line 667, and prior_thres for the cut points; def_scale_prior.brmsterms, lines
+1105-1140, keeps that default under a logit link); the coefficients are flat (class "b" takes no prior, line
+671); every group sd is student_t(3, 0, 2.5) truncated at 0 (lines 896-897, lb = "0"). A categorical outcome's
+predictors each have their own group effects and sds, independent across predictors (``(1|g)``, not
+``(1|ID|g)``); an ordinal outcome's cut points are ordered (Stan's ``ordered``) and its predictors share the
+slopes and effects: eta_j = theta_j - x_c'beta - z'b. Effects are sampled non-centred, as brms does: b = sd z.
 
-The samples carry a leading predictor axis: ``alpha`` (m,), ``beta`` (m, p - 1), ``sigma`` (m, n_terms),
-``z`` (m, q).
+The samples: ``alpha`` (m,) intercepts or cut points, ``beta`` ((m, p - 1) per predictor, or (p - 1,) shared),
+``sigma`` ((m, n_terms) or (n_terms,)), ``z`` ((m, q) or (q,)).
 """
 
 from __future__ import annotations
@@ -18,103 +21,128 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..fit import ParameterDraws, stacked_names
+from ..fit import ParameterDraws
+from ..stacked import Layout
 from .fit import BayesFit
-from .model import uncentring
 
-# brms's default prior scale for an intercept and a group sd under a logit link (see the module's notes)
+# brms's default prior scale for an intercept, a cut point and a group sd under a logit link (see above)
 STUDENT_DF, STUDENT_SCALE = 3.0, 2.5
 
 
 def stacked_model(Xc, offset, has_intercept, cols, term_of_level, n_terms, stats, family, prior_only=False,
                   **unused):
-    """brms's categorical() with random intercepts: ``family.n_predictors`` linear predictors."""
+    """brms's categorical() (separate predictors) or cumulative() (shared slopes) with random intercepts."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
-    m, p = family.n_predictors, Xc.shape[1]
-    eta = jnp.broadcast_to(jnp.asarray(offset)[:, None], (len(offset), m))
-    if has_intercept:
-        alpha = numpyro.sample("alpha", dist.StudentT(STUDENT_DF, 0.0, STUDENT_SCALE).expand([m]).to_event(1))
-        eta = eta + alpha
+    m, p, shared = family.n_predictors, Xc.shape[1], family.shares_slopes
+    student = dist.StudentT(STUDENT_DF, 0.0, STUDENT_SCALE)
+    lead = () if shared else (m,)  # a categorical outcome's parameters have a predictor axis
+    if shared:  # ordered cut points under independent student-t priors
+        alpha = numpyro.sample("alpha", dist.ImproperUniform(dist.constraints.ordered_vector, (), (m,)))
+        numpyro.factor("alpha_prior", jnp.sum(student.log_prob(alpha)))
+    elif has_intercept:
+        alpha = numpyro.sample("alpha", student.expand([m]).to_event(1))
+    else:
+        alpha = jnp.zeros(m)
+    slope = jnp.zeros(lead + (len(offset),))
     if p:
-        beta = numpyro.sample("beta", dist.ImproperUniform(dist.constraints.real, (), (m, p)))
-        eta = eta + jnp.asarray(Xc) @ beta.T
+        beta = numpyro.sample("beta", dist.ImproperUniform(dist.constraints.real, (), lead + (p,)))
+        slope = slope + beta @ jnp.asarray(Xc).T
     if n_terms:
-        half_t = dist.FoldedDistribution(dist.StudentT(STUDENT_DF, 0.0, STUDENT_SCALE))
-        sigma = numpyro.sample("sigma", half_t.expand([m, n_terms]).to_event(2))
-        z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([m, len(term_of_level)]).to_event(2))
-        b = sigma[:, jnp.asarray(term_of_level)] * z
-        eta = eta + b[:, jnp.asarray(cols)].sum(axis=1).T  # (n_cells, m)
+        half_t = dist.FoldedDistribution(student)
+        sigma = numpyro.sample("sigma", half_t.expand(lead + (n_terms,)).to_event(len(lead) + 1))
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand(lead + (len(term_of_level),)).to_event(len(lead) + 1))
+        b = sigma[..., jnp.asarray(term_of_level)] * z
+        slope = slope + b[..., jnp.asarray(cols)].sum(axis=-2)
+    if shared:
+        eta = alpha[None, :] - slope[:, None]
+    else:
+        eta = jnp.asarray(offset)[:, None] + alpha[None, :] + slope.T
     if not prior_only:
         family.numpyro_likelihood(stats, eta)
 
 
 @dataclass(frozen=True, repr=False)
 class StackedBayesFit(BayesFit):
-    """Posterior draws of brms's categorical() model: per linear predictor, its fixed effects, group effects
-    and sds; the Fit protocol's coefficients stacked predictor-major."""
+    """Posterior draws of brms's categorical() or cumulative() model; the Fit protocol's coefficients are
+    :class:`misterp.engines.stacked.Layout`'s stacked blocks, as the laplace engine's."""
 
     kind = "bayes-stacked"
 
     @property
-    def m(self) -> int:
-        return self.family.n_predictors
+    def layout(self) -> Layout:
+        return Layout(self.cells)
 
-    def _blocks(self, name: str, width: int) -> np.ndarray:
-        """Draws of a site with a predictor axis, (n_draws, m, width); zeros for an absent site."""
+    def _site(self, name: str, shape: tuple) -> np.ndarray:
+        """Draws of a site, (n_draws, *shape); zeros for an absent site."""
         if name not in self.samples:
-            return np.zeros((self.n_draws, self.m, width))
-        return self._flat(name).reshape(self.n_draws, self.m, width)
+            return np.zeros((self.n_draws,) + shape)
+        return self._flat(name).reshape((self.n_draws,) + shape)
 
-    def coef_draws(self) -> np.ndarray:
-        """Draws of each predictor's fixed effects as reported (uncentred intercept), (n_draws, m, p)."""
-        names = self.design.fixed_names
-        has_intercept = "(Intercept)" in names
-        alpha = self._blocks("alpha", 1)[:, :, :int(has_intercept)]
-        beta = self._blocks("beta", len(names) - int(has_intercept))
-        return np.concatenate([alpha, beta], axis=2) @ uncentring(names, self.xbar)
+    def fixed_draws(self) -> np.ndarray:
+        """Draws of the fixed part in the layout's order, intercepts and cut points uncentred, (n_draws, n_fixed)."""
+        layout, xbar = self.layout, np.asarray(self.xbar, float)
+        slopes = layout.p - int(layout.intercept is not None)
+        if layout.shared:  # eta_j = theta_j - (x - xbar)'beta: the cut point of x is theta_j + xbar'beta
+            beta = self._site("beta", (slopes,))
+            return np.concatenate([self._site("alpha", (layout.m,)) + (beta @ xbar)[:, None], beta], axis=1)
+        beta = self._site("beta", (layout.m, slopes))
+        blocks = np.zeros((self.n_draws, layout.m, layout.p))
+        others = [i for i in range(layout.p) if i != layout.intercept]
+        blocks[:, :, others] = beta
+        if layout.intercept is not None:
+            blocks[:, :, layout.intercept] = self._site("alpha", (layout.m,)) - beta @ xbar
+        return blocks.reshape(self.n_draws, -1)
 
     def b_draws(self) -> np.ndarray:
-        """Draws of each predictor's group effects, (n_draws, m, q)."""
-        q = int(self.design.n_random)
-        if not q:
-            return np.zeros((self.n_draws, self.m, 0))
-        term = np.repeat(np.arange(len(self.design.group_terms)), self.design.n_levels)
-        return self._blocks("sigma", len(self.design.group_terms))[:, :, term] * self._blocks("z", q)
+        """Draws of the group effects in the layout's order, (n_draws, n_u)."""
+        layout = self.layout
+        if not layout.q:
+            return np.zeros((self.n_draws, 0))
+        lead = () if layout.shared else (layout.m,)
+        sigma = self._site("sigma", lead + (layout.n_terms,))
+        return (sigma[..., layout.term_of_level] * self._site("z", lead + (layout.q,))).reshape(self.n_draws, -1)
+
+    def sd_draws(self) -> np.ndarray:
+        return self._site("sigma", (self.layout.n_sd,))
 
     def fixef(self) -> pd.Series:
-        """Posterior medians of the fixed effects, "<category>:<name>"."""
-        return pd.Series(np.median(self.coef_draws(), axis=0).ravel(),
-                         index=stacked_names(self.design.fixed_names, self.family))
+        """Posterior medians of the fixed part, named as the laplace engine's."""
+        return pd.Series(np.median(self.fixed_draws(), axis=0), index=self.layout.fixed_names(self.family))
 
     def varcorr(self) -> pd.DataFrame:
-        """Posterior medians of each predictor's group sds (term, predictor, sd)."""
-        sd = np.median(self._blocks("sigma", len(self.design.group_terms)), axis=0)
-        return pd.DataFrame([(name, k, sd[i, t]) for i, k in enumerate(self.family.predictor_names)
-                             for t, name in enumerate(self.design.group_names)], columns=["term", "predictor", "sd"])
+        """Posterior medians of the group sds (term, predictor, sd)."""
+        names = self.layout.sd_names(self.family, self.design.group_names)
+        sd = np.median(self.sd_draws(), axis=0)
+        return pd.DataFrame([(t, k, s) for (t, k), s in zip(names, sd)], columns=["term", "predictor", "sd"])
 
     def summary(self) -> str:
-        draws = self.coef_draws().reshape(self.n_draws, -1)
+        draws = self.fixed_draws()
         mad = 1.4826 * np.median(np.abs(draws - np.median(draws, axis=0)), axis=0)
         fixed = pd.DataFrame({"Median": self.fixef().to_numpy(), "MAD_SD": mad}, index=self.fixef().index)
+        model = "cumulative()" if self.family.shares_slopes else "categorical()"
         return "\n".join([
-            f"Bayesian multinomial-logit model [{self.family.name}], brms's categorical() priors",
-            f" formula: {self.design.formula.text}   reference category: {self.family.reference}",
+            f"Bayesian {self.family.name} model, brms's {model} priors",
+            f" formula: {self.design.formula.text}   categories: {', '.join(self.family.categories)}",
             f" draws: {self.n_draws} ({self.engine.chains} chains), divergences: {self.divergences}", "",
             "Fixed effects:", fixed.to_string(float_format=lambda v: f"{v:.3f}"), "",
             "Group sds (posterior medians):", self.varcorr().to_string(index=False)])
 
     # -- the Fit protocol --------------------------------------------------------
+    def _stacked(self) -> np.ndarray:
+        return self.layout.stacked(self.fixed_draws(), self.b_draws())
+
     def point_coef(self) -> np.ndarray:
         return self._stacked().mean(axis=0)
 
-    def _stacked(self) -> np.ndarray:
-        return np.concatenate([self.coef_draws(), self.b_draws()], axis=2).reshape(self.n_draws, -1)
-
     def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws:
-        """The posterior draws, chains one after another; per predictor, its terms' sds."""
-        sigma = self._blocks("sigma", len(self.design.group_terms))[:n_draws]
-        scale = [[sigma[:, k, t, None, None] for t in range(sigma.shape[2])] for k in range(self.m)]
+        """The posterior draws, chains one after another; per predictor, its terms' sds (shared effects enter
+        every predictor with sign -1)."""
+        layout = self.layout
+        sigma = self.sd_draws()[:n_draws].reshape(-1, 1 if layout.shared else layout.m, layout.n_terms)
+        sign = -1.0 if layout.shared else 1.0
+        scale = [[sign * sigma[:, 0 if layout.shared else j, t, None, None] for t in range(layout.n_terms)]
+                 for j in range(layout.m)]
         return ParameterDraws(self._stacked()[:n_draws], scale)
