@@ -7,7 +7,7 @@ from scipy.optimize import minimize
 
 from conftest import FIXTURES
 from misterp import Frame, LaplaceEngine, Survey, cell_draws, poststratify
-from misterp.engines.stacked import LaplaceObjective, StackedProblem
+from misterp.engines.stacked import LaplaceObjective, Layout
 from misterp.model.cells import prepare
 from misterp.model.family import CATEGORICAL
 
@@ -36,21 +36,21 @@ def test_two_categories_are_glmer(cces_biased):
     cells, _ = prepare(Survey(named, "choice"), None, formula.replace("abortion", "choice"), family=CATEGORICAL)
     fit = LaplaceEngine().fit(cells)
     assert fit.loglik == pytest.approx(binary.loglik, abs=1e-6)
-    np.testing.assert_allclose(fit.beta[0], binary.fixef().to_numpy(), atol=1e-5)
-    np.testing.assert_allclose(fit.sigma[0], binary.varcorr()["sd"].to_numpy(), atol=1e-4)
-    np.testing.assert_allclose(fit.b[0], binary.point_coef()[2:], atol=1e-4)
+    np.testing.assert_allclose(fit.fixed, binary.fixef().to_numpy(), atol=1e-5)
+    np.testing.assert_allclose(fit.sigma, binary.varcorr()["sd"].to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(fit.b, binary.point_coef()[2:], atol=1e-4)
 
 
 def test_the_maximum_beats_a_direct_maximisation_of_the_same_laplace_approximation(chile):
     cells, _, fit = chile
-    prob = StackedProblem(cells)
-    m, p, T = prob.m, prob.p, prob.n_terms
-    objective = LaplaceObjective(prob, np.zeros((m, p)))
+    layout = Layout(cells)
+    objective = LaplaceObjective(cells, layout)
+    k = layout.n_fixed
 
     def f(x):  # sds as |x| keeps the direct search unconstrained
-        return objective.full(x[:m * p].reshape(m, p), np.abs(x[m * p:]).reshape(m, T))
+        return objective.full(x[:k], np.abs(x[k:]))
 
-    direct = minimize(f, np.concatenate([np.zeros(m * p), np.full(m * T, 0.5)]), method="Powell",
+    direct = minimize(f, np.concatenate([np.zeros(k), np.full(layout.n_sd, 0.5)]), method="Powell",
                       options={"xtol": 1e-8, "ftol": 1e-12, "maxfev": 40000})
     assert fit.loglik >= -0.5 * direct.fun - 1e-6, (fit.loglik, -0.5 * direct.fun)
     assert fit.converged

@@ -269,19 +269,18 @@ def _fit_turnout(args, survey):
     ``args.turnout_notes``); return the survey of those who voted, for the choice model."""
     from dataclasses import replace
 
+    import pandas as pd
+
     from ..data.survey import read_survey
     from ..model.cells import prepare
-    from ..model.family import BINOMIAL
     from ..model.formula import parse_formula
-
-    import pandas as pd
 
     turnout = parse_formula(args.turnout)
     voters = read_survey(args.survey, turnout.response, weights=args.weights, join=args.join, recode=args.map)
-    cells, notes = prepare(voters, None, turnout, drop_missing=args.drop_missing, family=BINOMIAL)
+    cells, notes = prepare(voters, None, turnout, drop_missing=args.drop_missing, family="binomial")
     # the same engine and settings, for a yes/no outcome
-    options = argparse.Namespace(**{**vars(args), "family": "binomial", "reference": None, "bootstrap": None,
-                                    "default_engine": False})
+    options = argparse.Namespace(**{**vars(args), "family": "binomial", "reference": None, "levels": None,
+                                    "bootstrap": None, "default_engine": False})
     notes = [f"turnout model: {n}" for n in notes]
     args.turnout_fit = _fit_model(options, cells, notes)
     voted = pd.to_numeric(voters.data[turnout.response], errors="coerce").to_numpy() == 1
