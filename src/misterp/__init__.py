@@ -1,7 +1,7 @@
 """misterp: Multilevel Regression and Poststratification in Python.
 
 The stages, each callable alone: data (``read_survey``, ``read_frame``, ``read_adjacency``) ->
-cells (``prepare``, with a family: ``BINOMIAL``, ``POISSON``, ``GAUSSIAN`` or its name) -> fit (``GlmEngine``, ``LaplaceEngine``, ``bootstrap``,
+cells (``prepare``, with a family: ``BINOMIAL``, ``POISSON``, ``GAUSSIAN``, ``CATEGORICAL``, ``ORDINAL`` or its name) -> fit (``GlmEngine``, ``LaplaceEngine``, ``bootstrap``,
 ``BayesEngine``, ``InlaEngine``) -> ``cell_draws`` -> ``poststratify`` -> ``Estimate``.
 """
 
@@ -16,17 +16,19 @@ from .engines.inla import InlaEngine, InlaFit
 from .engines.laplace import LaplaceEngine, MixedFit
 from .errors import MisterpInputError, MisterpWarning
 from .model.cells import Cells, collapse, prepare
-from .model.family import BINOMIAL, GAUSSIAN, POISSON, Binomial, Family, Gaussian, Poisson
+from .model.family import (BINOMIAL, CATEGORICAL, GAUSSIAN, ORDINAL, POISSON, Binomial, Categorical, Family, Gaussian,
+                           Ordinal, Poisson)
 from .model.formula import parse_formula
 from .results.draws import CellDraws, cell_draws
 from .results.estimate import Estimate
+from .results.choices import restrict_choices
 from .results.poststratify import poststratify
 from .results.saved import load_fit, save_fit
 
 __all__ = [
-    "BINOMIAL", "GAUSSIAN", "POISSON", "BayesEngine", "BayesFit", "Binomial", "BootstrapFit", "Cells", "CellDraws",
-    "Estimate", "Family", "Fit", "Frame", "Gaussian", "GlmEngine", "GlmFit", "InlaEngine", "InlaFit", "LaplaceEngine", "MisterpInputError", "MisterpWarning", "MixedFit", "Priors", "Survey", "bootstrap",
+    "BINOMIAL", "CATEGORICAL", "GAUSSIAN", "ORDINAL", "POISSON", "BayesEngine", "BayesFit", "Binomial", "BootstrapFit", "Categorical", "Cells", "CellDraws",
+    "Estimate", "Family", "Fit", "Frame", "Gaussian", "GlmEngine", "GlmFit", "InlaEngine", "InlaFit", "LaplaceEngine", "MisterpInputError", "MisterpWarning", "MixedFit", "Ordinal", "Priors", "Survey", "bootstrap",
     "cell_draws", "collapse", "load_fit", "parse_formula", "poststratify", "prepare", "read_adjacency", "read_frame",
-    "read_survey",
+    "read_survey", "restrict_choices",
     "save_fit",
 ]

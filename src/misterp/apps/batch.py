@@ -60,7 +60,7 @@ ENGINES = ("glm", "laplace", "bayes", "inla")
 # The options of `misterp fit` that are not a spec's options: its own keys, or what a batch does itself.
 # wave: a batch's waves are its own key, each fitted alone
 NOT_OPTIONS = {"survey", "frame", "formula", "count", "join", "engine", "seed", "out", "workers", "quiet",
-               "no_progress", "check", "calibrate", "save_fit", "wave"}
+               "no_progress", "check", "calibrate", "save_fit", "wave", "turnout", "choices"}
 
 
 @dataclass(frozen=True)
@@ -293,6 +293,10 @@ def option_kinds() -> dict[str, tuple[str, tuple | None]]:
             kind = "count" if action.type is int else "number"
         elif action.dest == "order":
             kind = "order"  # --order COL=L1,L2: in a spec, {column: [levels]}
+        elif action.dest == "levels":
+            kind = "levels"  # --levels L1,L2: in a spec, a list or the same text
+        elif action.metavar == "NAME":
+            kind = "text"
         elif action.metavar in ("FILE", "COL"):
             kind = "file" if action.metavar == "FILE" else "column"
         else:
@@ -321,13 +325,16 @@ def _options(source, value, folder: Path, digests: dict) -> dict:
               "count": isinstance(v, int) and not isinstance(v, bool) and v > 0,
               "number": isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
               "column": isinstance(v, str) and bool(v.strip()),
+              "text": isinstance(v, str) and bool(v.strip()),
+              "levels": (isinstance(v, str) and bool(v.strip())) or (isinstance(v, list) and bool(v)),
               "file": isinstance(v, str) and bool(v.strip()),
               "choice": v in (choices or ()),
               "columns": isinstance(v, (str, list)),
               "order": isinstance(v, dict) and all(isinstance(levels, list) and levels for levels in v.values())}[kind]
         if not ok:
             want = {"flag": "true or false", "count": "a positive integer", "number": "a positive number",
-                    "column": "a column name", "file": "a file path",
+                    "column": "a column name", "file": "a file path", "text": "a name",
+                    "levels": "a list of levels in order, e.g. [low, middle, high]",
                     "choice": f"one of {list(choices or ())}", "columns": "a list of column names",
                     "order": "a mapping of a column to its levels in order, e.g. {age: [18-29, 30-44, 45+]}"}[kind]
             raise _spec_error(source, key, f"must be {want}, not {v!r}", "Fix its value.")
@@ -339,6 +346,8 @@ def _options(source, value, folder: Path, digests: dict) -> dict:
                                   "Rename those frame columns.")
         if kind == "order":
             v = tuple((str(col), tuple(str(level) for level in levels)) for col, levels in v.items())
+        if kind == "levels" and isinstance(v, list):
+            v = ",".join(str(level) for level in v)
         if kind == "file" and not (name == "adjacency" and v in BUILT_IN_ADJACENCY):
             v = _data_file(source, key, v, folder, digests)
         options[name] = v
