@@ -37,7 +37,7 @@ def test_two_categories_are_glmer(cces_biased):
     fit = LaplaceEngine().fit(cells)
     assert fit.loglik == pytest.approx(binary.loglik, abs=1e-6)
     np.testing.assert_allclose(fit.fixed, binary.fixef().to_numpy(), atol=1e-5)
-    np.testing.assert_allclose(fit.sigma, binary.varcorr()["sd"].to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(fit.sds, binary.varcorr()["sd"].to_numpy(), atol=1e-4)
     np.testing.assert_allclose(fit.b, binary.point_coef()[2:], atol=1e-4)
 
 

@@ -154,3 +154,16 @@ def test_the_summarys_long_warning_lines_wrap():
     assert " ".join(shown.split()).count("boundary (singular) fit: in g a variance is 0") == 1
     kept = [line for line in summary.splitlines() if "  " in line.strip()]  # table rows, as they were
     assert kept and all(line in shown.splitlines() for line in kept)
+
+
+def test_a_categorical_estimate_gets_the_share_plot():
+    from conftest import FIXTURES
+
+    survey = Survey(pd.read_csv(FIXTURES / "chile_survey.csv"), "vote")
+    frame = Frame(pd.read_csv(FIXTURES / "chile_frame.csv"), "n")
+    cells, _ = prepare(survey, frame, "vote ~ sex + (1|region)", family="categorical")
+    fit = LaplaceEngine().fit(cells)
+    estimate = poststratify(cell_draws(fit, frame, seed=1), frame, by="region")
+    notes = []
+    names = [f.name for f in report.report_figures(estimate, fit, survey, frame, notes=notes)]
+    assert "shares" in names and "check" in names and "estimates" not in names and "draws" not in names, notes

@@ -116,3 +116,30 @@ def test_check_plot_flags_small_p_values():
     np.testing.assert_allclose(by_gid(ax, "observed").get_xdata(), [0.2])
     ends = np.array([s[:, 0] for s in by_gid(ax, "replicated").get_segments()])
     np.testing.assert_allclose(ends, [[0.1, 0.4], [0.4, 0.6]])
+
+
+def _shares_by_state():
+    from misterp import Estimate
+
+    rows = [("CA", "a", 0.5), ("CA", "b", 0.3), ("CA", "c", 0.2), ("TX", "a", 0.2), ("TX", "b", 0.7), ("TX", "c", 0.1)]
+    return Estimate(pd.DataFrame(rows, columns=["state", "category", "estimate"]), ["state"])
+
+
+def test_share_plot_stacks_each_groups_categories():
+    from misterp.report.plots import share_plot
+
+    ax = share_plot(_shares_by_state()).axes[0]
+    bars = [p for p in ax.patches if p.get_gid() == "share-b"]
+    # groups sorted by the first category's share: TX (0.2) then CA (0.5); b starts where a ends
+    assert [round(p.get_x(), 6) for p in bars] == [0.2, 0.5] and [round(p.get_width(), 6) for p in bars] == [0.7, 0.3]
+
+
+def test_leading_map_colours_each_state_by_its_leading_category():
+    from matplotlib.colors import to_rgba
+
+    from misterp.report.plots import leading_map
+
+    ax = leading_map(_shares_by_state()).axes[0]
+    assert by_gid(ax, "tile-CA").get_facecolor()[:3] == to_rgba("C0")[:3]
+    assert by_gid(ax, "tile-TX").get_facecolor()[:3] == to_rgba("C1")[:3]
+    assert by_gid(ax, "tile-NY").get_facecolor()[:3] == (0.85, 0.85, 0.85)

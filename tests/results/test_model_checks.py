@@ -37,3 +37,17 @@ def test_cli_check(tmp_path, capsys, article_survey):
     code = main(["fit", "--survey", str(survey), "--frame", str(frame), "--count", "N", "--formula",
                  "response ~ (1|class)", "--check", "age"])
     assert code == 2 and "--check takes columns of the model's predictors" in capsys.readouterr().err
+
+
+def test_a_categorical_outcome_is_checked_per_category():
+    """A row per group and category: the observed shares are the raw ones, the replicates' shares sum to 1."""
+    from conftest import FIXTURES
+
+    data = pd.read_csv(FIXTURES / "chile_survey.csv")
+    cells, _ = prepare(Survey(data, "vote"), None, "vote ~ sex + (1|region)", family="categorical")
+    check = predictive_check(LaplaceEngine().fit(cells), by="region", n_rep=200, seed=1)
+    assert len(check) == 20 and check["category"].tolist()[:4] == ["A", "N", "U", "Y"]
+    raw = pd.crosstab(data["region"], data["vote"], normalize="index").stack()
+    assert np.allclose(check["observed"], raw.loc[list(zip(check["region"], check["category"]))])
+    assert np.allclose(check.groupby("region")["replicated"].sum(), 1.0)
+    assert (check["p_value"] > 0.01).mean() > 0.9

@@ -115,13 +115,13 @@ class Layout:
         if not self.shared:
             blocks = np.concatenate([fixed.reshape(lead + (self.m, self.p)), b.reshape(lead + (self.m, self.q))],
                                     axis=-1)
-            return blocks.reshape(lead + (-1,))
+            return blocks.reshape(lead + (self.m * (self.p + self.q),))
         slopes = [i for i in range(self.p) if i != self.intercept]
         block = np.zeros(lead + (self.m, self.p + self.q))
         block[..., self.intercept] = fixed[..., :self.m]
         block[..., slopes] = -fixed[..., None, self.m:]
         block[..., self.p:] = -b[..., None, :]
-        return block.reshape(lead + (-1,))
+        return block.reshape(lead + (self.m * (self.p + self.q),))
 
     def fixed_names(self, family) -> list[str]:
         """Names of the fixed part: "<category>:<name>" per predictor, or the cut points then the slopes."""
@@ -268,7 +268,7 @@ class StackedFit(Fit):
         The fixed part: each predictor's fixed effects, or the cut points then the slopes.
     b : (n_u,) array
         The group effects at their conditional mode (each predictor's, or the shared ones).
-    sigma : (n_sd,) array
+    sds : (n_sd,) array
         The group sds.
     cov : (n_fixed + n_u, n_fixed + n_u) array
         The normal approximation of (fixed, b) at the mode.
@@ -279,7 +279,7 @@ class StackedFit(Fit):
     cells: Cells
     fixed: np.ndarray
     b: np.ndarray
-    sigma: np.ndarray
+    sds: np.ndarray
     cov: np.ndarray
     loglik: float
     converged: bool
@@ -304,7 +304,7 @@ class StackedFit(Fit):
     def varcorr(self) -> pd.DataFrame:
         """The group sds (term, predictor, sd); the predictor is "" where the predictors share them."""
         names = self.layout.sd_names(self.family, self.design.group_names)
-        return pd.DataFrame([(t, k, s) for (t, k), s in zip(names, self.sigma)], columns=["term", "predictor", "sd"])
+        return pd.DataFrame([(t, k, s) for (t, k), s in zip(names, self.sds)], columns=["term", "predictor", "sd"])
 
     def summary(self) -> str:
         se = np.sqrt(np.diag(self.cov))[:len(self.fixed)]
@@ -327,7 +327,7 @@ class StackedFit(Fit):
         coef = layout.stacked(v[:, :layout.n_fixed], v[:, layout.n_fixed:])
         # per predictor, its terms' factors: an unseen level's effect in that predictor's linear predictor (shared
         # effects enter every eta_j with sign -1, and draw one z for all, see cell_draws)
-        sigma = np.reshape(self.sigma, (-1, layout.n_terms)) if layout.n_terms else np.zeros((layout.m, 0))
+        sigma = np.reshape(self.sds, (-1, layout.n_terms)) if layout.n_terms else np.zeros((layout.m, 0))
         sign = -1.0 if layout.shared else 1.0
         scale = [[np.full((n_draws, 1, 1), sign * sd) for sd in sigma[0 if layout.shared else j]]
                  for j in range(layout.m)]
@@ -343,9 +343,9 @@ class StackedFit(Fit):
 
     def saved_state(self) -> tuple[dict, dict]:
         return ({"loglik": self.loglik, "converged": self.converged},
-                {"fixed": self.fixed, "b": self.b, "sigma": self.sigma, "cov": self.cov})
+                {"fixed": self.fixed, "b": self.b, "sds": self.sds, "cov": self.cov})
 
     @classmethod
     def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "StackedFit":
-        return cls(cells, arrays["fixed"], arrays["b"], arrays["sigma"], arrays["cov"], meta["loglik"],
+        return cls(cells, arrays["fixed"], arrays["b"], arrays["sds"], arrays["cov"], meta["loglik"],
                    meta["converged"])

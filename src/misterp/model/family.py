@@ -129,6 +129,7 @@ class Family(Protocol):
 
     def bind(self, values: pd.Series) -> "Family": ...
     def state(self) -> dict: ...
+    def sum_cells(self, stats: dict, group: np.ndarray, n_groups: int) -> dict: ...
 
     def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
              exposure: str | None = None) -> RowOutcome: ...
@@ -168,6 +169,13 @@ class OnePredictor:
     def state(self) -> dict:
         """What a saved fit records beside the family's name to rebuild it: nothing."""
         return {}
+
+    @staticmethod
+    def sum_cells(stats: dict, group: np.ndarray, n_groups: int) -> dict:
+        """The statistics of groups of cells: each (..., n_cells) array summed by ``group`` (n_cells,) into
+        (..., n_groups)."""
+        onehot = np.eye(n_groups)[group]
+        return {k: np.asarray(v, float) @ onehot for k, v in stats.items()}
 
 
 @dataclass(frozen=True)
@@ -746,6 +754,14 @@ class Categorical:
     def state(self) -> dict:
         return {"categories": list(self.categories), "reference": self.reference}
 
+    @staticmethod
+    def sum_cells(stats: dict, group: np.ndarray, n_groups: int) -> dict:
+        """The statistics of groups of cells: counts (..., n_cells, K) and trials (..., n_cells) summed by
+        ``group`` (n_cells,) over the cells' axis."""
+        onehot = np.eye(n_groups)[group]
+        counts = np.einsum("...ck,cg->...gk", np.asarray(stats["counts"], float), onehot)
+        return {"counts": counts, "trials": counts.sum(axis=-1)}
+
     def _bound(self) -> None:
         if self.categories is None:
             raise ValueError("bind the categorical family to an outcome column first (Categorical.bind)")
@@ -790,8 +806,8 @@ class Categorical:
 
     @staticmethod
     def observed_mean(stats: dict) -> np.ndarray:
-        """Each cell's raw shares, (n_cells, K)."""
-        return stats["counts"] / stats["trials"][:, None]
+        """Each cell's raw shares, (..., n_cells, K)."""
+        return stats["counts"] / stats["trials"][..., None]
 
     # -- link --------------------------------------------------------------
     def _full(self, eta: np.ndarray) -> np.ndarray:

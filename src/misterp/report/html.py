@@ -111,10 +111,17 @@ def report_figures(estimate, fit=None, survey=None, frame=None, notes: list | No
         if made is not None:
             figures.append(made)
 
-    if estimate.by:
+    shares = "category" in estimate.table  # a categorical or ordinal outcome: a share per category
+    if shares:
+        add("shares", "The shares of each category by group", plots.share_plot, estimate)
+    elif estimate.by:
         add("estimates", lambda: estimates_caption(estimate), plots.estimates_plot, estimate)
     if estimate.by == ["state"] and estimate.table["state"].astype(str).isin(plots.US_TILES).mean() > 0.5:
-        add("map", "The estimates on a US tile map", plots.state_map, estimate)
+        if shares:
+            add("map", "Each state's leading category on a US tile map (darker: a larger share)", plots.leading_map,
+                estimate)
+        else:
+            add("map", "The estimates on a US tile map", plots.state_map, estimate)
     if wave and wave in estimate.by:
         add("trend", f"The estimates over {wave}, with their intervals", structured.trend_plot, estimate, wave)
     if fit is not None:
@@ -123,7 +130,7 @@ def report_figures(estimate, fit=None, survey=None, frame=None, notes: list | No
             if kind in ("rw1", "rw2", "ar1"):
                 add(f"curve-{kind}-{fit.design.group_terms[k].columns[0]}", f"The fitted {name} effects, ± 2 sd",
                     structured.term_plot, fit, name)
-    if estimate.draws is not None:
+    if estimate.draws is not None and not shares:
         add("draws", lambda: draws_caption(estimate), plots.draws_plot, estimate)
     if survey is not None and frame is not None and fit is not None:
         columns = extra("the balance figure", notes, lambda: [c for c in margin_columns(fit.design, frame)

@@ -269,6 +269,66 @@ def state_map(estimate, column: str = "estimate", ax=None, cmap: str = "viridis"
     return fig
 
 
+def share_plot(estimate, ax=None):
+    """A categorical or ordinal outcome's shares by group: one stacked bar per group (the lowest and highest
+    30 groups by the first category's share when there are more than 60), a segment per category in the
+    categories' order, labelled where it is wide enough."""
+    table = estimate.table
+    if "category" not in table:
+        raise ValueError("the share plot needs an Estimate with a category column (a categorical outcome)")
+    categories = list(dict.fromkeys(table["category"]))
+    shares = table.assign(group=_label(table, estimate.by)).pivot_table(
+        index="group", columns="category", values="estimate", sort=False)[categories]
+    shares = shares.sort_values(categories[0])
+    if len(shares) > MAX_ROWS:
+        shares = pd.concat([shares.iloc[:MAX_ROWS // 2], shares.iloc[-(MAX_ROWS // 2):]])
+    fig, ax = _axes(ax, (8, max(2.5, 0.3 * len(shares) + 1.2)))
+    left = np.zeros(len(shares))
+    colours = [f"C{i % 10}" for i in range(len(categories))]
+    y = np.arange(len(shares))
+    for category, colour in zip(categories, colours):
+        width = shares[category].to_numpy()
+        ax.barh(y, width, left=left, color=colour, label=str(category), gid=f"share-{category}")
+        for yi, (x0, w) in enumerate(zip(left, width)):
+            if w >= 0.08:
+                ax.text(x0 + w / 2, yi, f"{w:.0%}", ha="center", va="center", fontsize=7, color="white")
+        left = left + width
+    ax.set_yticks(y, shares.index)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share")
+    ax.legend(ncols=min(len(categories), 6), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    return fig
+
+
+def leading_map(estimate, ax=None):
+    """A US tile grid of a categorical outcome's estimate by state: each state coloured by its leading
+    category (as the share plot colours it), shaded by that category's share."""
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Patch, Rectangle
+
+    if estimate.by != ["state"] or "category" not in estimate.table:
+        raise ValueError("the leading-category map needs a categorical Estimate by state alone")
+    table = estimate.table.assign(state=estimate.table["state"].astype(str))
+    categories = list(dict.fromkeys(table["category"]))
+    lead = table.loc[table.groupby("state")["estimate"].idxmax()].set_index("state")
+    fig, ax = _axes(ax, (8, 5))
+    for state, (row, col) in US_TILES.items():
+        face = (0.85, 0.85, 0.85, 1.0)
+        if state in lead.index and np.isfinite(lead.loc[state, "estimate"]):
+            share = float(lead.loc[state, "estimate"])
+            base = to_rgba(f"C{categories.index(lead.loc[state, 'category']) % 10}")
+            face = base[:3] + (min(1.0, 0.35 + share),)
+        ax.add_patch(Rectangle((col, -row), 0.95, 0.95, facecolor=face, edgecolor="white", gid=f"tile-{state}"))
+        ax.text(col + 0.475, -row + 0.475, state, ha="center", va="center", fontsize=7)
+    ax.set_xlim(-0.2, 11.2)
+    ax.set_ylim(-7.2, 1.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.legend(handles=[Patch(color=f"C{i % 10}", label=str(c)) for i, c in enumerate(categories)],
+              loc="lower right", frameon=False, title="leading")
+    return fig
+
+
 def pooling_plot(fit, term: str | None = None, ax=None):
     """Complete pooling (the overall raw mean), no pooling (each level's raw mean) and partial
     pooling (the multilevel fit's predictions for the level's survey cells, averaged over its

@@ -480,6 +480,11 @@ def compare_models(survey: Survey, frame: Frame | None, formulas, *, area: str, 
     formulas = _one_outcome(formulas)
     if not formulas:
         raise MisterpInputError("Give at least one formula to score.")
+    if family.categories is not None or family.name in ("categorical", "ordinal"):
+        raise MisterpInputError(
+            f"misterp compare scores outcomes with one number per respondent so far; a {family.name} outcome's "
+            "scores (the multinomial log loss per respondent and per area) are not built yet. Compare its models "
+            "with misterp fit --check, or by their estimates.")
     names = {f"m{i + 1}": f for i, f in enumerate(formulas)}
     bayes = isinstance(engine, BayesEngine)
     schemes = list(schemes or (("loo",) if bayes else ("kfold", "areas")))

@@ -59,20 +59,21 @@ def predictive_check(fit: Fit, by=None, n_rep: int = 500, seed=None) -> pd.DataF
     if fit.point == "mean":  # a posterior: each replicate at its own draw's means
         means = np.vstack(list(draws.draws.chunks(256)))[:n_rep]
     else:  # at the point estimate
-        means = np.broadcast_to(draws.point, (n_rep, cells.n_cells))
+        means = np.broadcast_to(draws.point, (n_rep,) + draws.point.shape)
     replicated = family.simulate(cells.stats, means, rng, dispersion=fit.dispersion_draws(n_rep)[:len(means)])
-
-    def group_means(stats: dict) -> np.ndarray:
-        summed = {k: np.stack([np.bincount(codes, weights=row, minlength=n_groups) for row in np.atleast_2d(v)])
-                  for k, v in stats.items()}
-        return family.observed_mean(summed)
-
-    observed = group_means(cells.stats)[0]
-    rep = group_means({k: np.broadcast_to(v, means.shape) for k, v in replicated.items()})
+    observed = family.observed_mean(family.sum_cells(cells.stats, codes, n_groups))  # (n_groups[, K])
+    rep = family.observed_mean(family.sum_cells(replicated, codes, n_groups))       # (n_rep, n_groups[, K])
     above, below = (rep >= observed).mean(axis=0), (rep <= observed).mean(axis=0)
     out = keys.to_frame(index=False) if keys is not None else pd.DataFrame(index=range(1))
     if keys is not None:
         out.columns = by
-    return out.assign(respondents=np.bincount(codes, weights=family.count(cells.stats), minlength=n_groups),
-                      observed=observed, replicated=rep.mean(axis=0), lower=np.quantile(rep, 0.025, axis=0),
-                      upper=np.quantile(rep, 0.975, axis=0), p_value=np.minimum(1.0, 2 * np.minimum(above, below)))
+    respondents = np.bincount(codes, weights=family.count(cells.stats), minlength=n_groups)
+    columns = {"observed": observed, "replicated": rep.mean(axis=0), "lower": np.quantile(rep, 0.025, axis=0),
+               "upper": np.quantile(rep, 0.975, axis=0), "p_value": np.minimum(1.0, 2 * np.minimum(above, below))}
+    if family.categories is not None:  # a row per group and category
+        K = len(family.categories)
+        out = out.loc[np.repeat(out.index, K)].reset_index(drop=True).assign(
+            category=np.tile(family.categories, n_groups))
+        respondents = np.repeat(respondents, K)
+        columns = {name: np.asarray(values).ravel() for name, values in columns.items()}
+    return out.assign(respondents=respondents, **columns)
