@@ -66,3 +66,24 @@ def test_unseen_levels_share_one_draw_across_cut_points(wvs):
     assert np.allclose(draws.sum(axis=2), 1.0) and (draws > 0).all()
     denmark = est.table[est.table["country"] == "Denmark"]
     assert (denmark["sd"] > 2 * est.table[est.table["country"] == "Sweden"]["sd"].to_numpy()).all()
+
+
+@pytest.mark.slow
+def test_bayes_matches_brms_cumulative(wvs):
+    """brms cumulative() with its default priors (tests/fixtures/r/make_ordinal.R): level shares by group
+    within 0.1 posterior sd at the median and 0.35 at worst, sds within 10% and 30%."""
+    from misterp import BayesEngine
+
+    cells, frame, _ = wvs
+    fit = BayesEngine(seed=1, progress=False).fit(cells)
+    assert fit.divergences == 0
+    for by in ("country", "age_group"):
+        path = FIXTURES / f"ordinal_brms_{by}.csv"
+        if not path.exists():
+            pytest.skip("brms's cumulative() reference is not recorded")
+        ours, ref = poststratify(cell_draws(fit, frame), frame, by=by).table, pd.read_csv(path)
+        assert ours[[by, "category"]].astype(str).values.tolist() == ref[[by, "category"]].astype(str).values.tolist()
+        gap = np.abs(ours["estimate"].to_numpy() - ref["mean"].to_numpy()) / ref["sd"].to_numpy()
+        ratio = np.abs(ours["sd"].to_numpy() / ref["sd"].to_numpy() - 1)
+        assert np.median(gap) < 0.1 and gap.max() < 0.35, (by, np.median(gap), gap.max())
+        assert np.median(ratio) < 0.1 and ratio.max() < 0.3, (by, np.median(ratio), ratio.max())

@@ -83,3 +83,48 @@ def test_bayes_samples_brms_categorical_model(chile, tmp_path):
     again = poststratify(cell_draws(load_fit(path), frame), frame, by="region").table
     np.testing.assert_allclose(again["estimate"], est.table["estimate"])
     assert fit.fixef().index[0] == "N:(Intercept)" and len(fit.varcorr()) == 6
+
+
+def _brms(name: str) -> pd.DataFrame | None:
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.skip(f"{name} is not recorded (tests/fixtures/r/make_categorical.R)")
+    return pd.read_csv(path)
+
+
+def _against_brms(fit, frame, prefix: str, bys: tuple) -> dict:
+    """Per grouping: the gaps to brms's posterior means (absolute, and in brms's sds) and the sd ratios."""
+    out = {}
+    for by in bys:
+        ours = poststratify(cell_draws(fit, frame, seed=1), frame, by=by).table
+        ref = _brms(f"{prefix}_{by}.csv")
+        assert ours[[by, "category"]].astype(str).values.tolist() == ref[[by, "category"]].astype(str).values.tolist()
+        gap = np.abs(ours["estimate"].to_numpy() - ref["mean"].to_numpy())
+        out[by] = (gap, gap / ref["sd"].to_numpy(), np.abs(ours["sd"].to_numpy() / ref["sd"].to_numpy() - 1))
+    return out
+
+
+def test_laplace_shares_within_three_hundredths_of_brms(chile):
+    """Maximum likelihood against brms's posterior means (its priors keep a zero sd off 0)."""
+    cells, frame, fit = chile
+    for by, (gap, _, _) in _against_brms(fit, frame, "categorical_brms", ("region", "age_group")).items():
+        assert gap.max() < 0.03, (by, gap.max())
+
+
+@pytest.mark.slow
+def test_bayes_matches_brms_categorical(chile):
+    """brms categorical() with its default priors: shares by group within 0.1 posterior sd at the median and
+    0.35 at worst, sds within 10% and 30%; group sds' posterior means within 10%."""
+    from misterp import BayesEngine
+
+    cells, frame, _ = chile
+    fit = BayesEngine(seed=1, progress=False).fit(cells)
+    assert fit.divergences == 0
+    for by, (_, gap, ratio) in _against_brms(fit, frame, "categorical_brms", ("region", "age_group")).items():
+        assert np.median(gap) < 0.1 and gap.max() < 0.35, (by, np.median(gap), gap.max())
+        assert np.median(ratio) < 0.1 and ratio.max() < 0.3, (by, np.median(ratio), ratio.max())
+    scalars = _brms("categorical_brms_scalars.csv").set_index("name")["value"]
+    sds = fit.sd_draws().mean(axis=0)
+    for (term, category), ours in zip(fit.layout.sd_names(fit.family, fit.design.group_names), sds):
+        theirs = float(scalars[f"sd_mean:{term}:mu{category}"])
+        assert abs(ours / theirs - 1) < 0.1, (term, category, ours, theirs)
