@@ -128,3 +128,25 @@ def test_bayes_matches_brms_categorical(chile):
     for (term, category), ours in zip(fit.layout.sd_names(fit.family, fit.design.group_names), sds):
         theirs = float(scalars[f"sd_mean:{term}:mu{category}"])
         assert abs(ours / theirs - 1) < 0.1, (term, category, ours, theirs)
+
+
+def test_the_bootstrap_refits_the_laplace_fit(tmp_path):
+    """bootMer for several linear predictors: refits of simulated outcomes, whose shares' spread is near the
+    normal approximation's, through cell_draws and a saved fit."""
+    from misterp import bootstrap, load_fit, save_fit
+
+    survey = Survey(pd.read_csv(FIXTURES / "chile_survey.csv"), "vote")
+    frame = Frame(pd.read_csv(FIXTURES / "chile_frame.csv"), "n")
+    cells, _ = prepare(survey, frame, "vote ~ sex + (1|region)", family=CATEGORICAL)
+    fit = LaplaceEngine().fit(cells)
+    boot = bootstrap(fit, nsim=25, seed=1, progress=False)
+    assert boot.kind == "bootstrap-stacked" and boot.failed == 0 and boot.coef.shape == (25, 3 * (2 + 5))
+    est = poststratify(cell_draws(boot, frame), frame, by="region").table
+    normal = poststratify(cell_draws(fit, frame, seed=1), frame, by="region").table
+    np.testing.assert_allclose(est["estimate"], normal["estimate"])  # the original fit's point
+    ratio = est["sd"] / normal["sd"]
+    assert 0.6 < np.median(ratio) < 1.4, ratio.describe()
+    path = tmp_path / "boot.npz"
+    save_fit(boot, path)
+    again = poststratify(cell_draws(load_fit(path), frame), frame, by="region").table
+    np.testing.assert_allclose(again["sd"], est["sd"])

@@ -263,10 +263,13 @@ def bootstrap(fit: MixedFit, nsim: int = 999, use_u: bool = True, statistic=None
     block : int
         Refits solved together (vectorised); also the unit handed to a worker.
     """
-    if fit.family.categories is not None:
-        raise MisterpInputError(
-            f"The bootstrap of a {fit.family.name} outcome's fit is not built yet. Drop --bootstrap: the laplace "
-            "engine's normal-approximation draws give its intervals.")
+    if fit.family.categories is not None:  # several linear predictors: the stacked Laplace fit's refits
+        from .stacked import StackedFit, stacked_bootstrap
+
+        if not isinstance(fit, StackedFit) or statistic is not None:
+            raise MisterpInputError(f"The bootstrap of a {fit.family.name} outcome refits its laplace fit, with "
+                                    "no statistic; fit it with --engine laplace.")
+        return stacked_bootstrap(fit, nsim, use_u=use_u, seed=seed, progress=progress)
     if not isinstance(fit, MixedFit):
         raise MisterpInputError(
             "The bootstrap refits lme4's glmer fit, which a model with structured terms (rw1, rw2, ar1, icar, bym2) "

@@ -232,17 +232,22 @@ def _minimize(f, x0: np.ndarray, lower: np.ndarray):
                     options={"maxiter": 1000, "ftol": 1e-13, "gtol": 1e-7})
 
 
-def stacked_fit(cells: Cells) -> "StackedFit":
-    """The Laplace maximum-likelihood fit of a multi-predictor family (see the module's notes)."""
+def stacked_fit(cells: Cells, start: "StackedFit | None" = None) -> "StackedFit":
+    """The Laplace maximum-likelihood fit of a multi-predictor family (see the module's notes); from
+    ``start``'s optimum (a bootstrap refit), the joint stage alone."""
     layout = Layout(cells)
     objective = LaplaceObjective(cells, layout)
     k, s = layout.n_fixed, layout.n_sd
     if s:
-        first = _minimize(objective.profiled, np.ones(s), np.zeros(s))
-        x0 = np.concatenate([objective.fixed, first.x])
+        if start is None:
+            first = _minimize(objective.profiled, np.ones(s), np.zeros(s))
+            x0, ok = np.concatenate([objective.fixed, first.x]), first.success
+        else:
+            objective.u = start.b / np.where(layout.scales(start.sds) > 0, layout.scales(start.sds), 1.0)
+            x0, ok = np.concatenate([start.fixed, start.sds]), True
         lower = np.concatenate([np.full(k, -np.inf), np.zeros(s)])
         second = _minimize(lambda x: objective.full(x[:k], x[k:]), x0, lower)
-        fixed, sigma, converged = second.x[:k], second.x[k:], bool(first.success and second.success)
+        fixed, sigma, converged = second.x[:k], second.x[k:], bool(ok and second.success)
     else:  # no grouping terms: the maximum likelihood itself (as ordinal::clm, nnet::multinom)
         objective.profiled(np.zeros(0))
         fixed, sigma, converged = objective.fixed, np.zeros(0), True
@@ -349,3 +354,81 @@ class StackedFit(Fit):
     def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "StackedFit":
         return cls(cells, arrays["fixed"], arrays["b"], arrays["sds"], arrays["cov"], meta["loglik"],
                    meta["converged"])
+
+
+def stacked_bootstrap(fit: StackedFit, nsim: int, use_u: bool = True, seed=None,
+                      progress: bool = True) -> "StackedBootstrapFit":
+    """Parametric bootstrap of a multi-predictor Laplace fit, as lme4's bootMer: ``nsim`` outcomes simulated
+    from the fit (its group effects at their modes with ``use_u``, else drawn afresh from N(0, sd^2)), each
+    refitted from the fit's optimum; the refits' (fixed, b) and sds are the draws."""
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    cells, layout = fit.cells, fit.layout
+    A = layout.design(cells.X, cells.design.random_matrix(cells.table).toarray(), np.ones(layout.n_sd))
+    base = cells.offset[:, None]
+    coef = np.full((nsim, len(fit.point_coef())), np.nan)
+    sds = np.full((nsim, layout.n_sd), np.nan)
+    for i in tqdm(range(nsim), desc="bootstrap", unit="refit", disable=None if progress else True):
+        b = fit.b if use_u else layout.scales(fit.sds) * rng.standard_normal(layout.n_u)
+        mu = cells.family.mean(base + _predictors(A, np.concatenate([fit.fixed, b])))
+        simulated = cells.with_stats(cells.family.simulate(cells.stats, mu, rng))
+        try:
+            refit = stacked_fit(simulated, start=fit)
+        except (np.linalg.LinAlgError, FloatingPointError, MisterpInputError):
+            continue
+        if refit.converged:
+            coef[i], sds[i] = refit.point_coef(), refit.sds
+    return StackedBootstrapFit(fit, coef, sds, int(np.isnan(sds).any(axis=1).sum() if layout.n_sd else 0), use_u)
+
+
+@dataclass(frozen=True, repr=False)
+class StackedBootstrapFit(Fit):
+    """A parametric bootstrap of a :class:`StackedFit`: the original and its refits' stacked coefficients
+    (nsim, m (p + q)) and sds (nsim, n_sd); rows of failed refits are NaN."""
+
+    original: StackedFit
+    coef: np.ndarray
+    sds: np.ndarray
+    failed: int
+    use_u: bool
+
+    kind = "bootstrap-stacked"
+    method = "bootstrap"
+    interval = "draws"
+    unseen = "zero"  # b = 0 for unseen levels in every refit, as bootMer's predictions
+
+    @property
+    def cells(self) -> Cells:
+        return self.original.cells
+
+    def point_coef(self) -> np.ndarray:
+        return self.original.point_coef()
+
+    def parameter_draws(self, n_draws: int | None, rng: np.random.Generator) -> ParameterDraws:
+        ok = ~np.isnan(self.coef).any(axis=1)
+        layout = self.original.layout
+        sds = self.sds[ok][:n_draws]
+        per_predictor = sds.reshape(len(sds), -1, layout.n_terms) if layout.n_terms else np.zeros((len(sds), 1, 0))
+        scale = [[per_predictor[:, 0 if layout.shared else j, t, None, None] for t in range(layout.n_terms)]
+                 for j in range(layout.m)]
+        return ParameterDraws(self.coef[ok][:n_draws], scale)
+
+    def problems(self) -> list[str]:
+        failed = [f"{self.failed} of {len(self.coef)} bootstrap refits failed and were left out"] if self.failed else []
+        return self.original.problems() + failed
+
+    def summary(self) -> str:
+        return self.original.summary() + (f"\nParametric bootstrap (bootMer, use.u = {self.use_u}): "
+                                          f"{len(self.coef) - self.failed} refits")
+
+    def saved_state(self) -> tuple[dict, dict]:
+        meta, arrays = self.original.saved_state()
+        return ({"original": meta, "failed": self.failed, "use_u": self.use_u},
+                {**{f"original.{k}": v for k, v in arrays.items()}, "coef": self.coef, "sds": self.sds})
+
+    @classmethod
+    def from_saved_state(cls, cells: Cells, meta: dict, arrays: dict) -> "StackedBootstrapFit":
+        original = StackedFit.from_saved_state(cells, meta["original"], {
+            k[len("original."):]: v for k, v in arrays.items() if k.startswith("original.")})
+        return cls(original, arrays["coef"], arrays["sds"], meta["failed"], meta["use_u"])

@@ -44,7 +44,7 @@ from ..engines.glm import GlmFit
 from ..engines.inla import InlaFit
 from ..engines.laplace import MixedFit
 from ..engines.bayes.stacked import StackedBayesFit
-from ..engines.stacked import StackedFit
+from ..engines.stacked import StackedBootstrapFit, StackedFit
 from ..errors import MisterpInputError
 from ..model.cells import Cells
 from ..model.family import family_named
@@ -53,7 +53,8 @@ from ..model.terms import Structure
 
 FORMAT = "misterp-fit"
 VERSION = 2
-KINDS = {cls.kind: cls for cls in (GlmFit, MixedFit, BootstrapFit, BayesFit, InlaFit, StackedFit, StackedBayesFit)}
+KINDS = {cls.kind: cls for cls in (GlmFit, MixedFit, BootstrapFit, BayesFit, InlaFit, StackedFit, StackedBayesFit,
+                                          StackedBootstrapFit)}
 OLD_MAGIC = b"misterp-fit\n"  # version 1: a pickle behind this header
 
 
