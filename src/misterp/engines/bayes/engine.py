@@ -105,10 +105,16 @@ class BayesEngine:
 
         data = model_data(cells, self.priors, self.likelihood)
         data["prior_only"] = self.prior_only
-        # a family with categories samples brms's categorical() model, non-centred as brms does
-        whitened = cells.family.categories is None and self._whitened(data)
-        if whitened:  # the pilot fit serves the remedy's rerun too
-            data.update(pilot_expansion(cells, data, self.prior_only))
+        if cells.family.categories is not None:  # brms's categorical() or cumulative() model
+            whitened = self.parameterization != "noncentred" and not self.prior_only
+            if whitened:  # at the laplace engine's mode, as for one predictor
+                from .stacked import stacked_pilot
+
+                data["whitened"] = stacked_pilot(cells, data)
+        else:
+            whitened = self._whitened(data)
+            if whitened:  # the pilot fit serves the remedy's rerun too
+                data.update(pilot_expansion(cells, data, self.prior_only))
         if work(data) >= ESTIMATE_MIN_WORK:
             self._warn_if_long(data, whitened)
         fit = self._sample(cells, data, self.adapt_delta)

@@ -29,14 +29,105 @@ from .fit import BayesFit
 STUDENT_DF, STUDENT_SCALE = 3.0, 2.5
 
 
+def stacked_pilot(cells, data: dict) -> dict:
+    """The whitened coordinates' pieces for :func:`stacked_model`: the layout's design A (m, n_cells, d) with
+    unit sds, and H and r = H x^ + g of the log-likelihood's expansion at the laplace engine's mode x^ (its
+    fixed part and group effects), as :mod:`misterp.engines.whitening` explains for one predictor."""
+    import warnings
+
+    from ...errors import MisterpWarning
+    from ..stacked import _gram, _predictors, stacked_fit
+
+    layout = Layout(cells)
+    A = layout.design(cells.X, cells.design.random_matrix(cells.table).toarray(), np.ones(layout.n_sd))
+    with warnings.catch_warnings():  # the pilot's problems are not the posterior's
+        warnings.simplefilter("ignore", MisterpWarning)
+        pilot = stacked_fit(cells)
+    x_hat = np.concatenate([pilot.fixed, pilot.b])
+    _, w, score, _ = cells.family.working(cells.stats, cells.offset[:, None] + _predictors(A, x_hat))
+    H = _gram(A, w, np.zeros(A.shape[2]))
+    r = H @ x_hat + sum(a.T @ score[:, j] for j, a in enumerate(A))
+    # the centred intercepts (cut points) as rows of x: alpha_c = C x (brms's priors are on them)
+    xbar = np.asarray(data["xbar"], float)
+    slopes = [i for i in range(layout.p) if i != layout.intercept]
+    C, intercepts = np.zeros((layout.m, A.shape[2])), []
+    for j in range(layout.m):
+        if layout.shared:  # theta_c = theta - xbar'beta
+            C[j, j], C[j, layout.m:layout.n_fixed] = 1.0, -xbar
+            intercepts.append(j)
+        elif layout.intercept is not None:  # alpha_c = alpha + xbar'beta
+            C[j, j * layout.p + layout.intercept] = 1.0
+            C[j, [j * layout.p + i for i in slopes]] = xbar
+            intercepts.append(j * layout.p + layout.intercept)
+    if not intercepts:  # no intercept: no prior but the flat one on the fixed part
+        C = np.zeros((0, A.shape[2]))
+    return {"A": A, "H": H, "r": r, "C": C, "intercepts": np.array(intercepts, dtype=int), "layout": layout}
+
+
+def _whitened_stacked(whitened: dict, n_terms: int, shared: bool, student):
+    """The fixed part and group effects in whitened coordinates (x = P^-1 r + L^-T eps, P = H + diag(d)),
+    their priors and the change of variables' Jacobian; returns x and the sds."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    from ..whitening import whiten
+
+    layout, C = whitened["layout"], jnp.asarray(whitened["C"])
+    lead = () if shared else (layout.m,)
+    sigma = None
+    # d: the student-t's scale for the intercepts (cut points), nothing for flat slopes, 1/sd^2 for the effects
+    d = jnp.zeros(layout.n_fixed).at[jnp.asarray(whitened["intercepts"])].set(STUDENT_SCALE ** -2.0)
+    if n_terms:
+        half_t = dist.FoldedDistribution(student)
+        sigma = numpyro.sample("sigma", half_t.expand(lead + (n_terms,)).to_event(len(lead) + 1))
+        d = jnp.concatenate([d, _scales(layout, sigma) ** -2.0])
+    eps = numpyro.sample("eps", dist.ImproperUniform(dist.constraints.real, (), (len(whitened["r"]),)))
+    x, log_det = whiten(d, eps, jnp.asarray(whitened["H"]), jnp.asarray(whitened["r"]))
+    centred = C @ x
+    prior = jnp.sum(student.log_prob(centred)) - log_det
+    if n_terms:
+        b = x[layout.n_fixed:]
+        prior = prior + jnp.sum(dist.Normal(0.0, _scales(layout, sigma)).log_prob(b))
+    if shared:  # ordered cut points: the likelihood has no value elsewhere
+        prior = prior + jnp.where(jnp.all(jnp.diff(centred) > 0), 0.0, -jnp.inf)
+    numpyro.factor("effects", prior)
+    return x, centred, sigma
+
+
+def _scales(layout, sigma):
+    """Each group effect's sd, (n_u,), from the sds (m, n_terms) or (n_terms,) (JAX)."""
+    import jax.numpy as jnp
+
+    return jnp.reshape(sigma, (-1, layout.n_terms))[:, jnp.asarray(layout.term_of_level)].ravel()
+
+
 def stacked_model(Xc, offset, has_intercept, cols, term_of_level, n_terms, stats, family, prior_only=False,
-                  **unused):
-    """brms's categorical() (separate predictors) or cumulative() (shared slopes) with random intercepts."""
+                  whitened=None, **unused):
+    """brms's categorical() (separate predictors) or cumulative() (shared slopes) with random intercepts;
+    non-centred (b = sd z), or in whitened coordinates given ``whitened`` (:func:`stacked_pilot`)."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
     m, p, shared = family.n_predictors, Xc.shape[1], family.shares_slopes
+    if whitened is not None:
+        student = dist.StudentT(STUDENT_DF, 0.0, STUDENT_SCALE)
+        x, centred, sigma = _whitened_stacked(whitened, n_terms, shared, student)
+        layout = whitened["layout"]
+        # the sites the fit reads: centred intercepts, slopes, z = b / sd
+        numpyro.deterministic("alpha", centred)
+        slopes = [i for i in range(layout.p) if i != layout.intercept]
+        if p:
+            beta = x[layout.m:layout.n_fixed] if shared else jnp.reshape(x[:layout.n_fixed], (m, layout.p))[:, slopes]
+            numpyro.deterministic("beta", beta)
+        if n_terms:
+            z = x[layout.n_fixed:] / _scales(layout, sigma)
+            numpyro.deterministic("z", z if shared else jnp.reshape(z, (m, -1)))
+        if not prior_only:
+            A = jnp.asarray(whitened["A"])
+            family.numpyro_likelihood(stats, jnp.asarray(offset)[:, None] + jnp.einsum("jnd,d->nj", A, x))
+        return
     student = dist.StudentT(STUDENT_DF, 0.0, STUDENT_SCALE)
     lead = () if shared else (m,)  # a categorical outcome's parameters have a predictor axis
     if shared:  # ordered cut points under independent student-t priors
