@@ -253,3 +253,23 @@ def test_structured_terms_keep_their_neighbours_when_an_area_is_held_out():
                            schemes=["areas"], adjacency=ring)
     log_loss = table[(table["score"] == "log_loss")].set_index("model")["loss"]
     assert log_loss["m2"] < log_loss["m1"] - 0.01
+
+
+def test_a_categorical_outcome_is_scored_by_the_multinomial_log_loss():
+    """Each held-out respondent's loss is -log of the predicted share of the answer given, the Brier score the
+    squared distance of the shares from the answer's indicator; the richer Chile model scores better."""
+    from misterp.model.family import CATEGORICAL
+    from misterp.results.crossval import compare_models, outcomes, respondent_losses
+
+    data = pd.read_csv(FIXTURES / "chile_survey.csv")
+    family = CATEGORICAL.bind(data["vote"])
+    out = outcomes(Survey(data.iloc[:3], "vote"), parse_formula("vote ~ sex"), family)
+    mean = np.array([[0.1, 0.2, 0.3, 0.4]] * 3)
+    losses = respondent_losses(family, out, mean, 1.0)
+    answered = [family.categories.index(v) for v in data["vote"].iloc[:3]]
+    np.testing.assert_allclose(losses["log_loss"], -np.log(mean[0, answered]))
+    np.testing.assert_allclose(losses["brier"], ((np.eye(4)[answered] - mean) ** 2).sum(axis=1))
+    table = compare_models(Survey(data, "vote"), None, ["vote ~ (1|region)", "vote ~ sex + education + (1|region)"],
+                           area="region", family="categorical", schemes=["kfold"], folds=3)
+    best = table[(table["score"] == "log_loss")].sort_values("rank")
+    assert best["model"].tolist() == ["m2", "m1"] and best["loss"].between(1.0, 1.4).all()

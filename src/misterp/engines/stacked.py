@@ -168,9 +168,11 @@ def _mode(family, stats, A: np.ndarray, base: np.ndarray, penalty: np.ndarray, v
         step = spd_solve(_gram(A, w, penalty), g)
         for _ in range(30):
             new_eta, new = value(v + step)
-            if new >= current - 1e-12 * abs(current):
+            if np.isfinite(new) and new >= current - 1e-12 * abs(current):
                 break
             step = step / 2
+        else:  # no step improves: v is the mode to rounding (or the start was no place to move from)
+            break
         v, eta, moved, current = v + step, new_eta, np.abs(step).max(initial=0.0), new
         if moved < NEWTON_TOL:
             break
@@ -186,29 +188,38 @@ class LaplaceObjective:
         self.cells, self.layout = cells, layout
         self.X, self.Z = cells.X, cells.design.random_matrix(cells.table).toarray()
         self.base = np.broadcast_to(cells.offset[:, None], (cells.n_cells, layout.m))
-        self.fixed = layout.start(cells.family, cells.stats)
-        self.u = np.zeros(layout.n_u)
+        self.start = layout.start(cells.family, cells.stats)
+        self.fixed, self.u = self.start.copy(), np.zeros(layout.n_u)
 
     def _mode(self, A, base, penalty, v):
         return _mode(self.cells.family, self.cells.stats, A, base, penalty, v)
 
     def full(self, fixed: np.ndarray, sigma: np.ndarray) -> float:
-        """nAGQ = 1: u at its mode given the fixed part and sigma."""
+        """nAGQ = 1: u at its mode given the fixed part and sigma (from the last mode, else from 0)."""
         A = self.layout.design(self.X, self.Z, sigma)
         k = self.layout.n_fixed
         base = self.base + _predictors(A[:, :, :k], fixed)
-        self.u, H, penalized = self._mode(A[:, :, k:], base, np.ones(self.layout.n_u), self.u)
-        return -2.0 * penalized + np.linalg.slogdet(H)[1]
+        for u0 in (self.u, np.zeros(self.layout.n_u)):
+            u, H, penalized = self._mode(A[:, :, k:], base, np.ones(self.layout.n_u), u0)
+            value = -2.0 * penalized + np.linalg.slogdet(H)[1]
+            if np.isfinite(value):
+                self.u = u
+                return value
+        return np.inf
 
     def profiled(self, sigma: np.ndarray) -> float:
-        """nAGQ = 0: the fixed part and u at their joint mode given sigma; the log determinant over u alone."""
-        layout = self.layout
+        """nAGQ = 0: the fixed part and u at their joint mode given sigma (from the last mode, else from the
+        start); the log determinant over u alone."""
+        layout, k = self.layout, self.layout.n_fixed
         A = layout.design(self.X, self.Z, sigma)
-        penalty = np.concatenate([np.zeros(layout.n_fixed), np.ones(layout.n_u)])
-        v, H, penalized = self._mode(A, self.base, penalty, np.concatenate([self.fixed, self.u]))
-        self.fixed, self.u = v[:layout.n_fixed], v[layout.n_fixed:]
-        k = layout.n_fixed
-        return -2.0 * penalized + np.linalg.slogdet(H[k:, k:])[1]
+        penalty = np.concatenate([np.zeros(k), np.ones(layout.n_u)])
+        for v0 in (np.concatenate([self.fixed, self.u]), np.concatenate([self.start, np.zeros(layout.n_u)])):
+            v, H, penalized = self._mode(A, self.base, penalty, v0)
+            value = -2.0 * penalized + np.linalg.slogdet(H[k:, k:])[1]
+            if np.isfinite(value):
+                self.fixed, self.u = v[:k], v[k:]
+                return value
+        return np.inf
 
 
 def _central_gradient(f, x: np.ndarray, lower: np.ndarray) -> np.ndarray:
@@ -241,6 +252,7 @@ def stacked_fit(cells: Cells, start: "StackedFit | None" = None) -> "StackedFit"
     if s:
         if start is None:
             first = _minimize(objective.profiled, np.ones(s), np.zeros(s))
+            objective.profiled(first.x)  # the modes at the optimum, not at the search's last trial point
             x0, ok = np.concatenate([objective.fixed, first.x]), first.success
         else:
             objective.u = start.b / np.where(layout.scales(start.sds) > 0, layout.scales(start.sds), 1.0)

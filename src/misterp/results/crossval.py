@@ -244,7 +244,9 @@ class Outcomes:
     stats : dict of (n,) arrays
         The family's statistics of each respondent alone (a cell of one).
     y : (n,) array
-        The response (a 0/1 answer, a count, a number).
+        The response (a 0/1 answer, a count, a number; a category's index).
+    observed : (n,) or (n, K) array
+        What a predicted mean (times ``scale``) predicts: the response, or each category's 0/1 indicator.
     scale : (n,) array
         What a predicted mean multiplies by to predict y: the exposure of a count, else 1.
     constant : (n,) array
@@ -256,6 +258,7 @@ class Outcomes:
     y: np.ndarray
     scale: np.ndarray
     constant: np.ndarray
+    observed: np.ndarray
 
 
 def outcomes(survey: Survey, formula: Formula, family: Family) -> Outcomes:
@@ -274,7 +277,9 @@ def outcomes(survey: Survey, formula: Formula, family: Family) -> Outcomes:
         each = np.array([family.rows(data.iloc[[i]], formula, trials=survey.trials,
                                      exposure=survey.exposure).constant for i in first])
         constant = each[codes]
-    return Outcomes(stats, rows.total, scale, constant)
+    observed = family.observed_mean(stats)
+    observed = observed * (scale if observed.ndim == 1 else scale[:, None])
+    return Outcomes(stats, rows.total, scale, constant, observed)
 
 
 def respondent_losses(family: Family, out: Outcomes, mean: np.ndarray, dispersion) -> dict:
@@ -284,8 +289,16 @@ def respondent_losses(family: Family, out: Outcomes, mean: np.ndarray, dispersio
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         eta = family.link_function(mean)
         log_density = family.loglik(out.stats, eta, constant=True, dispersion=dispersion) + out.constant
-    error = (out.y - out.scale * mean) ** 2
-    return {"log_loss": -log_density, "brier" if family.name == "binomial" else "squared_error": error}
+    error = (out.observed - _times(out.scale, mean)) ** 2
+    if error.ndim == 2:  # a share per category: the multiclass Brier score
+        error = error.sum(axis=1)
+    brier = family.name == "binomial" or family.categories is not None
+    return {"log_loss": -log_density, "brier" if brier else "squared_error": error}
+
+
+def _times(scale: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Each respondent's scale times its predicted mean, (n,) or (n, K)."""
+    return scale * mean if mean.ndim == 1 else scale[:, None] * mean
 
 
 def area_losses(out: Outcomes, mean: np.ndarray, area: np.ndarray, fold: np.ndarray) -> np.ndarray:
@@ -301,10 +314,14 @@ def area_losses(out: Outcomes, mean: np.ndarray, area: np.ndarray, fold: np.ndar
     cell = fold[held] * n_areas + area[held]  # (fold, area) pairs
     size = (int(fold.max()) + 1) * n_areas
     n = np.bincount(cell, minlength=size)
-    predicted = np.bincount(cell, weights=(out.scale * mean)[held], minlength=size)
-    observed = np.bincount(cell, weights=out.y[held], minlength=size)
+    predicted, observed = _times(out.scale, mean)[held], out.observed[held]
     present = n > 0
-    squared = np.where(present, (predicted - observed) ** 2 / np.maximum(n, 1) ** 2, 0.0)
+    squared = np.zeros(size)
+    for column in range(1 if predicted.ndim == 1 else predicted.shape[1]):  # summed over the categories
+        pick = (lambda a: a) if predicted.ndim == 1 else (lambda a: a[:, column])
+        gap = np.bincount(cell, weights=pick(predicted), minlength=size) - np.bincount(
+            cell, weights=pick(observed), minlength=size)
+        squared += np.where(present, gap ** 2 / np.maximum(n, 1) ** 2, 0.0)
     tests = present.reshape(-1, n_areas).sum(axis=0)
     with np.errstate(invalid="ignore"):
         return np.where(tests > 0, squared.reshape(-1, n_areas).sum(axis=0) / tests, np.nan)
@@ -317,14 +334,14 @@ def cross_validate(survey: Survey, formula, fold: np.ndarray, engine, family: Fa
     and neighbours from all the data, so that a held-out area is predicted from its neighbours
     (:func:`misterp.model.terms.build_structures`).
 
-    Returns (mean (n,), dispersion (n,), problems): the predicted mean of each respondent (NaN
+    Returns (mean (n,) or (n, K), dispersion (n,), problems): the predicted mean of each respondent (NaN
     where never held out), the residual variance of the fit that predicted it, and each fold fit's
     list of problems. A held-out respondent with a fixed-effect level its training folds lack raises
     :class:`MisterpInputError`.
     """
     formula, family = as_formula(formula), as_family(family)
     data = survey.data
-    mean, dispersion = np.full(len(data), np.nan), np.ones(len(data))
+    mean, dispersion = None, np.ones(len(data))
     problems = []
     for k in range(int(fold.max()) + 1):
         held = fold == k
@@ -334,11 +351,16 @@ def cross_validate(survey: Survey, formula, fold: np.ndarray, engine, family: Fa
         fit, found = fit_cells(engine, collapse(train, formula, family, structures))
         problems.append(found)
         try:
-            mean[held] = predict_rows(fit, data[held])
+            predicted = predict_rows(fit, data[held])
+            if mean is None:  # (n,), or (n, K) shares
+                mean = np.full((len(data),) + predicted.shape[1:], np.nan)
+            mean[held] = predicted
         except MisterpInputError as e:
             raise MisterpInputError(f"Fold {k + 1}'s held-out respondents cannot be predicted from the other "
                                     f"folds by {formula.text!r}: {e}") from None
         dispersion[held] = fit_dispersion(fit)
+    if mean is None:
+        mean = np.full(len(data), np.nan)
     return mean, dispersion, problems
 
 
@@ -480,11 +502,8 @@ def compare_models(survey: Survey, frame: Frame | None, formulas, *, area: str, 
     formulas = _one_outcome(formulas)
     if not formulas:
         raise MisterpInputError("Give at least one formula to score.")
-    if family.categories is not None or family.name in ("categorical", "ordinal"):
-        raise MisterpInputError(
-            f"misterp compare scores outcomes with one number per respondent so far; a {family.name} outcome's "
-            "scores (the multinomial log loss per respondent and per area) are not built yet. Compare its models "
-            "with misterp fit --check, or by their estimates.")
+    # a categorical or ordinal outcome's categories, from all respondents: every fold's fit predicts them all
+    family = family.bind(survey.data[survey.outcome])
     names = {f"m{i + 1}": f for i, f in enumerate(formulas)}
     bayes = isinstance(engine, BayesEngine)
     schemes = list(schemes or (("loo",) if bayes else ("kfold", "areas")))

@@ -237,8 +237,9 @@ class Predictor:
         # predictors that share their group effects (an ordinal outcome's) share an unseen level's draw too
         new = [_new_effects(ParameterDraws(params.coef, params.scale[k]), levels, n_effects,
                             self.level_key + (0 if family.shares_slopes else k)) for k in range(m)]
-        return np.concatenate([params.coef.reshape(n_draws, m, -1), np.stack(new, axis=1)], axis=2).reshape(
-            n_draws, -1)
+        blocks = params.coef.reshape(n_draws, m, params.coef.shape[1] // m)
+        stacked = np.concatenate([blocks, np.stack(new, axis=1)], axis=2)
+        return stacked.reshape(n_draws, m * stacked.shape[2])
 
 
 def _extra_levels(design, extra_term: np.ndarray, unseen: dict, policy: str) -> list[tuple[int, str]]:
