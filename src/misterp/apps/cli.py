@@ -83,6 +83,9 @@ def _fit_arguments(fit: argparse.ArgumentParser, required: bool, several: bool =
                           "ordinal (ordered levels: a cumulative logit); the last two give a share per category")
     fit.add_argument("--levels", metavar="L1,L2,...",
                      help="ordinal: the outcome's levels from lowest to highest (default: a numeric outcome's order)")
+    fit.add_argument("--priors", choices=["brms", "rstanarm"], default="brms",
+                     help="categorical and ordinal outcomes with the bayes engine: brms's default priors, or "
+                          "rstanarm's scaled ones (--prior-scale, --sd-prior-scale)")
     fit.add_argument("--reference", metavar="NAME",
                      help="categorical: the baseline category (default: the first in sorted order)")
     fit.add_argument("--turnout", metavar="FORMULA",
@@ -613,7 +616,8 @@ def _engine(args):
 
         draws = 1000 if args.draws is None else args.draws
         return BayesEngine(chains=args.chains, warmup=args.warmup, draws=draws, adapt_delta=args.adapt_delta,
-                           priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale),
+                           priors=Priors(coef_scale=args.prior_scale, sd_scale=args.sd_prior_scale,
+                                         family_style=getattr(args, "priors", "brms")),
                            seed=args.seed or 0,
                            progress=not (args.no_progress or args.quiet) and sys.stderr.isatty(),
                            remedy=not args.no_remedy, parameterization=args.parameterization)

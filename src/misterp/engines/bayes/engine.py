@@ -33,11 +33,16 @@ class Priors:
         normal(0, intercept_scale) on the intercept of the centred predictors.
     sd_scale : float
         Each group sd is sd_scale * tau, tau ~ gamma(1, 1).
+    family_style : {"brms", "rstanarm"}
+        A categorical or ordinal outcome's priors: brms's defaults, or rstanarm's scaled ones above.
     """
 
     coef_scale: float = 2.5
     intercept_scale: float = 2.5
     sd_scale: float = 1.0
+    # a categorical or ordinal outcome's priors: brms's defaults, or "rstanarm", these scaled ones
+    # (engines/bayes/stacked.py)
+    family_style: str = "brms"
 
 
 # NumPyro's progress bars call back to Python, and a program with callbacks
@@ -106,6 +111,7 @@ class BayesEngine:
         data = model_data(cells, self.priors, self.likelihood)
         data["prior_only"] = self.prior_only
         if cells.family.categories is not None:  # brms's categorical() or cumulative() model
+            data["prior_style"] = self.priors.family_style
             whitened = self.parameterization != "noncentred" and not self.prior_only
             if whitened:  # at the laplace engine's mode, as for one predictor
                 from .stacked import stacked_pilot

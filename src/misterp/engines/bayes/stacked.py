@@ -64,28 +64,58 @@ def stacked_pilot(cells, data: dict) -> dict:
     return {"A": A, "H": H, "r": r, "C": C, "intercepts": np.array(intercepts, dtype=int), "layout": layout}
 
 
-def _whitened_stacked(whitened: dict, n_terms: int, shared: bool, student):
+def family_priors(style: str, intercept_scale: float, coef_scale, sd_scale: float):
+    """(intercept or cut point prior, the slopes' normal sds or None for flat, the group sds' prior) of
+    ``style``: "brms" (its defaults, see above) or "rstanarm" (its scaled ones: normal(0, intercept_scale),
+    normal(0, coef_scale / sd(x)) and sd_scale * gamma(1, 1), decov's for one effect)."""
+    import numpyro.distributions as dist
+
+    if style == "brms":
+        student = dist.StudentT(STUDENT_DF, 0.0, STUDENT_SCALE)
+        return student, None, dist.FoldedDistribution(student)
+    if style == "rstanarm":
+        return dist.Normal(0.0, intercept_scale), np.asarray(coef_scale, float), dist.Exponential(1.0 / sd_scale)
+    raise ValueError(f"the priors of a categorical or ordinal outcome are 'brms' or 'rstanarm', not {style!r}")
+
+
+def _slopes(layout, x):
+    """The slopes in x, (m, p - 1) per predictor or (p - 1,) shared (JAX)."""
+    import jax.numpy as jnp
+
+    if layout.shared:
+        return x[layout.m:layout.n_fixed]
+    slopes = [i for i in range(layout.p) if i != layout.intercept]
+    return jnp.reshape(x[:layout.n_fixed], (layout.m, layout.p))[:, slopes]
+
+
+def _whitened_stacked(whitened: dict, n_terms: int, shared: bool, priors):
     """The fixed part and group effects in whitened coordinates (x = P^-1 r + L^-T eps, P = H + diag(d)),
-    their priors and the change of variables' Jacobian; returns x and the sds."""
+    their priors and the change of variables' Jacobian; returns x, the centred intercepts and the sds."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
     from ..whitening import whiten
 
+    intercept, coef_scale, sd_prior = priors
     layout, C = whitened["layout"], jnp.asarray(whitened["C"])
     lead = () if shared else (layout.m,)
     sigma = None
-    # d: the student-t's scale for the intercepts (cut points), nothing for flat slopes, 1/sd^2 for the effects
-    d = jnp.zeros(layout.n_fixed).at[jnp.asarray(whitened["intercepts"])].set(STUDENT_SCALE ** -2.0)
+    # d: the prior's scale for the intercepts (cut points) and slopes (none for flat ones), 1/sd^2 for effects
+    d = jnp.zeros(layout.n_fixed).at[jnp.asarray(whitened["intercepts"])].set(
+        (STUDENT_SCALE if coef_scale is None else float(intercept.scale)) ** -2.0)
+    if coef_scale is not None and len(coef_scale):
+        others = np.setdiff1d(np.arange(layout.n_fixed), whitened["intercepts"])
+        d = d.at[jnp.asarray(others)].set(jnp.asarray(np.tile(coef_scale, len(others) // len(coef_scale))) ** -2.0)
     if n_terms:
-        half_t = dist.FoldedDistribution(student)
-        sigma = numpyro.sample("sigma", half_t.expand(lead + (n_terms,)).to_event(len(lead) + 1))
+        sigma = numpyro.sample("sigma", sd_prior.expand(lead + (n_terms,)).to_event(len(lead) + 1))
         d = jnp.concatenate([d, _scales(layout, sigma) ** -2.0])
     eps = numpyro.sample("eps", dist.ImproperUniform(dist.constraints.real, (), (len(whitened["r"]),)))
     x, log_det = whiten(d, eps, jnp.asarray(whitened["H"]), jnp.asarray(whitened["r"]))
     centred = C @ x
-    prior = jnp.sum(student.log_prob(centred)) - log_det
+    prior = jnp.sum(intercept.log_prob(centred)) - log_det
+    if coef_scale is not None and len(coef_scale):
+        prior = prior + jnp.sum(dist.Normal(0.0, jnp.asarray(coef_scale)).log_prob(_slopes(layout, x)))
     if n_terms:
         b = x[layout.n_fixed:]
         prior = prior + jnp.sum(dist.Normal(0.0, _scales(layout, sigma)).log_prob(b))
@@ -103,24 +133,24 @@ def _scales(layout, sigma):
 
 
 def stacked_model(Xc, offset, has_intercept, cols, term_of_level, n_terms, stats, family, prior_only=False,
-                  whitened=None, **unused):
-    """brms's categorical() (separate predictors) or cumulative() (shared slopes) with random intercepts;
-    non-centred (b = sd z), or in whitened coordinates given ``whitened`` (:func:`stacked_pilot`)."""
+                  whitened=None, prior_style="brms", intercept_scale=2.5, coef_scale=None, sd_scale=1.0, **unused):
+    """brms's categorical() (separate predictors) or cumulative() (shared slopes) with random intercepts,
+    under ``prior_style``'s priors (:func:`family_priors`); non-centred (b = sd z), or in whitened coordinates
+    given ``whitened`` (:func:`stacked_pilot`)."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
     m, p, shared = family.n_predictors, Xc.shape[1], family.shares_slopes
+    priors = family_priors(prior_style, intercept_scale, coef_scale, sd_scale)
+    intercept, slope_scale, sd_prior = priors
     if whitened is not None:
-        student = dist.StudentT(STUDENT_DF, 0.0, STUDENT_SCALE)
-        x, centred, sigma = _whitened_stacked(whitened, n_terms, shared, student)
+        x, centred, sigma = _whitened_stacked(whitened, n_terms, shared, priors)
         layout = whitened["layout"]
         # the sites the fit reads: centred intercepts, slopes, z = b / sd
         numpyro.deterministic("alpha", centred)
-        slopes = [i for i in range(layout.p) if i != layout.intercept]
         if p:
-            beta = x[layout.m:layout.n_fixed] if shared else jnp.reshape(x[:layout.n_fixed], (m, layout.p))[:, slopes]
-            numpyro.deterministic("beta", beta)
+            numpyro.deterministic("beta", _slopes(layout, x))
         if n_terms:
             z = x[layout.n_fixed:] / _scales(layout, sigma)
             numpyro.deterministic("z", z if shared else jnp.reshape(z, (m, -1)))
@@ -128,22 +158,22 @@ def stacked_model(Xc, offset, has_intercept, cols, term_of_level, n_terms, stats
             A = jnp.asarray(whitened["A"])
             family.numpyro_likelihood(stats, jnp.asarray(offset)[:, None] + jnp.einsum("jnd,d->nj", A, x))
         return
-    student = dist.StudentT(STUDENT_DF, 0.0, STUDENT_SCALE)
     lead = () if shared else (m,)  # a categorical outcome's parameters have a predictor axis
-    if shared:  # ordered cut points under independent student-t priors
+    if shared:  # ordered cut points under independent priors
         alpha = numpyro.sample("alpha", dist.ImproperUniform(dist.constraints.ordered_vector, (), (m,)))
-        numpyro.factor("alpha_prior", jnp.sum(student.log_prob(alpha)))
+        numpyro.factor("alpha_prior", jnp.sum(intercept.log_prob(alpha)))
     elif has_intercept:
-        alpha = numpyro.sample("alpha", student.expand([m]).to_event(1))
+        alpha = numpyro.sample("alpha", intercept.expand([m]).to_event(1))
     else:
         alpha = jnp.zeros(m)
     slope = jnp.zeros(lead + (len(offset),))
     if p:
-        beta = numpyro.sample("beta", dist.ImproperUniform(dist.constraints.real, (), lead + (p,)))
+        flat = dist.ImproperUniform(dist.constraints.real, (), lead + (p,))
+        beta = numpyro.sample("beta", flat if slope_scale is None else dist.Normal(
+            0.0, jnp.broadcast_to(jnp.asarray(slope_scale), lead + (p,))).to_event(len(lead) + 1))
         slope = slope + beta @ jnp.asarray(Xc).T
     if n_terms:
-        half_t = dist.FoldedDistribution(student)
-        sigma = numpyro.sample("sigma", half_t.expand(lead + (n_terms,)).to_event(len(lead) + 1))
+        sigma = numpyro.sample("sigma", sd_prior.expand(lead + (n_terms,)).to_event(len(lead) + 1))
         z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand(lead + (len(term_of_level),)).to_event(len(lead) + 1))
         b = sigma[..., jnp.asarray(term_of_level)] * z
         slope = slope + b[..., jnp.asarray(cols)].sum(axis=-2)
