@@ -124,7 +124,11 @@ def test_an_ordinal_outcome_by_country(capsys, tmp_path):
                             ).to_csv(scored, index=False)
     code, _, err = run(capsys, *ordinal_args("--out", out, survey=scored, formula="score ~ religion + (1|country)"))
     assert code == 0, err
-    assert pd.read_csv(out)["category"].astype(str).tolist() == ["1", "2", "10"]
+    scored_table = pd.read_csv(out)
+    assert scored_table["category"].astype(str).tolist() == ["1", "2", "10"]
+    # numeric levels: the mean score sum_k level_k share_k beside the shares
+    assert scored_table["mean_score"].iloc[0] == pytest.approx((scored_table["estimate"] * [1, 2, 10]).sum())
+    assert scored_table["mean_score_sd"].iloc[0] > 0 and "mean_score" not in table
 
 
 def test_bad_ordinal_input_is_one_paragraph(capsys):

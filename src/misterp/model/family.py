@@ -123,6 +123,7 @@ class Family(Protocol):
     # family whose mean is one number per cell
     categories: tuple | None
     predictor_names: tuple  # the linear predictors' labels ("" for the only one)
+    scores: np.ndarray | None  # an ordinal outcome's levels as numbers, when they are: the mean score's weights
     # whether the predictors share the model's slopes and group effects, each with its own intercept (an ordinal
     # outcome's cut points: eta_j = theta_j - x'beta - z'b), rather than each having its own (a categorical one's)
     shares_slopes: bool
@@ -161,6 +162,7 @@ class OnePredictor:
     categories = None
     predictor_names = ("",)
     shares_slopes = False
+    scores = None
 
     def bind(self, values: pd.Series) -> "Family":
         """The family for this outcome column: itself (its checks come with ``rows``)."""
@@ -716,6 +718,7 @@ class Categorical:
     response: str = "counts"
     profiled: bool = False
     shares_slopes = False
+    scores = None  # categories are names, whatever they look like
 
     @property
     def n_predictors(self) -> int:
@@ -920,6 +923,12 @@ class Ordinal(Categorical):
 
     name: str = "ordinal"
     shares_slopes = True
+
+    @property
+    def scores(self) -> np.ndarray | None:
+        """The levels as numbers when every one is a number (the mean score's weights), else None."""
+        numbers = pd.to_numeric(pd.Series(self.categories), errors="coerce")
+        return None if numbers.isna().any() else numbers.to_numpy(float)
 
     @property
     def predictor_names(self) -> tuple:

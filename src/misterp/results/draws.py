@@ -117,6 +117,8 @@ class CellDraws:
         the delta pieces are there, else "none".
     categories : tuple, optional
         The outcome's categories, when the means are their shares (the last axis of ``point``).
+    scores : (K,) array, optional
+        The categories as numbers (an ordinal outcome's numeric levels): poststratify adds the mean score.
     """
 
     point: np.ndarray
@@ -127,6 +129,7 @@ class CellDraws:
     unseen: dict = field(default_factory=dict)
     interval: str | None = None
     categories: tuple | None = None
+    scores: np.ndarray | None = None
 
     @property
     def default_interval(self) -> str:
@@ -222,7 +225,7 @@ class Predictor:
             se = np.sqrt(np.einsum("...j,jk,...k->...", jacobian, self.cov, jacobian))
             delta = (jacobian, self.cov)
         return CellDraws(point=point, draws=draws, method=fit.method, interval=fit.interval, se=se, delta=delta,
-                         unseen=unseen, categories=family.categories)
+                         unseen=unseen, categories=family.categories, scores=family.scores)
 
 
     def _with_new_effects(self, levels: list, n_effects: np.ndarray, family) -> np.ndarray:

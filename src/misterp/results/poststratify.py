@@ -50,6 +50,7 @@ class GroupSums:
         self.sums: dict = {}          # name -> array whose last axis is the groups
         self.unseen: dict = {}
         self.categories = None        # the outcome's categories, when the means are their shares
+        self.scores = None            # and their numeric values, for the mean score
 
     @property
     def n_groups(self) -> int:
@@ -126,7 +127,7 @@ class GroupSums:
         if self.interval not in ("draws", "quantile", "delta", "cell-bounds", "none"):
             raise ValueError(f"unknown interval {self.interval!r}")
         self.method = cells.method
-        self.categories = cells.categories
+        self.categories, self.scores = cells.categories, cells.scores
         per_cell = () if cells.categories is None else (len(cells.categories),)  # a category axis before groups
         self.sums = {name: np.zeros(0) for name in ("population", "total")}
         names = ["point"] + {"delta": [], "cell-bounds": ["lower", "upper"]}.get(self.interval, [])
@@ -210,8 +211,14 @@ class GroupSums:
         lower, upper = np.broadcast_to(lower, np.shape(estimate)), np.broadcast_to(upper, np.shape(estimate))
         if group_draws is not None:
             group_draws[..., empty] = np.nan
+        scores = {}
+        if self.scores is not None:  # numeric levels: each group's mean score, and its draws' sd
+            scores["mean_score"] = self.scores @ np.asarray(estimate)
+            if group_draws is not None:
+                scores["mean_score_sd"] = np.einsum("k,dkg->dg", self.scores, group_draws).std(axis=0, ddof=1)
         if self.categories is not None:  # a row per group and category, groups first
             K = len(self.categories)
+            scores = {name: np.repeat(values, K) for name, values in scores.items()}
             keys = keys.loc[np.repeat(keys.index, K)].reset_index(drop=True).assign(
                 category=np.tile(self.categories, len(population)))
             estimate, sd, lower, upper = (np.asarray(a).T.ravel() for a in (estimate, sd, lower, upper))
@@ -219,7 +226,7 @@ class GroupSums:
             if group_draws is not None:
                 group_draws = np.swapaxes(group_draws, 1, 2).reshape(len(group_draws), -1)
         table = keys.assign(estimate=estimate, sd=sd, lower=lower, upper=upper, population=population,
-                            interval=label)
+                            interval=label, **scores)
         if "voters" in sums:  # the turnout beside the shares: voters over the population, and its draws' sd
             K = 1 if self.categories is None else len(self.categories)
             people = np.where(sums["population"] > 0, sums["population"], 1.0)
