@@ -41,7 +41,8 @@ class GroupSums:
     rows: only with groups (and draws).
     """
 
-    def __init__(self, by=None, interval: str = "auto", chunk_size: int = 256, weight: "str | CellDraws | None" = None):
+    def __init__(self, by=None, interval: str = "auto", chunk_size: int = 256,
+                 weight: "str | CellDraws | None" = None):
         self.by = [by] if isinstance(by, str) else list(by or [])
         self.interval, self.chunk_size, self.weight = interval, chunk_size, weight
         self.method = "none"
