@@ -1,7 +1,8 @@
 """misterp: Multilevel Regression and Poststratification in Python.
 
 The stages, each callable alone: data (``read_survey``, ``read_frame``, ``read_adjacency``) ->
-cells (``prepare``, with a family: ``BINOMIAL``, ``POISSON``, ``GAUSSIAN``, ``CATEGORICAL``, ``ORDINAL`` or its name) -> fit (``GlmEngine``, ``LaplaceEngine``, ``bootstrap``,
+cells (``prepare``, with a family: ``BINOMIAL``, ``POISSON``, ``GAUSSIAN``, ``CATEGORICAL``, ``ORDINAL`` or
+its name) -> fit (``GlmEngine``, ``LaplaceEngine``, ``bootstrap``,
 ``BayesEngine``, ``InlaEngine``) -> ``cell_draws`` -> ``poststratify`` -> ``Estimate``.
 """
 
@@ -26,9 +27,9 @@ from .results.poststratify import poststratify
 from .results.saved import load_fit, save_fit
 
 __all__ = [
-    "BINOMIAL", "CATEGORICAL", "GAUSSIAN", "ORDINAL", "POISSON", "BayesEngine", "BayesFit", "Binomial", "BootstrapFit", "Categorical", "Cells", "CellDraws",
-    "Estimate", "Family", "Fit", "Frame", "Gaussian", "GlmEngine", "GlmFit", "InlaEngine", "InlaFit", "LaplaceEngine", "MisterpInputError", "MisterpWarning", "MixedFit", "Ordinal", "Priors", "Survey", "bootstrap",
-    "cell_draws", "collapse", "load_fit", "parse_formula", "poststratify", "prepare", "read_adjacency", "read_frame",
-    "read_survey", "restrict_choices",
-    "save_fit",
+    "BINOMIAL", "CATEGORICAL", "GAUSSIAN", "ORDINAL", "POISSON", "BayesEngine", "BayesFit", "Binomial",
+    "BootstrapFit", "Categorical", "Cells", "CellDraws", "Estimate", "Family", "Fit", "Frame", "Gaussian",
+    "GlmEngine", "GlmFit", "InlaEngine", "InlaFit", "LaplaceEngine", "MisterpInputError", "MisterpWarning",
+    "MixedFit", "Ordinal", "Priors", "Survey", "bootstrap", "cell_draws", "collapse", "load_fit", "parse_formula",
+    "poststratify", "prepare", "read_adjacency", "read_frame", "read_survey", "restrict_choices", "save_fit",
 ]

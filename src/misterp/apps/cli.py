@@ -600,7 +600,8 @@ def _check_options(args) -> None:
         raise MisterpInputError("--choices sets which categories stand in each area, for a categorical outcome; use "
                                 "it with --family categorical, or drop it.")
     if getattr(args, "turnout", None) and args.bootstrap:
-        raise MisterpInputError("--turnout pairs the two models' draws; --bootstrap does not combine with it. Drop one.")
+        raise MisterpInputError("--turnout pairs the two models' draws; --bootstrap does not combine with it. "
+                                "Drop one.")
     if args.bootstrap and args.engine != "laplace":
         raise MisterpInputError("--bootstrap refits a multilevel Laplace fit; use it with --engine laplace.")
     if args.ml and (args.family != "gaussian" or args.engine != "laplace"):

@@ -74,7 +74,8 @@ def irls(X, stats, offset, family, tol=1e-12, max_iter=100):
         w = floor_weights(w, floor)
         # the working response's normal equations: X'W X beta = X'(W (eta - offset) + r)
         gram = weighted_gram(X, w)
-        beta = spd_solve(gram, weighted_sum(X, times_weights(w, predictors(eta, m) - offset[:, None]) + predictors(r, m)))
+        working = times_weights(w, predictors(eta, m) - offset[:, None]) + predictors(r, m)
+        beta = spd_solve(gram, weighted_sum(X, working))
         eta = stacked_predictor(X, beta, offset, family)
         dev = -2.0 * family.loglik(stats, eta).sum()
         if abs(dev - dev_old) <= tol * (abs(dev) + 0.1):
