@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.optimize import minimize
 
 from ..errors import MisterpInputError
@@ -72,6 +73,7 @@ class Layout:
         self.n_fixed = self.m + self.p - 1 if self.shared else self.m * self.p
         self.n_sd = self.n_terms if self.shared else self.m * self.n_terms
         self.n_u = self.q if self.shared else self.m * self.q
+        self._dense = None
 
     def scales(self, sigma: np.ndarray) -> np.ndarray:
         """Each u entry's sd, (n_u,)."""
@@ -80,22 +82,29 @@ class Layout:
         sigma = np.reshape(sigma, (-1, self.n_terms))
         return sigma[:, self.term_of_level].ravel()
 
-    def design(self, X: np.ndarray, Z: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        """A (m, n_cells, n_fixed + n_u): eta_j = offset + A_j v."""
+    def design(self, X: np.ndarray, Z, sigma: np.ndarray) -> "StackedDesign":
+        """The m linear predictors' design at the sds ``sigma`` (see :class:`StackedDesign`); ``Z`` is the
+        model's sparse group-effect matrix (n_cells, q)."""
         m, p, q, n = self.m, self.p, self.q, len(X)
-        A = np.zeros((m, n, self.n_fixed + self.n_u))
-        scaled = Z * self.scales(sigma)[None, :q] if self.shared else None
         slopes = [i for i in range(p) if i != self.intercept]
+        F, coefs, cols = [], [], []
+        scales = self.scales(sigma)
         for j in range(m):
+            f = np.zeros((n, self.n_fixed))
             if self.shared:  # theta_j - x'beta - z'b
-                A[j, :, j] = 1.0
-                A[j, :, m:m + p - 1] = -X[:, slopes]
-                A[j, :, self.n_fixed:] = -scaled
+                f[:, j] = 1.0
+                f[:, m:] = -X[:, slopes]
+                coefs.append(-scales)
+                cols.append(np.arange(q))
             else:
-                A[j, :, j * p:(j + 1) * p] = X
-                lam = self.scales(sigma)[j * q:(j + 1) * q]
-                A[j, :, self.n_fixed + j * q:self.n_fixed + (j + 1) * q] = Z * lam
-        return A
+                f[:, j * p:(j + 1) * p] = X
+                coefs.append(scales[j * q:(j + 1) * q])
+                cols.append(np.arange(j * q, (j + 1) * q))
+            F.append(f)
+        if self._dense is None or self._dense[0] is not Z:  # Z's dense copy and transpose, made once
+            csr = sp.csr_matrix(Z)
+            self._dense = (Z, csr, csr.T.tocsr(), csr.toarray())
+        return StackedDesign(F, *self._dense[1:], coefs, cols, self.n_u)
 
     def start(self, family, stats: dict) -> np.ndarray:
         """A starting fixed part: each predictor's intercept (cut point) at its cells' pooled link value."""
@@ -136,26 +145,84 @@ class Layout:
         return [(name, k) for k in family.predictor_names for name in group_names]
 
 
-def _predictors(A: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """A_j v for each predictor, (n, m)."""
-    return np.stack([a @ v for a in A], axis=1)
+class StackedDesign:
+    """eta_j = F_j v_fixed + Z (c_j * v_u[cols_j]) for each predictor j, v = (v_fixed, v_u).
+
+    F_j (n_cells, k) is dense and small (k = 0 when the fixed part is not among the variables); Z (n_cells, q)
+    is the sparse group-effect indicator matrix; c_j (q,) the effects' scales (with sign -1 when shared) and
+    cols_j the entries of v_u predictor j reads. The Gram matrix is assembled block by block, never forming
+    the m (n_cells x d) designs: its cost grows with the cells times (k + terms)^2, not with d^2."""
+
+    def __init__(self, F: list, Z, Zt, Zd: np.ndarray, coefs: list, cols: list, n_u: int):
+        self.F, self.Z, self.Zt, self.Zd, self.coefs, self.cols, self.n_u = F, Z, Zt, Zd, coefs, cols, n_u
+        self.k = F[0].shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.k + self.n_u
+
+    def effects_only(self) -> "StackedDesign":
+        """The same design without the fixed part among the variables."""
+        return StackedDesign([f[:, :0] for f in self.F], self.Z, self.Zt, self.Zd, self.coefs, self.cols, self.n_u)
+
+    def fixed_predictors(self, fixed: np.ndarray) -> np.ndarray:
+        """F_j v_fixed for each predictor, (n, m)."""
+        return np.stack([f @ fixed for f in self.F], axis=1)
+
+    def predictors(self, v: np.ndarray) -> np.ndarray:
+        """eta_j - offset for each predictor, (n, m)."""
+        fixed, u = v[:self.k], v[self.k:]
+        return np.stack([f @ fixed + self.Z @ (c * u[cols]) for f, c, cols in zip(self.F, self.coefs, self.cols)],
+                        axis=1)
+
+    def score(self, r: np.ndarray) -> np.ndarray:
+        """sum_j A_j' r_j, (d,), for r (n, m)."""
+        g = np.zeros(self.width)
+        for j, (f, c, cols) in enumerate(zip(self.F, self.coefs, self.cols)):
+            g[:self.k] += f.T @ r[:, j]
+            g[self.k + cols] += c * (self.Zt @ r[:, j])
+        return g
+
+    def gram(self, w: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+        """sum_jl A_j' diag(w[:, j, l]) A_l + diag(penalty), (d, d)."""
+        k, m = self.k, len(self.F)
+        H = np.diag(penalty).astype(float)
+        for j in range(m):
+            for l in range(j, m):
+                wl = w[:, j, l][:, None]
+                fixed, effects = slice(0, k), k + self.cols[j]
+                T = np.zeros((self.width, self.width))
+                WF = wl * self.F[l]
+                T[fixed, fixed] = self.F[j].T @ WF
+                T[np.ix_(effects, np.arange(k))] = self.coefs[j][:, None] * (self.Zt @ WF)
+                WZ = wl * self.Zd * self.coefs[l]
+                T[np.ix_(np.arange(k), k + self.cols[l])] = self.F[j].T @ WZ
+                T[np.ix_(effects, k + self.cols[l])] = self.coefs[j][:, None] * (self.Zt @ WZ)
+                H += T if j == l else T + T.T
+        return H
+
+    def dense(self) -> np.ndarray:
+        """The designs A_j as one dense (m, n_cells, d) array (for JAX)."""
+        Zd = self.Zd
+        A = np.zeros((len(self.F), Zd.shape[0], self.width))
+        for j, (f, c, cols) in enumerate(zip(self.F, self.coefs, self.cols)):
+            A[j, :, :self.k] = f
+            A[j, :, self.k + cols] = (Zd * c).T
+        return A
 
 
-def _gram(A: np.ndarray, w: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    """sum_jk A_j' diag(w[:, j, k]) A_k plus diag(penalty), (d, d)."""
-    m = len(A)
-    H = np.diag(penalty).astype(float)
-    for j in range(m):
-        for k in range(j, m):
-            block = (A[j] * w[:, j, k][:, None]).T @ A[k]
-            H += block if j == k else block + block.T
-    return H
+def _predictors(A: "StackedDesign", v: np.ndarray) -> np.ndarray:
+    return A.predictors(v)
+
+
+def _gram(A: "StackedDesign", w: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    return A.gram(w, penalty)
 
 
 def _mode(family, stats, A: np.ndarray, base: np.ndarray, penalty: np.ndarray, v: np.ndarray):
     """Maximize loglik(base + A_j v) - |penalty^(1/2) v|^2 / 2 over v by Newton with step halving.
 
-    A : (m, n, d); base : (n, m); penalty : (d,) 1 on u, 0 elsewhere. Returns (v, the penalized negative
+    A : a StackedDesign; base : (n, m); penalty : (d,) 1 on u, 0 elsewhere. Returns (v, the penalized negative
     Hessian (d, d) at the mode, the penalized log-likelihood)."""
     def value(v):
         eta = base + _predictors(A, v)
@@ -164,7 +231,7 @@ def _mode(family, stats, A: np.ndarray, base: np.ndarray, penalty: np.ndarray, v
     eta, current = value(v)
     for _ in range(100):
         _, w, r, _ = family.working(stats, eta)
-        g = sum(a.T @ r[:, j] for j, a in enumerate(A)) - penalty * v
+        g = A.score(r) - penalty * v
         step = spd_solve(_gram(A, w, penalty), g)
         for _ in range(30):
             new_eta, new = value(v + step)
@@ -186,7 +253,7 @@ class LaplaceObjective:
 
     def __init__(self, cells: Cells, layout: Layout):
         self.cells, self.layout = cells, layout
-        self.X, self.Z = cells.X, cells.design.random_matrix(cells.table).toarray()
+        self.X, self.Z = cells.X, cells.design.random_matrix(cells.table)
         self.base = np.broadcast_to(cells.offset[:, None], (cells.n_cells, layout.m))
         self.start = layout.start(cells.family, cells.stats)
         self.fixed, self.u = self.start.copy(), np.zeros(layout.n_u)
@@ -197,10 +264,10 @@ class LaplaceObjective:
     def full(self, fixed: np.ndarray, sigma: np.ndarray) -> float:
         """nAGQ = 1: u at its mode given the fixed part and sigma (from the last mode, else from 0)."""
         A = self.layout.design(self.X, self.Z, sigma)
-        k = self.layout.n_fixed
-        base = self.base + _predictors(A[:, :, :k], fixed)
+        base = self.base + A.fixed_predictors(fixed)
+        effects = A.effects_only()
         for u0 in (self.u, np.zeros(self.layout.n_u)):
-            u, H, penalized = self._mode(A[:, :, k:], base, np.ones(self.layout.n_u), u0)
+            u, H, penalized = self._mode(effects, base, np.ones(self.layout.n_u), u0)
             value = -2.0 * penalized + np.linalg.slogdet(H)[1]
             if np.isfinite(value):
                 self.u = u
@@ -353,7 +420,7 @@ class StackedFit(Fit):
     def problems(self) -> list[str]:
         cells, layout = self.cells, self.layout
         eta = cells.offset[:, None] + _predictors(
-            layout.design(cells.X, cells.design.random_matrix(cells.table).toarray(), np.ones(layout.n_sd)),
+            layout.design(cells.X, cells.design.random_matrix(cells.table), np.ones(layout.n_sd)),
             np.concatenate([self.fixed, self.b]))
         notes = [] if self.converged else ["the Laplace optimization did not report convergence; check the sds"]
         return rank_problems(cells) + notes + separation_problems(cells, eta)
@@ -377,7 +444,7 @@ def stacked_bootstrap(fit: StackedFit, nsim: int, use_u: bool = True, seed=None,
 
     rng = np.random.default_rng(seed)
     cells, layout = fit.cells, fit.layout
-    A = layout.design(cells.X, cells.design.random_matrix(cells.table).toarray(), np.ones(layout.n_sd))
+    A = layout.design(cells.X, cells.design.random_matrix(cells.table), np.ones(layout.n_sd))
     base = cells.offset[:, None]
     coef = np.full((nsim, len(fit.point_coef())), np.nan)
     sds = np.full((nsim, layout.n_sd), np.nan)

@@ -39,18 +39,19 @@ def stacked_pilot(cells, data: dict) -> dict:
     from ..stacked import _gram, _predictors, stacked_fit
 
     layout = Layout(cells)
-    A = layout.design(cells.X, cells.design.random_matrix(cells.table).toarray(), np.ones(layout.n_sd))
+    A = layout.design(cells.X, cells.design.random_matrix(cells.table), np.ones(layout.n_sd))
     with warnings.catch_warnings():  # the pilot's problems are not the posterior's
         warnings.simplefilter("ignore", MisterpWarning)
         pilot = stacked_fit(cells)
     x_hat = np.concatenate([pilot.fixed, pilot.b])
     _, w, score, _ = cells.family.working(cells.stats, cells.offset[:, None] + _predictors(A, x_hat))
-    H = _gram(A, w, np.zeros(A.shape[2]))
-    r = H @ x_hat + sum(a.T @ score[:, j] for j, a in enumerate(A))
+    d = A.width
+    H = _gram(A, w, np.zeros(d))
+    r = H @ x_hat + A.score(score)
     # the centred intercepts (cut points) as rows of x: alpha_c = C x (brms's priors are on them)
     xbar = np.asarray(data["xbar"], float)
     slopes = [i for i in range(layout.p) if i != layout.intercept]
-    C, intercepts = np.zeros((layout.m, A.shape[2])), []
+    C, intercepts = np.zeros((layout.m, d)), []
     for j in range(layout.m):
         if layout.shared:  # theta_c = theta - xbar'beta
             C[j, j], C[j, layout.m:layout.n_fixed] = 1.0, -xbar
@@ -60,8 +61,9 @@ def stacked_pilot(cells, data: dict) -> dict:
             C[j, [j * layout.p + i for i in slopes]] = xbar
             intercepts.append(j * layout.p + layout.intercept)
     if not intercepts:  # no intercept: no prior but the flat one on the fixed part
-        C = np.zeros((0, A.shape[2]))
-    return {"A": A, "H": H, "r": r, "C": C, "intercepts": np.array(intercepts, dtype=int), "layout": layout}
+        C = np.zeros((0, d))
+    # the likelihood's design, dense for JAX: (m, n_cells, d)
+    return {"A": A.dense(), "H": H, "r": r, "C": C, "intercepts": np.array(intercepts, dtype=int), "layout": layout}
 
 
 def family_priors(style: str, intercept_scale: float, coef_scale, sd_scale: float):
