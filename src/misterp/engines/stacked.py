@@ -211,28 +211,20 @@ class StackedDesign:
         return A
 
 
-def _predictors(A: "StackedDesign", v: np.ndarray) -> np.ndarray:
-    return A.predictors(v)
-
-
-def _gram(A: "StackedDesign", w: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    return A.gram(w, penalty)
-
-
 def _mode(family, stats, A: np.ndarray, base: np.ndarray, penalty: np.ndarray, v: np.ndarray):
     """Maximize loglik(base + A_j v) - |penalty^(1/2) v|^2 / 2 over v by Newton with step halving.
 
     A : a StackedDesign; base : (n, m); penalty : (d,) 1 on u, 0 elsewhere. Returns (v, the penalized negative
     Hessian (d, d) at the mode, the penalized log-likelihood)."""
     def value(v):
-        eta = base + _predictors(A, v)
+        eta = base + A.predictors(v)
         return eta, float(family.loglik(stats, eta, constant=False).sum()) - 0.5 * float(np.sum(penalty * v * v))
 
     eta, current = value(v)
     for _ in range(100):
         _, w, r, _ = family.working(stats, eta)
         g = A.score(r) - penalty * v
-        step = spd_solve(_gram(A, w, penalty), g)
+        step = spd_solve(A.gram(w, penalty), g)
         for _ in range(30):
             new_eta, new = value(v + step)
             if np.isfinite(new) and new >= current - 1e-12 * abs(current):
@@ -244,7 +236,7 @@ def _mode(family, stats, A: np.ndarray, base: np.ndarray, penalty: np.ndarray, v
         if moved < NEWTON_TOL:
             break
     _, w, _, _ = family.working(stats, eta)
-    return v, _gram(A, w, penalty), current
+    return v, A.gram(w, penalty), current
 
 
 class LaplaceObjective:
@@ -334,8 +326,8 @@ def stacked_fit(cells: Cells, start: "StackedFit | None" = None) -> "StackedFit"
     # the normal approximation of (fixed part, u) at the mode, mapped to (fixed part, b)
     A = layout.design(objective.X, objective.Z, sigma)
     v = np.concatenate([fixed, objective.u])
-    _, w, _, _ = cells.family.working(cells.stats, objective.base + _predictors(A, v))
-    H = _gram(A, w, np.concatenate([np.zeros(k), np.ones(layout.n_u)]))
+    _, w, _, _ = cells.family.working(cells.stats, objective.base + A.predictors(v))
+    H = A.gram(w, np.concatenate([np.zeros(k), np.ones(layout.n_u)]))
     scale = np.concatenate([np.ones(k), layout.scales(sigma)])
     cov = spd_solve(H, np.eye(len(v))) * np.outer(scale, scale)
     loglik = -0.5 * deviance + cells.row_constant
@@ -419,9 +411,8 @@ class StackedFit(Fit):
 
     def problems(self) -> list[str]:
         cells, layout = self.cells, self.layout
-        eta = cells.offset[:, None] + _predictors(
-            layout.design(cells.X, cells.design.random_matrix(cells.table), np.ones(layout.n_sd)),
-            np.concatenate([self.fixed, self.b]))
+        design = layout.design(cells.X, cells.design.random_matrix(cells.table), np.ones(layout.n_sd))
+        eta = cells.offset[:, None] + design.predictors(np.concatenate([self.fixed, self.b]))
         notes = [] if self.converged else ["the Laplace optimization did not report convergence; check the sds"]
         return rank_problems(cells) + notes + separation_problems(cells, eta)
 
@@ -450,7 +441,7 @@ def stacked_bootstrap(fit: StackedFit, nsim: int, use_u: bool = True, seed=None,
     sds = np.full((nsim, layout.n_sd), np.nan)
     for i in tqdm(range(nsim), desc="bootstrap", unit="refit", disable=None if progress else True):
         b = fit.b if use_u else layout.scales(fit.sds) * rng.standard_normal(layout.n_u)
-        mu = cells.family.mean(base + _predictors(A, np.concatenate([fit.fixed, b])))
+        mu = cells.family.mean(base + A.predictors(np.concatenate([fit.fixed, b])))
         simulated = cells.with_stats(cells.family.simulate(cells.stats, mu, rng))
         try:
             refit = stacked_fit(simulated, start=fit)

@@ -36,7 +36,7 @@ def stacked_pilot(cells, data: dict) -> dict:
     import warnings
 
     from ...errors import MisterpWarning
-    from ..stacked import _gram, _predictors, stacked_fit
+    from ..stacked import stacked_fit
 
     layout = Layout(cells)
     A = layout.design(cells.X, cells.design.random_matrix(cells.table), np.ones(layout.n_sd))
@@ -44,9 +44,9 @@ def stacked_pilot(cells, data: dict) -> dict:
         warnings.simplefilter("ignore", MisterpWarning)
         pilot = stacked_fit(cells)
     x_hat = np.concatenate([pilot.fixed, pilot.b])
-    _, w, score, _ = cells.family.working(cells.stats, cells.offset[:, None] + _predictors(A, x_hat))
+    _, w, score, _ = cells.family.working(cells.stats, cells.offset[:, None] + A.predictors(x_hat))
     d = A.width
-    H = _gram(A, w, np.zeros(d))
+    H = A.gram(w, np.zeros(d))
     r = H @ x_hat + A.score(score)
     # the centred intercepts (cut points) as rows of x: alpha_c = C x (brms's priors are on them)
     xbar = np.asarray(data["xbar"], float)
