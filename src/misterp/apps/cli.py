@@ -274,12 +274,12 @@ def _fit_turnout(args, survey):
 
     import pandas as pd
 
-    from ..data.survey import read_survey
+    from ..data.survey import Survey
     from ..model.cells import prepare
     from ..model.formula import parse_formula
 
     turnout = parse_formula(args.turnout)
-    voters = read_survey(args.survey, turnout.response, weights=args.weights, join=args.join, recode=args.map)
+    voters = Survey(survey.data, turnout.response, survey.weights)  # the rows as read, recoded and joined
     cells, notes = prepare(voters, None, turnout, drop_missing=args.drop_missing, family="binomial")
     # the same engine and settings, for a yes/no outcome
     options = argparse.Namespace(**{**vars(args), "family": "binomial", "reference": None, "levels": None,

@@ -176,8 +176,7 @@ class OnePredictor:
     def sum_cells(stats: dict, group: np.ndarray, n_groups: int) -> dict:
         """The statistics of groups of cells: each (..., n_cells) array summed by ``group`` (n_cells,) into
         (..., n_groups)."""
-        onehot = np.eye(n_groups)[group]
-        return {k: np.asarray(v, float) @ onehot for k, v in stats.items()}
+        return {k: sum_by_group(v, group, n_groups, axis=-1) for k, v in stats.items()}
 
 
 @dataclass(frozen=True)
@@ -761,8 +760,7 @@ class Categorical:
     def sum_cells(stats: dict, group: np.ndarray, n_groups: int) -> dict:
         """The statistics of groups of cells: counts (..., n_cells, K) and trials (..., n_cells) summed by
         ``group`` (n_cells,) over the cells' axis."""
-        onehot = np.eye(n_groups)[group]
-        counts = np.einsum("...ck,cg->...gk", np.asarray(stats["counts"], float), onehot)
+        counts = sum_by_group(stats["counts"], group, n_groups, axis=-2)
         return {"counts": counts, "trials": counts.sum(axis=-1)}
 
     def _bound(self) -> None:
@@ -967,12 +965,6 @@ class Ordinal(Categorical):
     def state(self) -> dict:
         return {"categories": list(self.categories)}
 
-    def rows(self, data: pd.DataFrame, formula: Formula, *, trials: str | None = None,
-             exposure: str | None = None) -> RowOutcome:
-        self._bound()
-        return Categorical.rows(self, data.assign(**{formula.response: data[formula.response].astype(str)}),
-                                formula, trials=trials, exposure=exposure)
-
     # -- link --------------------------------------------------------------
     @staticmethod
     def _cumulative(eta: np.ndarray) -> np.ndarray:
@@ -1039,6 +1031,14 @@ class Ordinal(Categorical):
         shares = jnp.diff(jnp.concatenate([0.0 * ones, cumulative, ones], axis=-1), axis=-1)
         numpyro.sample("y", dist.Multinomial(total_count=jnp.asarray(stats["trials"]), probs=shares),
                        obs=jnp.asarray(stats["counts"]))
+
+
+def sum_by_group(values, group: np.ndarray, n_groups: int, axis: int) -> np.ndarray:
+    """``values`` summed over its cells' ``axis`` by ``group`` (n_cells,), that axis becoming n_groups long."""
+    cells_first = np.moveaxis(np.asarray(values, float), axis, 0)
+    out = np.zeros((n_groups,) + cells_first.shape[1:])
+    np.add.at(out, group, cells_first)
+    return np.moveaxis(out, 0, axis)
 
 
 def _within(stats: dict) -> np.ndarray:

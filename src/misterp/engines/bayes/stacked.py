@@ -104,8 +104,7 @@ def _whitened_stacked(whitened: dict, n_terms: int, shared: bool, priors):
     lead = () if shared else (layout.m,)
     sigma = None
     # d: the prior's scale for the intercepts (cut points) and slopes (none for flat ones), 1/sd^2 for effects
-    d = jnp.zeros(layout.n_fixed).at[jnp.asarray(whitened["intercepts"])].set(
-        (STUDENT_SCALE if coef_scale is None else float(intercept.scale)) ** -2.0)
+    d = jnp.zeros(layout.n_fixed).at[jnp.asarray(whitened["intercepts"])].set(float(intercept.scale) ** -2.0)
     if coef_scale is not None and len(coef_scale):
         others = np.setdiff1d(np.arange(layout.n_fixed), whitened["intercepts"])
         d = d.at[jnp.asarray(others)].set(jnp.asarray(np.tile(coef_scale, len(others) // len(coef_scale))) ** -2.0)
