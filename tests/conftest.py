@@ -33,6 +33,22 @@ SEVEN_TERM = ("abortion ~ male + (1|state) + (1|eth) + (1|educ) + (1|age) + (1|e
               "+ (1|educ:eth) + (1|male:eth)")
 
 
+def cli_run(capsys, *argv):
+    """``misterp ARGV`` in process: (exit code, stdout, stderr)."""
+    from misterp.apps.cli import main
+
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def cli_error(capsys, *argv):
+    """``misterp ARGV``'s one-paragraph error, asserting exit code 2 and no traceback."""
+    code, out, err = cli_run(capsys, *argv)
+    assert code == 2 and "Traceback" not in err and err.startswith("misterp: error:"), err
+    return err
+
+
 @pytest.fixture(scope="session")
 def ref():
     return json.loads((SHARED / "reference" / "seed_article.json").read_text())

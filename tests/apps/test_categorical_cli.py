@@ -4,23 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FIXTURES
-from misterp.apps.cli import main
+from conftest import FIXTURES, cli_error as bad, cli_run as run
 
 SURVEY, FRAME = FIXTURES / "chile_survey.csv", FIXTURES / "chile_frame.csv"
 FORMULA = "vote ~ sex + education + (1|region) + (1|age_group)"
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def bad(capsys, *argv):
-    code, out, err = run(capsys, *argv)
-    assert code == 2 and "Traceback" not in err and err.startswith("misterp: error:"), err
-    return err
 
 
 def fit_args(*extra, survey=SURVEY, formula=FORMULA):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import CCES
+from conftest import CCES, cli_error as bad, cli_run as run
 from misterp.apps.cli import main
 
 
@@ -18,11 +18,6 @@ def files(tmp_path, article_survey):
     pd.DataFrame({"class": [1, 2, 3, 4, 5], "N": [4000, 4000, 4000, 4000, 7000]}).to_csv(frame, index=False)
     return tmp_path, survey, frame
 
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_fit_writes_the_estimate_table(files, capsys, ref):
@@ -57,12 +52,6 @@ def test_glm_engine_and_bootstrap(files, capsys):
                        "--count", "N", "--bootstrap", "30", "--seed", "2", "--no-progress")
     assert code == 0 and "bootstrap" in out
 
-
-def bad(capsys, *argv):
-    code, out, err = run(capsys, *argv)
-    assert code == 2
-    assert "Traceback" not in err and err.startswith("misterp: error:")
-    return err
 
 
 def test_missing_values_error_and_drop(files, capsys, article_survey):

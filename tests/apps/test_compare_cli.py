@@ -3,8 +3,7 @@
 import pandas as pd
 import pytest
 
-from conftest import CCES, SEVEN_TERM
-from misterp.apps.cli import main
+from conftest import CCES, SEVEN_TERM, cli_error as bad, cli_run as run
 
 ARTICLE = ["response ~ 1", "response ~ factor(class)", "response ~ (1|class)"]
 CASE_STUDY = ("abortion ~ (1|state) + (1|eth) + (1|educ) + male + (1|male:eth) + (1|educ:age) + (1|educ:eth) "
@@ -18,11 +17,6 @@ def files(tmp_path, article_survey):
     pd.DataFrame({"class": [1, 2, 3, 4, 5], "N": [4000, 4000, 4000, 4000, 7000]}).to_csv(frame, index=False)
     return tmp_path, ["--survey", survey, "--frame", frame, "--count", "N"]
 
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def formulas(*texts):
@@ -65,11 +59,6 @@ def test_compare_writes_csv_with_area_and_folds(files, capsys):
     assert set(table["scheme"]) == {"kfold"} and set(table["formula"]) == {ARTICLE[0], ARTICLE[2]}
     assert table.groupby("score")["rank"].apply(sorted).tolist() == [[1, 2]] * 3
 
-
-def bad(capsys, *argv):
-    code, out, err = run(capsys, *argv)
-    assert code == 2 and "Traceback" not in err and err.startswith("misterp: error:")
-    return err
 
 
 def test_compare_misuse_is_named(files, capsys):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import CCES, FIXTURES
+from conftest import CCES, FIXTURES, cli_error as bad, cli_run as run
 from misterp.apps.cli import main
 from misterp.apps.demo import run_trend_example
 from misterp.sim.simulate import panel_simulation
@@ -12,16 +12,6 @@ from misterp.sim.simulate import panel_simulation
 FRAME = CCES / "poststrat_df.csv"
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def bad(capsys, *argv):
-    code, out, err = run(capsys, *argv)
-    assert code == 2 and "Traceback" not in err and err.startswith("misterp: error:"), err
-    return err
 
 
 @pytest.fixture(scope="module")

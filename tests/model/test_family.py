@@ -169,6 +169,26 @@ def _categorical_stats(rng, n_cells=25, K=4):
     return {"counts": counts, "trials": counts.sum(axis=1)}
 
 
+def _pieces_agree_by_differences(family, stats, eta, score_tol, weight_tol):
+    """A family with a category axis, at linear predictors ``eta`` (n_cells, m): the shares sum to 1, the link
+    inverts the mean, and by central differences in each eta_j the score is the log-likelihood's gradient,
+    the weight block its negative Hessian and mean_deriv the shares' derivative (tolerances (rtol, atol)).
+    Returns the shares."""
+    mu, w, r, _ = family.working(stats, eta)
+    assert np.allclose(mu.sum(axis=1), 1.0) and np.allclose(family.link_function(mu), eta)
+    h = 1e-5
+    for j in range(eta.shape[1]):
+        step = np.zeros(eta.shape[1])
+        step[j] = h
+        grad = (family.loglik(stats, eta + step) - family.loglik(stats, eta - step)) / (2 * h)
+        np.testing.assert_allclose(grad, r[:, j], rtol=score_tol[0], atol=score_tol[1])
+        r_plus, r_minus = family.working(stats, eta + step)[2], family.working(stats, eta - step)[2]
+        np.testing.assert_allclose(-(r_plus - r_minus) / (2 * h), w[:, :, j], rtol=weight_tol[0], atol=weight_tol[1])
+        dmu = (family.mean(eta + step) - family.mean(eta - step)) / (2 * h)
+        np.testing.assert_allclose(dmu, family.mean_deriv(eta)[:, :, j], rtol=1e-6, atol=1e-9)
+    return mu
+
+
 def test_categorical_family_pieces_agree():
     """The score is the log-likelihood's gradient in each linear predictor, the weight block its negative
     Hessian, the shares sum to 1 and the link inverts the mean."""
@@ -177,19 +197,7 @@ def test_categorical_family_pieces_agree():
     rng = np.random.default_rng(1)
     stats = _categorical_stats(rng)
     eta = rng.normal(size=(25, 3))
-    mu, w, r, _ = family.working(stats, eta)
-    assert np.allclose(mu.sum(axis=1), 1.0) and np.allclose(family.link_function(mu), eta)
-    h = 1e-5
-    for j in range(3):
-        step = np.zeros(3)
-        step[j] = h
-        grad = (family.loglik(stats, eta + step) - family.loglik(stats, eta - step)) / (2 * h)
-        np.testing.assert_allclose(grad, r[:, j], rtol=1e-6, atol=1e-7)
-        _, _, r_plus, _ = family.working(stats, eta + step)
-        _, _, r_minus, _ = family.working(stats, eta - step)
-        np.testing.assert_allclose(-(r_plus - r_minus) / (2 * h), w[:, :, j], rtol=1e-5, atol=1e-7)
-        dmu = (family.mean(eta + step) - family.mean(eta - step)) / (2 * h)
-        np.testing.assert_allclose(dmu, family.mean_deriv(eta)[:, :, j], rtol=1e-6, atol=1e-9)
+    mu = _pieces_agree_by_differences(family, stats, eta, score_tol=(1e-6, 1e-7), weight_tol=(1e-5, 1e-7))
     # the constant makes it the multinomial's log-probability
     from scipy.stats import multinomial
 
@@ -219,15 +227,4 @@ def test_ordinal_family_pieces_agree():
     rng = np.random.default_rng(2)
     stats = _categorical_stats(rng, K=3)
     eta = np.sort(rng.normal(size=(25, 2)), axis=1)
-    mu, w, r, _ = family.working(stats, eta)
-    assert np.allclose(mu.sum(axis=1), 1.0) and np.allclose(family.link_function(mu), eta)
-    h = 1e-5
-    for j in range(2):
-        step = np.zeros(2)
-        step[j] = h
-        grad = (family.loglik(stats, eta + step) - family.loglik(stats, eta - step)) / (2 * h)
-        np.testing.assert_allclose(grad, r[:, j], rtol=1e-5, atol=1e-6)
-        r_plus, r_minus = family.working(stats, eta + step)[2], family.working(stats, eta - step)[2]
-        np.testing.assert_allclose(-(r_plus - r_minus) / (2 * h), w[:, :, j], rtol=1e-4, atol=1e-6)
-        dmu = (family.mean(eta + step) - family.mean(eta - step)) / (2 * h)
-        np.testing.assert_allclose(dmu, family.mean_deriv(eta)[:, :, j], rtol=1e-6, atol=1e-9)
+    _pieces_agree_by_differences(family, stats, eta, score_tol=(1e-5, 1e-6), weight_tol=(1e-4, 1e-6))
