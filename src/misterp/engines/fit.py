@@ -149,6 +149,17 @@ def require_one_predictor(cells: Cells, engine: str) -> None:
             "model) or --engine glm (fixed effects only).")
 
 
+def stacked_eta(matrix, coef: np.ndarray, offset: np.ndarray, m: int) -> np.ndarray:
+    """Linear predictors of m stacked coefficient blocks: ``coef`` (n_draws, m k) predictor-major, ``matrix``
+    (n_cells, k); returns (n_draws, n_cells, m), or (n_cells, m) for one coefficient vector (m k,)."""
+    single = coef.ndim == 1
+    coef = np.atleast_2d(coef)
+    n_draws = coef.shape[0]
+    eta = np.asarray(matrix @ coef.reshape(n_draws * m, -1).T)  # (n_cells, n_draws m)
+    eta = eta.reshape(-1, n_draws, m).transpose(1, 0, 2) + offset[:, None]
+    return eta[0] if single else eta
+
+
 def stacked_names(names: list[str], family) -> list[str]:
     """Coefficient names for a family's stacked linear predictors: ``names`` for one, else
     "<predictor>:<name>" per predictor (a category), predictor-major.

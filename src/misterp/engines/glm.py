@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import MisterpInputError
 from ..model.cells import Cells
 from .fit import (Fit, ParameterDraws, normal_draws, one_blas_thread, rank_problems, separation_problems, spd_solve,
-                  stacked_names)
+                  stacked_eta, stacked_names)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def predictors(eta: np.ndarray, m: int) -> np.ndarray:
 def stacked_predictor(X, beta: np.ndarray, offset: np.ndarray, family) -> np.ndarray:
     """offset + X beta_k for each of the family's m stacked coefficient vectors: (n_cells, m) for a family with
     categories (whose predictors sit on a last axis, even one), else (n_cells,)."""
-    eta = offset[:, None] + X @ beta.reshape(family.n_predictors, -1).T
+    eta = stacked_eta(X, beta, offset, family.n_predictors)
     return eta[:, 0] if family.categories is None else eta
 
 

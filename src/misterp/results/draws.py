@@ -27,7 +27,7 @@ from typing import Iterator
 import numpy as np
 
 from ..data.frame import Frame
-from ..engines.fit import Fit, ParameterDraws
+from ..engines.fit import Fit, ParameterDraws, stacked_eta
 from ..model.family import DEFAULT_FAMILY, Family
 
 CHUNK = 256  # draws turned into cell predictions at a time
@@ -70,17 +70,6 @@ class LinearDraws:
             eta = np.asarray(self.matrix @ coef.T).T  # one (size, n_cells) array,
             eta += self.offset                        # updated in place
             yield self.family.mean(eta, out=eta)
-
-
-def stacked_eta(matrix, coef: np.ndarray, offset: np.ndarray, m: int) -> np.ndarray:
-    """Linear predictors of m stacked coefficient blocks: ``coef`` (n_draws, m k) predictor-major, ``matrix``
-    (n_cells, k); returns (n_draws, n_cells, m), or (n_cells, m) for one coefficient vector (m k,)."""
-    single = coef.ndim == 1
-    coef = np.atleast_2d(coef)
-    n_draws = coef.shape[0]
-    eta = np.asarray(matrix @ coef.reshape(n_draws * m, -1).T)  # (n_cells, n_draws m)
-    eta = eta.reshape(-1, n_draws, m).transpose(1, 0, 2) + offset[:, None]
-    return eta[0] if single else eta
 
 
 def delta_jacobian(slope: np.ndarray, X: np.ndarray) -> np.ndarray:
